@@ -1,0 +1,14 @@
+//! Who a Vietnamese citizen is, as the provincial systems need to know it.
+//!
+//! This crate is usable on its own by a provincial system: it parses and validates the 12-digit
+//! personal ID number ([`CitizenId`]), knows the 63 birth-registration province codes and what
+//! each became after the 2025 merger ([`province`]), and derives the stable account id that each
+//! downstream system sees for a citizen ([`account`]). It has no I/O and no async.
+
+pub mod account;
+pub mod citizen_id;
+pub mod province;
+
+pub use account::derived_account_id;
+pub use citizen_id::{CitizenId, CitizenIdError, Sex};
+pub use province::Province;

@@ -1,0 +1,138 @@
+//! How a client authenticates at the token endpoint (RFC 6749 §2.3.1, OIDC Core §9):
+//! `client_secret_basic` (HTTP Basic with form-urlencoded id and secret) or `client_secret_post`
+//! (the same two values in the form body). Using both at once is refused, as the RFC requires.
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::error::OAuthError;
+use crate::secret::constant_time_eq;
+
+/// Which method the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A public client naming itself by `client_id` only.
+    None,
+}
+
+/// The credentials a token request presented, not yet checked against a registration.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: Option<String>,
+    pub method: AuthMethod,
+}
+
+impl ClientCredentials {
+    /// Reads the credentials from the `Authorization` header or the form fields.
+    pub fn from_request(
+        headers: &HeaderMap,
+        form_client_id: Option<&str>,
+        form_secret: Option<&str>,
+    ) -> Result<Self, OAuthError> {
+        let basic = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
+        match (basic, form_secret) {
+            (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+                "use one client authentication method, not both",
+            )),
+            (Some(encoded), None) => {
+                let fail = || OAuthError::invalid_client("malformed Basic credentials", true);
+                let decoded = STANDARD.decode(encoded.trim()).map_err(|_| fail())?;
+                let decoded = String::from_utf8(decoded).map_err(|_| fail())?;
+                let (id, secret) = decoded.split_once(':').ok_or_else(fail)?;
+                let id = form_urldecode(id).ok_or_else(fail)?;
+                let secret = form_urldecode(secret).ok_or_else(fail)?;
+                if form_client_id.is_some_and(|f| f != id) {
+                    return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
+                }
+                Ok(Self { client_id: id, secret: Some(secret), method: AuthMethod::ClientSecretBasic })
+            }
+            (None, Some(secret)) => Ok(Self {
+                client_id: form_client_id
+                    .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?
+                    .to_owned(),
+                secret: Some(secret.to_owned()),
+                method: AuthMethod::ClientSecretPost,
+            }),
+            (None, None) => Ok(Self {
+                client_id: form_client_id
+                    .ok_or_else(|| OAuthError::invalid_client("client authentication is required", false))?
+                    .to_owned(),
+                secret: None,
+                method: AuthMethod::None,
+            }),
+        }
+    }
+
+    /// Checks the presented secret against the registered one.
+    pub fn check_secret(&self, registered: &str) -> Result<(), OAuthError> {
+        let basic = self.method == AuthMethod::ClientSecretBasic;
+        match &self.secret {
+            Some(s) if constant_time_eq(s, registered) => Ok(()),
+            _ => Err(OAuthError::invalid_client("client authentication failed", basic)),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value ('+' is a space).
+fn form_urldecode(value: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(value.len());
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn basic(raw: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = format!("Basic {}", STANDARD.encode(raw));
+        h.insert(AUTHORIZATION, HeaderValue::from_str(&v).unwrap());
+        h
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let c = ClientCredentials::from_request(&basic("my%20client:s%3Acret+x"), None, None).unwrap();
+        assert_eq!(c.client_id, "my client");
+        assert_eq!(c.secret.as_deref(), Some("s:cret x"));
+        assert_eq!(c.method, AuthMethod::ClientSecretBasic);
+        assert!(c.check_secret("s:cret x").is_ok());
+        assert!(c.check_secret("other").unwrap_err().basic_challenge);
+    }
+
+    #[test]
+    fn both_methods_at_once_are_refused() {
+        let err = ClientCredentials::from_request(&basic("a:b"), Some("a"), Some("b")).unwrap_err();
+        assert_eq!(err.error, crate::OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn post_credentials() {
+        let c = ClientCredentials::from_request(&HeaderMap::new(), Some("a"), Some("b")).unwrap();
+        assert_eq!(c.method, AuthMethod::ClientSecretPost);
+        assert!(ClientCredentials::from_request(&HeaderMap::new(), None, Some("b")).is_err());
+    }
+}

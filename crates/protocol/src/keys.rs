@@ -1,0 +1,177 @@
+//! Signing keys and their publication as a JWK Set.
+//!
+//! A provider signs with one key per algorithm (ES256 and RS256 here) and publishes every public
+//! key at its `jwks_uri`. A key's `kid` is its RFC 7638 thumbprint, so the same key always has
+//! the same id and two nodes loading the same PEM publish the same set.
+
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unsupported signing algorithm {0:?} (ES256 and RS256 are supported)")]
+    Unsupported(Algorithm),
+    #[error("cannot generate a key: {0}")]
+    Generate(String),
+    #[error("invalid key: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("no signing key for {0:?}")]
+    NoKeyFor(Algorithm),
+    #[error("token names no known key")]
+    UnknownKey,
+}
+
+/// One private key, with what is needed to sign, to verify and to publish it.
+pub struct SigningKey {
+    alg: Algorithm,
+    kid: String,
+    pkcs8_pem: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public: Jwk,
+}
+
+impl std::fmt::Debug for SigningKey {
+    // Never print the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.kid).finish()
+    }
+}
+
+impl SigningKey {
+    /// A fresh key: P-256 for ES256, 2048-bit RSA for RS256.
+    pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
+        let pem = match alg {
+            Algorithm::ES256 => {
+                use p256::pkcs8::{EncodePrivateKey, LineEnding};
+                p256::SecretKey::random(&mut rand::rngs::OsRng)
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| KeyError::Generate(e.to_string()))?
+                    .to_string()
+            }
+            Algorithm::RS256 => {
+                use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+                rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                    .map_err(|e| KeyError::Generate(e.to_string()))?
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| KeyError::Generate(e.to_string()))?
+                    .to_string()
+            }
+            other => return Err(KeyError::Unsupported(other)),
+        };
+        Self::from_pkcs8_pem(alg, &pem)
+    }
+
+    /// Loads a PKCS#8 PEM private key for `alg`.
+    pub fn from_pkcs8_pem(alg: Algorithm, pem: &str) -> Result<Self, KeyError> {
+        let encoding = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes())?,
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes())?,
+            other => return Err(KeyError::Unsupported(other)),
+        };
+        let mut public = Jwk::from_encoding_key(&encoding, alg)?;
+        let kid = public.thumbprint(ThumbprintHash::SHA256)?;
+        public.common.key_id = Some(kid.clone());
+        public.common.public_key_use = Some(PublicKeyUse::Signature);
+        let decoding = DecodingKey::from_jwk(&public)?;
+        Ok(Self { alg, kid, pkcs8_pem: pem.to_owned(), encoding, decoding, public })
+    }
+
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The private key as PKCS#8 PEM, for `lienthong keys generate`.
+    pub fn pkcs8_pem(&self) -> &str {
+        &self.pkcs8_pem
+    }
+}
+
+/// The keys a provider signs with, at most one per algorithm.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<SigningKey>,
+}
+
+impl KeySet {
+    pub fn new(keys: Vec<SigningKey>) -> Self {
+        Self { keys }
+    }
+
+    /// One freshly generated key for each algorithm.
+    pub fn generate(algs: &[Algorithm]) -> Result<Self, KeyError> {
+        Ok(Self::new(algs.iter().map(|a| SigningKey::generate(*a)).collect::<Result<_, _>>()?))
+    }
+
+    pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
+        self.keys.iter().map(|k| k.alg)
+    }
+
+    pub fn supports(&self, alg: Algorithm) -> bool {
+        self.keys.iter().any(|k| k.alg == alg)
+    }
+
+    /// The public keys, as served at `jwks_uri`.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet { keys: self.keys.iter().map(|k| k.public.clone()).collect() }
+    }
+
+    /// Signs `claims` with the key for `alg`; `typ` is the JOSE type (`JWT`, `at+jwt`, ...).
+    pub fn sign<T: Serialize>(&self, alg: Algorithm, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let key = self.keys.iter().find(|k| k.alg == alg).ok_or(KeyError::NoKeyFor(alg))?;
+        let mut header = Header::new(alg);
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(key.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+    }
+
+    /// Verifies a token signed by one of our own keys (found by `kid`), then applies `validation`
+    /// (whose algorithm list is replaced by the key's own algorithm).
+    pub fn verify<T: DeserializeOwned>(&self, token: &str, mut validation: Validation) -> Result<T, KeyError> {
+        let header = jsonwebtoken::decode_header(token)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| header.kid.as_deref() == Some(k.kid.as_str()) && header.alg == k.alg)
+            .ok_or(KeyError::UnknownKey)?;
+        validation.algorithms = vec![key.alg];
+        Ok(jsonwebtoken::decode::<T>(token, &key.decoding, &validation)?.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify_with_published_kid() {
+        let keys = KeySet::generate(&[Algorithm::ES256]).unwrap();
+        let token = keys.sign(Algorithm::ES256, "JWT", &serde_json::json!({"sub": "x", "exp": 4102444800u64})).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        let jwks = keys.jwks();
+        assert_eq!(jwks.keys.len(), 1);
+        assert_eq!(header.kid, jwks.keys[0].common.key_id);
+        let mut v = Validation::new(Algorithm::ES256);
+        v.validate_aud = false;
+        let claims: serde_json::Value = keys.verify(&token, v).unwrap();
+        assert_eq!(claims["sub"], "x");
+    }
+
+    #[test]
+    fn the_same_pem_gives_the_same_kid() {
+        let a = SigningKey::generate(Algorithm::ES256).unwrap();
+        let b = SigningKey::from_pkcs8_pem(Algorithm::ES256, a.pkcs8_pem()).unwrap();
+        assert_eq!(a.kid(), b.kid());
+        assert!(matches!(keys_without(Algorithm::RS256), Err(KeyError::NoKeyFor(_))));
+    }
+
+    fn keys_without(alg: Algorithm) -> Result<String, KeyError> {
+        KeySet::default().sign(alg, "JWT", &serde_json::json!({}))
+    }
+}

@@ -1,0 +1,20 @@
+//! OAuth 2.0 and OpenID Connect building blocks shared by Lienthong's two providers: the broker
+//! (the OpenID provider of provincial systems) and the mock national IdP.
+//!
+//! Each rule lives here once so that both providers apply it the same way: how a PKCE verifier
+//! is checked (RFC 7636), how a client authenticates at the token endpoint (RFC 6749 §2.3.1),
+//! how token-endpoint errors look on the wire (RFC 6749 §5.2), how signing keys are published
+//! (RFC 7517, kid = RFC 7638 thumbprint) and how one-time secrets are drawn.
+//!
+//! Nothing here is cryptography of our own: signatures are jsonwebtoken's (RustCrypto backend),
+//! key generation is the `p256` and `rsa` crates'.
+
+pub mod client_auth;
+pub mod error;
+pub mod keys;
+pub mod pkce;
+pub mod secret;
+
+pub use client_auth::ClientCredentials;
+pub use error::{OAuthError, OAuthErrorCode};
+pub use keys::{KeyError, KeySet, SigningKey};
