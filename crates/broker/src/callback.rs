@@ -1,0 +1,105 @@
+//! `GET /callback`: the citizen comes back from the national IdP (DESIGN.md step 5–6).
+//!
+//! The order of checks matters: the login must have been started by this browser (binding
+//! cookie), it is taken from the store exactly once, the authorization response must come from
+//! our IdP (RFC 9207 `iss`), and only then is the code exchanged and the ID token validated.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::Cookie;
+use lienthong_protocol::secret::{random_token, sha256_b64url};
+use serde::Deserialize;
+
+use crate::authorize::{PendingLogin, complete};
+use crate::error::{CitizenPage, FlowError, Problem};
+use crate::session::SsoSession;
+use crate::upstream::UpstreamError;
+use crate::{Broker, now};
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    iss: Option<String>,
+}
+
+pub async fn callback(State(broker): State<Broker>, jar: CookieJar, Query(p): Query<CallbackParams>) -> Response {
+    let inner = broker.inner();
+    let result: Result<Response, FlowError> = async {
+        let Some(state) = p.state.as_deref() else {
+            return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest).into());
+        };
+        let key = format!("pending:{}", sha256_b64url(state));
+        let cookie_name = inner.login_cookie_name(state);
+        if jar.get(&cookie_name).map(Cookie::value) != Some(state) {
+            // Not started in this browser (or the state was altered): refuse, but if the login
+            // exists, still offer a clean restart of it.
+            tracing::warn!("callback without the matching login cookie");
+            let pending: Option<PendingLogin> = inner.store.get_json(&key).await?;
+            let retry = pending.map(|p| p.request.retry_url(&inner.issuer));
+            return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).with_links(retry, None).into());
+        }
+        let jar = jar.remove(Cookie::build(cookie_name).path("/"));
+        let Some(pending) = inner.store.take_json::<PendingLogin>(&key).await? else {
+            return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).into());
+        };
+        let request = &pending.request;
+        if let Err(e) = inner.upstream.check_response_issuer(p.iss.as_deref()).await {
+            tracing::warn!(error = %e, "authorization response issuer refused");
+            return Err(request.page(inner, StatusCode::BAD_REQUEST, Problem::UpstreamRejected));
+        }
+        if let Some(error) = p.error.as_deref() {
+            tracing::info!(upstream_error = error, "the national IdP returned an error");
+            return Err(match error {
+                "access_denied" => request.error(inner, "access_denied", "the citizen cancelled at the national IdP"),
+                "temporarily_unavailable" => request.page(inner, StatusCode::SERVICE_UNAVAILABLE, Problem::UpstreamUnavailable),
+                _ => request.page(inner, StatusCode::BAD_GATEWAY, Problem::UpstreamRejected),
+            });
+        }
+        let Some(code) = p.code.as_deref() else {
+            return Err(request.page(inner, StatusCode::BAD_REQUEST, Problem::InvalidRequest));
+        };
+        let login = inner.upstream.finish(code, &pending.upstream).await.map_err(|e| {
+            tracing::warn!(error = %e, "upstream login failed");
+            match e {
+                UpstreamError::Unavailable(_) => request.page(inner, StatusCode::BAD_GATEWAY, Problem::UpstreamUnavailable),
+                UpstreamError::Rejected(_) => request.page(inner, StatusCode::BAD_REQUEST, Problem::UpstreamRejected),
+                UpstreamError::Identity(_) => request.page(inner, StatusCode::FORBIDDEN, Problem::IdentityUnusable),
+            }
+        })?;
+        tracing::info!(
+            citizen = %login.identity.citizen_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+            level = login.level.number(),
+            "citizen signed in upstream"
+        );
+        // A new sign-in replaces whatever session this browser had.
+        if let Some(old) = inner.current_session(&jar).await? {
+            inner.store.delete(&old.key).await?;
+        }
+        let now = now();
+        let session = SsoSession {
+            sid: random_token(16),
+            identity: login.identity,
+            level: login.level,
+            auth_time: login.auth_time.unwrap_or(now),
+            amr: login.amr,
+            created_at: now,
+            upstream_id_token: login.id_token,
+            clients: Vec::new(),
+        };
+        let level = session.level;
+        let (live, cookie) = inner.open_session(session).await?;
+        let jar = jar.add(cookie);
+        if request.minimum_level.is_some_and(|m| level < m) {
+            let e = request.error(inner, "unmet_authentication_requirements", "the account level is lower than requested");
+            return Ok((jar, e).into_response());
+        }
+        let response = complete(inner, request, live).await.unwrap_or_else(IntoResponse::into_response);
+        Ok((jar, response).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,219 @@
+//! The broker's configuration (TOML). `config/lienthong.example.toml` documents every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The broker's public issuer URL, exactly as clients see it (no trailing slash).
+    pub issuer: String,
+    #[serde(default = "default_bind")]
+    pub bind: SocketAddr,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub sessions: SessionConfig,
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    /// Secret for the per-system account ids derived from the citizen's upstream identity. Keep
+    /// it stable: changing it changes every derived id. Absent: a random one per start (demo).
+    pub account_id_secret: Option<String>,
+}
+
+fn default_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// The national IdP (or the mock), as this broker's upstream OpenID provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Issuer URL; its discovery document gives every endpoint.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Where the upstream sends the citizen back; defaults to `{issuer}/callback`.
+    pub redirect_uri: Option<String>,
+    #[serde(default = "default_upstream_scopes")]
+    pub scopes: Vec<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default = "default_auth_method")]
+    pub token_endpoint_auth_method: String,
+    /// ID token signature algorithms accepted from upstream.
+    #[serde(default = "default_upstream_algs")]
+    pub id_token_algs: Vec<String>,
+    /// Call userinfo after the token exchange: `get`, `post` (as the national portal gateway
+    /// wants) or `none`.
+    #[serde(default = "default_userinfo")]
+    pub userinfo: String,
+    /// Seconds to wait for any upstream HTTP call.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// How long discovery and JWKS are cached, in seconds.
+    #[serde(default = "default_metadata_ttl")]
+    pub metadata_ttl_secs: u64,
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    /// Upstream `acr` values and the account level (1 or 2) each stands for. An upstream value
+    /// not listed here is refused: the broker never guesses a level.
+    #[serde(default = "default_acr_map")]
+    pub acr_map: BTreeMap<String, u8>,
+}
+
+fn default_upstream_scopes() -> Vec<String> {
+    vec!["openid".into()]
+}
+fn default_auth_method() -> String {
+    "client_secret_basic".into()
+}
+fn default_upstream_algs() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn default_userinfo() -> String {
+    "get".into()
+}
+fn default_timeout() -> u64 {
+    10
+}
+fn default_metadata_ttl() -> u64 {
+    600
+}
+fn default_acr_map() -> BTreeMap<String, u8> {
+    [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)].into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Which upstream claim holds each part of the citizen's identity. `preset` fills the names of
+/// a known upstream; any name set explicitly overrides it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    /// `standard` (OIDC names, ID number in `preferred_username`) or `vnconnect` (the national
+    /// portal gateway: `TechID`, `SoDinhDanh`, `HoVaTen`, ...).
+    #[serde(default)]
+    pub preset: ClaimPreset,
+    pub subject: Option<String>,
+    pub citizen_id: Option<String>,
+    pub legacy_id: Option<String>,
+    pub name: Option<String>,
+    pub birthdate: Option<String>,
+    pub gender: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub acr: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimPreset {
+    #[default]
+    Standard,
+    Vnconnect,
+}
+
+/// A provincial system registered as a client of the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub id: String,
+    pub secret: String,
+    /// Shown to citizens on the consent page.
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `ES256` (default) or `RS256`.
+    #[serde(default = "default_client_alg")]
+    pub id_token_signed_response_alg: String,
+    /// Claims this system may ever receive (further limited by the scopes it asks for).
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// The account realm: systems sharing a realm see the same account id. Defaults to `id`.
+    pub realm: Option<String>,
+    /// Ask the citizen before releasing personal data (default true).
+    #[serde(default = "yes")]
+    pub require_consent: bool,
+}
+
+fn default_client_alg() -> String {
+    "ES256".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// An SSO session ends after this many seconds without use...
+    #[serde(default = "default_idle")]
+    pub idle_secs: u64,
+    /// ...and in any case this many seconds after sign-in.
+    #[serde(default = "default_absolute")]
+    pub absolute_secs: u64,
+    /// Seconds a citizen has to finish signing in upstream.
+    #[serde(default = "default_pending")]
+    pub pending_login_secs: u64,
+    /// How long a recorded consent is remembered, in days.
+    #[serde(default = "default_consent_days")]
+    pub consent_days: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+fn default_idle() -> u64 {
+    1800
+}
+fn default_absolute() -> u64 {
+    8 * 3600
+}
+fn default_pending() -> u64 {
+    600
+}
+fn default_consent_days() -> u64 {
+    365
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    #[serde(default = "default_code_ttl")]
+    pub code_secs: u64,
+    #[serde(default = "default_token_ttl")]
+    pub id_token_secs: u64,
+    #[serde(default = "default_token_ttl")]
+    pub access_token_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+fn default_code_ttl() -> u64 {
+    60
+}
+fn default_token_ttl() -> u64 {
+    300
+}
+
+/// PKCS#8 PEM files of the signing keys. A key not given is generated at start (fine for one
+/// node and the demo; several nodes must share keys).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub es256_pem: Option<PathBuf>,
+    pub rs256_pem: Option<PathBuf>,
+}

@@ -1,0 +1,66 @@
+//! The broker's own pages (errors, consent). Plain HTML that works without JavaScript, light
+//! enough for a weak connection; text comes from templates and the message catalogue.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::error::Message;
+
+#[derive(Template)]
+#[template(path = "problem.html")]
+struct ProblemPage<'a> {
+    m: &'a Message,
+    retry: Option<&'a str>,
+    back: Option<&'a str>,
+    reference: &'a str,
+}
+
+/// One claim on the consent page, labelled in both languages.
+pub struct ClaimLabel {
+    pub vi: &'static str,
+    pub en: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    client_name: &'a str,
+    claims: &'a [ClaimLabel],
+    consent_id: &'a str,
+    citizen_name: &'a str,
+}
+
+fn render(t: &impl Template) -> Html<String> {
+    Html(t.render().unwrap_or_else(|e| format!("<p>template error: {e}</p>")))
+}
+
+pub fn problem(status: StatusCode, m: &Message, retry: Option<&str>, back: Option<&str>, reference: &str) -> Response {
+    (status, no_store(), render(&ProblemPage { m, retry, back, reference })).into_response()
+}
+
+pub fn consent(client_name: &str, claims: &[ClaimLabel], consent_id: &str, citizen_name: &str) -> Response {
+    (no_store(), render(&ConsentPage { client_name, claims, consent_id, citizen_name })).into_response()
+}
+
+fn no_store() -> [(axum::http::HeaderName, &'static str); 1] {
+    [(axum::http::header::CACHE_CONTROL, "no-store")]
+}
+
+/// Labels of the claims a client can ask for.
+pub fn claim_label(claim: &str) -> ClaimLabel {
+    let (vi, en) = match claim {
+        "name" => ("Họ và tên", "Full name"),
+        "family_name" => ("Họ", "Family name"),
+        "given_name" => ("Tên", "Given name"),
+        "birthdate" => ("Ngày sinh", "Date of birth"),
+        "gender" => ("Giới tính", "Sex"),
+        "citizen_id" => ("Số định danh cá nhân", "Personal ID number"),
+        "legacy_id_number" => ("Số CMND cũ", "Old ID card number"),
+        "phone_number" => ("Số điện thoại", "Phone number"),
+        "email" => ("Thư điện tử", "E-mail"),
+        "address" => ("Địa chỉ", "Address"),
+        _ => ("Thông tin khác", "Other details"),
+    };
+    ClaimLabel { vi, en }
+}

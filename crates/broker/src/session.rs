@@ -1,0 +1,99 @@
+//! The SSO session: one per citizen's browser, shared by every provincial system.
+//!
+//! The browser holds only a random cookie; the store holds the session under the cookie's hash,
+//! with a TTL that is the idle limit, capped by the absolute limit counted from sign-in. The
+//! session's public `sid` (in ID tokens) is a separate random value, so a token never reveals
+//! the cookie.
+
+use std::time::Duration;
+
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use lienthong_protocol::secret::{random_token, sha256_b64url};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::CitizenIdentity;
+use crate::level::Level;
+use crate::store::StoreError;
+use crate::{Inner, now};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SsoSession {
+    /// The public session id, the `sid` claim.
+    pub sid: String,
+    pub identity: CitizenIdentity,
+    pub level: Level,
+    /// When the citizen last authenticated upstream (seconds since the epoch).
+    pub auth_time: u64,
+    pub amr: Vec<String>,
+    pub created_at: u64,
+    /// The upstream ID token, for ending the upstream session at logout.
+    pub upstream_id_token: String,
+    /// Clients that received a code in this session (for logout).
+    pub clients: Vec<String>,
+}
+
+/// A session found from the browser's cookie.
+pub struct LiveSession {
+    pub key: String,
+    pub session: SsoSession,
+}
+
+impl Inner {
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.secure_cookies { "__Host-lienthong" } else { "lienthong_sso" }
+    }
+
+    /// The cookie that ties a pending login to the browser that started it.
+    pub fn login_cookie_name(&self, state: &str) -> String {
+        let tag = &sha256_b64url(state)[..10];
+        if self.secure_cookies { format!("__Host-lienthong_login_{tag}") } else { format!("lienthong_login_{tag}") }
+    }
+
+    pub fn cookie<'c>(&self, name: String, value: String, max_age: Duration) -> Cookie<'c> {
+        Cookie::build((name, value))
+            .http_only(true)
+            .secure(self.secure_cookies)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(time::Duration::seconds(max_age.as_secs() as i64))
+            .build()
+    }
+
+    fn session_ttl(&self, session: &SsoSession) -> Option<Duration> {
+        let c = &self.config.sessions;
+        let left = (session.created_at + c.absolute_secs).checked_sub(now())?;
+        (left > 0).then(|| Duration::from_secs(left.min(c.idle_secs)))
+    }
+
+    /// The browser's live session, if any.
+    pub async fn current_session(&self, jar: &CookieJar) -> Result<Option<LiveSession>, StoreError> {
+        let Some(cookie) = jar.get(self.session_cookie_name()) else { return Ok(None) };
+        let key = format!("sso:{}", sha256_b64url(cookie.value()));
+        let session: Option<SsoSession> = self.store.get_json(&key).await?;
+        Ok(session.filter(|s| self.session_ttl(s).is_some()).map(|session| LiveSession { key, session }))
+    }
+
+    /// Opens a session; returns it with the cookie to set.
+    pub async fn open_session<'c>(&self, session: SsoSession) -> Result<(LiveSession, Cookie<'c>), StoreError> {
+        let secret = random_token(32);
+        let live = LiveSession { key: format!("sso:{}", sha256_b64url(&secret)), session };
+        self.touch_session(&live).await?;
+        let max_age = Duration::from_secs(self.config.sessions.absolute_secs);
+        Ok((live, self.cookie(self.session_cookie_name().to_owned(), secret, max_age)))
+    }
+
+    /// Saves a changed session and restarts its idle clock.
+    pub async fn touch_session(&self, live: &LiveSession) -> Result<(), StoreError> {
+        match self.session_ttl(&live.session) {
+            Some(ttl) => self.store.put_json(&live.key, &live.session, ttl).await,
+            None => self.store.delete(&live.key).await,
+        }
+    }
+}
+
+impl SsoSession {
+    /// Whether the session can answer a request without a new upstream login.
+    pub fn satisfies(&self, minimum: Option<Level>, max_age: Option<u64>) -> bool {
+        minimum.is_none_or(|m| self.level >= m) && max_age.is_none_or(|m| now().saturating_sub(self.auth_time) <= m)
+    }
+}

@@ -1,0 +1,62 @@
+//! `GET|POST /userinfo` (OIDC Core §5.3): the claims a client is entitled to, for a valid,
+//! unrevoked access token presented in the `Authorization` header or, by POST, in the body
+//! (RFC 6750 §2.1–2.2).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use jsonwebtoken::{Algorithm, Validation};
+use lienthong_protocol::OAuthError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Broker;
+use crate::token::{Grant, grant_key, userinfo_audience};
+
+#[derive(Deserialize)]
+struct AccessClaims {
+    jti: String,
+    sub: String,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub async fn get(State(broker): State<Broker>, headers: HeaderMap) -> Result<Json<Value>, OAuthError> {
+    claims_for(&broker, bearer(&headers)).await
+}
+
+pub async fn post(State(broker): State<Broker>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, OAuthError> {
+    let from_body = url::form_urlencoded::parse(&body).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned());
+    match (bearer(&headers), from_body.as_deref()) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request("send the token once, in the header or the body")),
+        (h, b) => claims_for(&broker, h.or(b)).await,
+    }
+}
+
+async fn claims_for(broker: &Broker, token: Option<&str>) -> Result<Json<Value>, OAuthError> {
+    let inner = broker.inner();
+    let token = token.ok_or_else(|| OAuthError::invalid_token("an access token is required"))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| OAuthError::invalid_token("malformed token"))?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err(OAuthError::invalid_token("not an access token"));
+    }
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[&inner.issuer]);
+    validation.set_audience(&[userinfo_audience(inner)]);
+    validation.leeway = 0;
+    let claims: AccessClaims =
+        inner.keys.verify(token, validation).map_err(|_| OAuthError::invalid_token("invalid or expired token"))?;
+    let grant: Option<Grant> = inner.store.get_json(&grant_key(&claims.jti)).await.map_err(|e| {
+        tracing::error!(error = %e, "store failure at userinfo");
+        OAuthError::new(lienthong_protocol::OAuthErrorCode::TemporarilyUnavailable, "try again shortly")
+    })?;
+    let grant = grant.filter(|g| g.sub == claims.sub).ok_or_else(|| OAuthError::invalid_token("the token was revoked"))?;
+    let mut body = grant.claims;
+    body.insert("sub".to_owned(), json!(grant.sub));
+    Ok(Json(Value::Object(body)))
+}
