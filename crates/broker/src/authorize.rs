@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Form, Query, State};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
@@ -197,18 +198,22 @@ impl AuthorizeRequest {
     }
 }
 
-pub async fn get(State(broker): State<Broker>, jar: CookieJar, Query(raw): Query<RawAuthorizeRequest>) -> Response {
-    authorize(broker, jar, raw).await
+pub async fn get(State(broker): State<Broker>, jar: CookieJar, RawQuery(query): RawQuery) -> Response {
+    authorize(broker, jar, query.unwrap_or_default().as_bytes()).await
 }
 
 /// OIDC Core §3.1.2.1: the authorization endpoint also accepts a form POST.
-pub async fn post(State(broker): State<Broker>, jar: CookieJar, Form(raw): Form<RawAuthorizeRequest>) -> Response {
-    authorize(broker, jar, raw).await
+pub async fn post(State(broker): State<Broker>, jar: CookieJar, body: Bytes) -> Response {
+    authorize(broker, jar, &body).await
 }
 
-async fn authorize(broker: Broker, jar: CookieJar, raw: RawAuthorizeRequest) -> Response {
+async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
     let inner = broker.inner();
     let result = async {
+        // A parameter given twice (RFC 6749 §3.1 forbids it) or malformed encoding: we cannot
+        // trust any of it, so not the redirect URI either.
+        let raw: RawAuthorizeRequest = serde_urlencoded::from_bytes(params)
+            .map_err(|_| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest))?;
         let request = validate(inner, raw)?;
         let live = inner.current_session(&jar).await?;
         match live {

@@ -1,1 +1,194 @@
-fn main(){}
+//! `lienthong`: the command line of the identity gateway. Argument parsing and wiring only; the
+//! logic lives in the broker, adapter and mock-idp crates.
+
+mod demo;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lienthong_adapter::CitizenId;
+use lienthong_broker::{Broker, MemoryStore};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "lienthong", version, about = "Single sign-on with the national e-ID for a province's systems")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (OpenID provider for provincial systems) from a configuration file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run mock IdP + broker + a sample portal in one process, with nothing else needed.
+    Demo(demo::DemoArgs),
+    /// Run the mock national IdP from a configuration file.
+    MockIdp {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a broker configuration file (and its keys) without serving.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Personal ID numbers.
+    CitizenId {
+        #[command(subcommand)]
+        command: CitizenIdCommand,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CitizenIdCommand {
+    /// Say what a 12-digit number encodes; exit 0 when valid, 1 when not.
+    Check {
+        number: String,
+        /// Cross-check the birth year, YYYY-MM-DD.
+        #[arg(long)]
+        birthdate: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new PKCS#8 PEM private key for `[keys]` in the broker configuration.
+    Generate {
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "RS256"])]
+        alg: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CitizenId { command: CitizenIdCommand::Check { number, birthdate } } => check_citizen_id(&number, birthdate.as_deref()),
+        Command::Keys { command: KeysCommand::Generate { alg } } => generate_key(&alg),
+        command => {
+            init_tracing();
+            let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+            match runtime.block_on(run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("lienthong: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LIENTHONG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { config } => {
+            let config: lienthong_broker::Config = settings::load(&config, "LIENTHONG")?;
+            let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
+            let broker = Broker::new(config, Arc::new(MemoryStore::new()))?;
+            tracing::info!(issuer = broker.issuer(), addr = %listener.local_addr()?, "broker listening");
+            broker.serve(listener, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::MockIdp { config } => {
+            let config: lienthong_mock_idp::Config = settings::load(&config, "LIENTHONG_MOCK_IDP")?;
+            let roster = match &config.citizens {
+                Some(path) => lienthong_mock_idp::Roster::load(path)?,
+                None => lienthong_mock_idp::Roster::builtin(),
+            };
+            let running = lienthong_mock_idp::MockIdp::start(config, roster).await.map_err(|e| anyhow::anyhow!(e))?;
+            println!("Mock national IdP: {}/.well-known/openid-configuration", running.issuer);
+            shutdown_signal().await;
+            running.stop().await;
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let config: lienthong_broker::Config = settings::load(&config, "LIENTHONG")?;
+            let clients = config.clients.len();
+            let broker = Broker::new(config, Arc::new(MemoryStore::new()))?;
+            println!("configuration is valid: issuer {}, {clients} client(s)", broker.issuer());
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args).await,
+        Command::CitizenId { .. } | Command::Keys { .. } => unreachable!("handled without a runtime"),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn check_citizen_id(number: &str, birthdate: Option<&str>) -> ExitCode {
+    let invalid = |reason: String| {
+        println!("{}", json!({ "valid": false, "reason": reason }));
+        ExitCode::from(1)
+    };
+    let date = match birthdate.map(|b| time::Date::parse(b, time::macros::format_description!("[year]-[month]-[day]"))) {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return invalid(format!("--birthdate must be YYYY-MM-DD: {e}")),
+        None => None,
+    };
+    match CitizenId::parse_checked(number.trim(), date, None) {
+        Ok(id) => {
+            let p = id.province();
+            let out = json!({
+                "valid": true,
+                "province": { "code": p.code, "name": p.name, "current_province": p.current_province, "merger_verified": p.merger_verified },
+                "sex": id.sex(),
+                "birth_century": id.birth_century(),
+                "birth_year": id.birth_year(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => invalid(e.to_string()),
+    }
+}
+
+fn generate_key(alg: &str) -> ExitCode {
+    let alg = if alg == "RS256" { jsonwebtoken::Algorithm::RS256 } else { jsonwebtoken::Algorithm::ES256 };
+    match lienthong_protocol::SigningKey::generate(alg) {
+        Ok(key) => {
+            print!("{}", key.pkcs8_pem());
+            eprintln!("kid: {}", key.kid());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lienthong: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -136,6 +136,15 @@ impl MockIdp {
     /// Binds `config.bind` (port 0 picks a free port), then serves in a background task.
     pub async fn start(config: Config, roster: Roster) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
         let listener = TcpListener::bind(config.bind).await?;
+        Self::start_on(listener, config, roster).await
+    }
+
+    /// Serves on an already bound listener (its address becomes the default issuer's).
+    pub async fn start_on(
+        listener: TcpListener,
+        config: Config,
+        roster: Roster,
+    ) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
         let addr = listener.local_addr()?;
         let idp = Self::new(config, roster, addr)?;
         let issuer = idp.shared.issuer.clone();

@@ -1,0 +1,293 @@
+//! The test kit: starts the mock national IdP and the broker on free loopback ports, in this
+//! process, and drives them over real HTTP like a browser (cookie jar, redirects followed by
+//! hand so each hop can be asserted) and like a provincial system (token, userinfo).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use lienthong_broker::{Broker, MemoryStore};
+use lienthong_mock_idp::{ClaimProfile, ClientRegistration, Config as IdpConfig, MockIdp, Roster, Running};
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use url::Url;
+
+pub const PORTAL_A: &str = "portal-a";
+pub const PORTAL_B: &str = "portal-b";
+pub const SECRET: &str = "test-secret";
+/// A level-2 citizen of the shipped roster (Nguyễn Văn An, Hà Nội).
+pub const AN: &str = "001085004512";
+/// A level-1 citizen (Giàng Thị Mai, Hà Giang).
+pub const MAI: &str = "002301004418";
+
+pub fn redirect_uri(client: &str) -> String {
+    format!("http://127.0.0.1:9/{client}/callback")
+}
+
+/// How to vary the environment for one test.
+#[derive(Default)]
+pub struct Options {
+    pub vnconnect: bool,
+    pub wrong_nonce: bool,
+    pub consent: bool,
+    pub idp_alg_es256: bool,
+}
+
+pub struct Env {
+    pub issuer: String,
+    pub idp: Running,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Env {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(o: Options) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let mut idp_config = IdpConfig::with_client(
+            "127.0.0.1:0".parse().unwrap(),
+            ClientRegistration {
+                id: "lienthong".into(),
+                secret: "upstream-secret".into(),
+                redirect_uris: vec![format!("{issuer}/callback")],
+                post_logout_redirect_uris: vec![],
+            },
+        );
+        if o.vnconnect {
+            idp_config.profile = ClaimProfile::Vnconnect;
+        }
+        if o.idp_alg_es256 {
+            idp_config.signing_alg = "ES256".into();
+        }
+        idp_config.faults.warning_wrong_id_token_nonce = o.wrong_nonce;
+        let idp = MockIdp::start(idp_config, Roster::builtin()).await.unwrap();
+        let claims = r#"["name", "family_name", "given_name", "birthdate", "gender", "citizen_id", "legacy_id_number"]"#;
+        let config = format!(
+            r#"
+            issuer = "{issuer}"
+            account_id_secret = "test-account-id-secret-0123456789"
+            [upstream]
+            issuer = "{idp_issuer}"
+            client_id = "lienthong"
+            client_secret = "upstream-secret"
+            userinfo = "{userinfo}"
+            claims = {{ preset = "{preset}" }}
+            [[clients]]
+            id = "{PORTAL_A}"
+            secret = "{SECRET}"
+            name = "Cổng dịch vụ công A"
+            redirect_uris = ["{ra}"]
+            claims = {claims}
+            require_consent = {consent}
+            [[clients]]
+            id = "{PORTAL_B}"
+            secret = "{SECRET}"
+            name = "Hồ sơ sức khỏe B"
+            redirect_uris = ["{rb}"]
+            id_token_signed_response_alg = "RS256"
+            claims = ["name", "birthdate"]
+            require_consent = {consent}
+            "#,
+            idp_issuer = idp.issuer,
+            userinfo = if o.vnconnect { "post" } else { "get" },
+            preset = if o.vnconnect { "vnconnect" } else { "standard" },
+            ra = redirect_uri(PORTAL_A),
+            rb = redirect_uri(PORTAL_B),
+            consent = o.consent,
+        );
+        let broker = Broker::new(toml::from_str(&config).unwrap(), Arc::new(MemoryStore::new())).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(broker.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Env { issuer, idp, shutdown: Some(tx) }
+    }
+
+    pub async fn jwks(&self) -> JwkSet {
+        reqwest::get(format!("{}/jwks", self.issuer)).await.unwrap().json().await.unwrap()
+    }
+
+    /// Verifies a broker ID token against the published JWKS: signature by `kid`, `iss`, `aud`.
+    pub async fn verify_id_token(&self, token: &str, client: &str) -> Value {
+        let header = jsonwebtoken::decode_header(token).unwrap();
+        let jwks = self.jwks().await;
+        let jwk = jwks.find(header.kid.as_deref().expect("kid")).expect("kid is in the JWKS");
+        let mut v = Validation::new(header.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[client]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap().claims
+    }
+}
+
+/// A PKCE pair.
+pub fn pkce() -> (String, String) {
+    let verifier = lienthong_protocol::secret::random_token(32);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// A citizen's browser: a cookie jar and no automatic redirects.
+pub struct Browser {
+    pub http: reqwest::Client,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { http }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(url).form(form).send().await.unwrap()
+    }
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    assert!(r.status().is_redirection(), "expected a redirect, got {}", r.status());
+    r.headers().get(LOCATION).expect("Location").to_str().unwrap().to_owned()
+}
+
+pub fn query(url: &str) -> HashMap<String, String> {
+    Url::parse(url).unwrap().query_pairs().into_owned().collect()
+}
+
+/// An authorization request as a client builds it.
+pub struct AuthRequest {
+    pub client: String,
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+    pub challenge: String,
+    pub extra: Vec<(String, String)>,
+    pub scope: String,
+}
+
+impl AuthRequest {
+    pub fn new(client: &str) -> Self {
+        let (verifier, challenge) = pkce();
+        Self {
+            client: client.into(),
+            state: lienthong_protocol::secret::random_token(12),
+            nonce: lienthong_protocol::secret::random_token(12),
+            verifier,
+            challenge,
+            extra: vec![],
+            scope: "openid profile citizen_id".into(),
+        }
+    }
+
+    pub fn with(mut self, k: &str, v: &str) -> Self {
+        self.extra.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn url(&self, issuer: &str) -> String {
+        let mut url = Url::parse(&format!("{issuer}/authorize")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client)
+            .append_pair("redirect_uri", &redirect_uri(&self.client))
+            .append_pair("response_type", "code")
+            .append_pair("scope", &self.scope)
+            .append_pair("state", &self.state)
+            .append_pair("nonce", &self.nonce)
+            .append_pair("code_challenge", &self.challenge)
+            .append_pair("code_challenge_method", "S256");
+        for (k, v) in &self.extra {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        url.into()
+    }
+}
+
+/// The hidden `name` field's value in an HTML form.
+pub fn hidden_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden {name} in:\n{html}")) + marker.len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// Signs in at the mock IdP's form (already at `idp_url`); returns the IdP's response.
+pub async fn sign_in_at_idp(browser: &Browser, idp_url: &str, number: &str) -> reqwest::Response {
+    let page = browser.get(idp_url).await;
+    assert_eq!(page.status(), StatusCode::OK, "the IdP shows its login form");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Mật khẩu"), "the form is in Vietnamese");
+    let flow = hidden_field(&html, "flow");
+    let form_url = idp_url.split('?').next().unwrap().to_owned();
+    browser
+        .post_form(&form_url, &[("flow", &flow), ("roster_number", number), ("password", "matkhau-thu"), ("otp", "123456"), ("action", "login")])
+        .await
+}
+
+/// A full login from the client's authorization request to the response that ends at the
+/// client (normally the redirect carrying the code). Answers the consent page when shown.
+pub async fn login(env: &Env, browser: &Browser, req: &AuthRequest, number: &str) -> reqwest::Response {
+    let r = browser.get(&req.url(&env.issuer)).await;
+    let to_idp = location(&r);
+    assert!(to_idp.starts_with(&env.idp.issuer), "the broker sends the citizen to the IdP: {to_idp}");
+    let back = sign_in_at_idp(browser, &to_idp, number).await;
+    let callback = location(&back);
+    assert!(callback.starts_with(&format!("{}/callback", env.issuer)));
+    browser.get(&callback).await
+}
+
+/// `login`, answering a consent page with "allow" if one appears; returns the code.
+pub async fn login_for_code(env: &Env, browser: &Browser, req: &AuthRequest, number: &str) -> String {
+    let r = login(env, browser, req, number).await;
+    code_from(env, browser, req, r).await
+}
+
+pub async fn code_from(env: &Env, browser: &Browser, req: &AuthRequest, mut r: reqwest::Response) -> String {
+    if r.status() == StatusCode::OK {
+        let html = r.text().await.unwrap();
+        let id = hidden_field(&html, "consent_id");
+        r = browser.post_form(&format!("{}/consent", env.issuer), &[("consent_id", &id), ("decision", "allow")]).await;
+    }
+    let at_client = location(&r);
+    assert!(at_client.starts_with(&redirect_uri(&req.client)), "ends at the client: {at_client}");
+    let q = query(&at_client);
+    assert_eq!(q.get("state"), Some(&req.state), "state is returned unchanged");
+    assert_eq!(q.get("iss"), Some(&env.issuer), "RFC 9207 iss");
+    q.get("code").unwrap_or_else(|| panic!("a code in {at_client}")).clone()
+}
+
+/// `POST /token` with client_secret_basic.
+pub async fn redeem(env: &Env, req: &AuthRequest, code: &str, verifier: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/token", env.issuer))
+        .basic_auth(&req.client, Some(SECRET))
+        .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &redirect_uri(&req.client)), ("code_verifier", verifier)])
+        .send()
+        .await
+        .unwrap()
+}
