@@ -30,7 +30,15 @@ impl Drop for Demo {
 
 fn start_demo() -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args(["demo", "--broker-addr", "127.0.0.1:0", "--idp-addr", "127.0.0.1:0", "--portal-addr", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--broker-addr",
+            "127.0.0.1:0",
+            "--idp-addr",
+            "127.0.0.1:0",
+            "--portal-addr",
+            "127.0.0.1:0",
+        ])
         .env("LIENTHONG_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -44,51 +52,87 @@ fn start_demo() -> Demo {
     });
     let (mut portal, mut issuer) = (None, None);
     while portal.is_none() || issuer.is_none() {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("the demo prints its URLs");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo prints its URLs");
         let line = line.trim();
         if line.starts_with("http://") {
             portal = Some(line.trim_end_matches('/').to_owned());
         }
         if let Some(rest) = line.strip_prefix("broker (OpenID provider):") {
-            issuer = Some(rest.trim().trim_end_matches("/.well-known/openid-configuration").to_owned());
+            issuer = Some(
+                rest.trim()
+                    .trim_end_matches("/.well-known/openid-configuration")
+                    .to_owned(),
+            );
         }
     }
-    Demo { child, portal: portal.unwrap(), issuer: issuer.unwrap() }
+    Demo {
+        child,
+        portal: portal.unwrap(),
+        issuer: issuer.unwrap(),
+    }
 }
 
 #[tokio::test]
 async fn the_sample_portal_greets_the_citizen_by_name() {
     let demo = start_demo();
     let browser = Browser::new();
-    let home = browser.get(&format!("{}/", demo.portal)).await.text().await.unwrap();
+    let home = browser
+        .get(&format!("{}/", demo.portal))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(home.contains("Đăng nhập bằng VNeID"));
     let to_broker = location(&browser.get(&format!("{}/login", demo.portal)).await);
     assert!(to_broker.starts_with(&demo.issuer));
     let to_idp = location(&browser.get(&to_broker).await);
     let back = common::sign_in_at_idp(&browser, &to_idp, common::AN).await;
     let consent = browser.get(&location(&back)).await;
-    assert_eq!(consent.status(), StatusCode::OK, "the demo portal asks for consent");
+    assert_eq!(
+        consent.status(),
+        StatusCode::OK,
+        "the demo portal asks for consent"
+    );
     let id = hidden_field(&consent.text().await.unwrap(), "consent_id");
-    let r = browser.post_form(&format!("{}/consent", demo.issuer), &[("consent_id", &id), ("decision", "allow")]).await;
+    let r = browser
+        .post_form(
+            &format!("{}/consent", demo.issuer),
+            &[("consent_id", &id), ("decision", "allow")],
+        )
+        .await;
     let at_portal = location(&r);
     assert!(at_portal.starts_with(&format!("{}/callback", demo.portal)));
     let r = browser.get(&at_portal).await;
     assert_eq!(location(&r), "/");
-    let page = browser.get(&format!("{}/", demo.portal)).await.text().await.unwrap();
+    let page = browser
+        .get(&format!("{}/", demo.portal))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("Xin chào, Nguyễn Văn An!"), "{page}");
     assert!(page.contains("LoA2"));
 }
 
 /// Node.js and npm are needed; absent, the test is skipped loudly, except on CI where it fails.
 fn node_available() -> bool {
-    let ok = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if ok("node") && ok("npm") {
         return true;
     }
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("node and npm are required on CI for the interoperability test");
     }
-    eprintln!("\n!!!!! SKIPPED: node/npm not found; the openid-client interoperability test did not run !!!!!\n");
+    eprintln!(
+        "\n!!!!! SKIPPED: node/npm not found; the openid-client interoperability test did not run !!!!!\n"
+    );
     false
 }
 
@@ -98,7 +142,11 @@ async fn a_certified_client_library_completes_a_login_against_the_demo() {
         return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    let install = Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir).status().unwrap();
+    let install = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
     assert!(install.success(), "npm ci in tests/interop");
     let demo = start_demo();
     let redirect = format!("{}/callback", demo.portal);
@@ -106,7 +154,14 @@ async fn a_certified_client_library_completes_a_login_against_the_demo() {
         let (dir, issuer) = (dir.clone(), demo.issuer.clone());
         move || {
             Command::new("node")
-                .args(["openid-client-login.mjs", &issuer, "demo-portal", "demo-secret", &redirect, common::MAI])
+                .args([
+                    "openid-client-login.mjs",
+                    &issuer,
+                    "demo-portal",
+                    "demo-secret",
+                    &redirect,
+                    common::MAI,
+                ])
                 .current_dir(dir)
                 .output()
                 .unwrap()
@@ -114,7 +169,11 @@ async fn a_certified_client_library_completes_a_login_against_the_demo() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "openid-client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openid-client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     let claims = &result["claims"];
     assert_eq!(claims["iss"], demo.issuer.as_str());

@@ -18,16 +18,28 @@ async fn a_citizen_signs_in_and_the_portal_receives_a_verifiable_id_token() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     let id_token = body["id_token"].as_str().unwrap();
-    assert_eq!(jsonwebtoken::decode_header(id_token).unwrap().alg, jsonwebtoken::Algorithm::ES256, "ES256 by default");
+    assert_eq!(
+        jsonwebtoken::decode_header(id_token).unwrap().alg,
+        jsonwebtoken::Algorithm::ES256,
+        "ES256 by default"
+    );
     let claims = env.verify_id_token(id_token, PORTAL_A).await;
     assert_eq!(claims["iss"], env.issuer.as_str());
     assert_eq!(claims["aud"], PORTAL_A);
     assert_eq!(claims["nonce"], req.nonce.as_str());
-    assert_eq!(claims["acr"], "LoA2", "the level the national IdP vouched for");
+    assert_eq!(
+        claims["acr"], "LoA2",
+        "the level the national IdP vouched for"
+    );
     assert_eq!(claims["name"], "Nguyễn Văn An");
     assert_eq!(claims["citizen_id"], AN);
-    assert!(claims["sid"].is_string() && claims["auth_time"].is_u64() && claims["at_hash"].is_string());
-    assert_ne!(claims["sub"], AN, "the subject is an account id, not the ID number");
+    assert!(
+        claims["sid"].is_string() && claims["auth_time"].is_u64() && claims["at_hash"].is_string()
+    );
+    assert_ne!(
+        claims["sub"], AN,
+        "the subject is an account id, not the ID number"
+    );
 
     let access = body["access_token"].as_str().unwrap();
     let info: Value = reqwest::Client::new()
@@ -45,7 +57,10 @@ async fn a_citizen_signs_in_and_the_portal_receives_a_verifiable_id_token() {
     assert_eq!(info["gender"], "male");
     assert_eq!(info["citizen_id"], AN);
     assert_eq!(info["legacy_id_number"], "012345678");
-    assert!(info.get("phone_number").is_none(), "not in the scopes asked for");
+    assert!(
+        info.get("phone_number").is_none(),
+        "not in the scopes asked for"
+    );
 }
 
 #[tokio::test]
@@ -55,8 +70,16 @@ async fn the_account_id_is_stable_across_logins() {
     for _ in 0..2 {
         let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
         let code = login_for_code(&env, &browser, &req, AN).await;
-        let body: Value = redeem(&env, &req, &code, &req.verifier).await.json().await.unwrap();
-        subs.push(env.verify_id_token(body["id_token"].as_str().unwrap(), PORTAL_A).await["sub"].clone());
+        let body: Value = redeem(&env, &req, &code, &req.verifier)
+            .await
+            .json()
+            .await
+            .unwrap();
+        subs.push(
+            env.verify_id_token(body["id_token"].as_str().unwrap(), PORTAL_A)
+                .await["sub"]
+                .clone(),
+        );
     }
     assert_eq!(subs[0], subs[1]);
 }
@@ -66,23 +89,45 @@ async fn userinfo_answers_by_get_by_post_header_and_by_post_body() {
     let env = Env::start().await;
     let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
     let code = login_for_code(&env, &browser, &req, AN).await;
-    let body: Value = redeem(&env, &req, &code, &req.verifier).await.json().await.unwrap();
+    let body: Value = redeem(&env, &req, &code, &req.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
     let token = body["access_token"].as_str().unwrap();
     let url = format!("{}/userinfo", env.issuer);
     let http = reqwest::Client::new();
     for r in [
         http.get(&url).bearer_auth(token).send().await.unwrap(),
         http.post(&url).bearer_auth(token).send().await.unwrap(),
-        http.post(&url).form(&[("access_token", token)]).send().await.unwrap(),
+        http.post(&url)
+            .form(&[("access_token", token)])
+            .send()
+            .await
+            .unwrap(),
     ] {
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.json::<Value>().await.unwrap()["name"], "Nguyễn Văn An");
     }
     let none = http.get(&url).send().await.unwrap();
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
-    assert!(none.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    let id_token_as_bearer = http.get(&url).bearer_auth(body["id_token"].as_str().unwrap()).send().await.unwrap();
-    assert_eq!(id_token_as_bearer.status(), StatusCode::UNAUTHORIZED, "an ID token is not an access token");
+    assert!(
+        none.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let id_token_as_bearer = http
+        .get(&url)
+        .bearer_auth(body["id_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        id_token_as_bearer.status(),
+        StatusCode::UNAUTHORIZED,
+        "an ID token is not an access token"
+    );
 }
 
 #[tokio::test]
@@ -91,36 +136,68 @@ async fn a_second_portal_signs_the_citizen_in_without_the_idp() {
     let browser = Browser::new();
     let a = AuthRequest::new(PORTAL_A);
     let code_a = login_for_code(&env, &browser, &a, AN).await;
-    let tokens_a: Value = redeem(&env, &a, &code_a, &a.verifier).await.json().await.unwrap();
-    let sub_a = env.verify_id_token(tokens_a["id_token"].as_str().unwrap(), PORTAL_A).await["sub"].clone();
+    let tokens_a: Value = redeem(&env, &a, &code_a, &a.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sub_a = env
+        .verify_id_token(tokens_a["id_token"].as_str().unwrap(), PORTAL_A)
+        .await["sub"]
+        .clone();
 
     // Scope order is irrelevant and unknown parameters are ignored.
-    let b = AuthRequest { scope: "profile openid".into(), ..AuthRequest::new(PORTAL_B) }.with("vendor_hint", "x");
+    let b = AuthRequest {
+        scope: "profile openid".into(),
+        ..AuthRequest::new(PORTAL_B)
+    }
+    .with("vendor_hint", "x");
     let r = browser.get(&b.url(&env.issuer)).await;
     let straight_back = location(&r);
-    assert!(straight_back.starts_with(&redirect_uri(PORTAL_B)), "no trip to the IdP: {straight_back}");
+    assert!(
+        straight_back.starts_with(&redirect_uri(PORTAL_B)),
+        "no trip to the IdP: {straight_back}"
+    );
     let code_b = query(&straight_back)["code"].clone();
-    let tokens_b: Value = redeem(&env, &b, &code_b, &b.verifier).await.json().await.unwrap();
+    let tokens_b: Value = redeem(&env, &b, &code_b, &b.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
     let id_b = tokens_b["id_token"].as_str().unwrap();
-    assert_eq!(jsonwebtoken::decode_header(id_b).unwrap().alg, jsonwebtoken::Algorithm::RS256, "RS256 for this client");
+    assert_eq!(
+        jsonwebtoken::decode_header(id_b).unwrap().alg,
+        jsonwebtoken::Algorithm::RS256,
+        "RS256 for this client"
+    );
     let claims_b = env.verify_id_token(id_b, PORTAL_B).await;
     assert_eq!(claims_b["acr"], "LoA2");
     assert_ne!(claims_b["sub"], sub_a, "each system has its own account id");
-    assert!(claims_b.get("citizen_id").is_none(), "portal B may not receive the ID number");
+    assert!(
+        claims_b.get("citizen_id").is_none(),
+        "portal B may not receive the ID number"
+    );
 }
 
 #[tokio::test]
 async fn an_authorization_request_without_pkce_is_refused_back_to_the_client() {
     let env = Env::start().await;
     let req = AuthRequest::new(PORTAL_A);
-    let url = req.url(&env.issuer).replace(&format!("code_challenge={}", req.challenge), "x=1");
+    let url = req
+        .url(&env.issuer)
+        .replace(&format!("code_challenge={}", req.challenge), "x=1");
     let r = Browser::new().get(&url).await;
     let q = query(&location(&r));
     assert_eq!(q["error"], "invalid_request");
     assert_eq!(q["state"], req.state);
     assert_eq!(q["iss"], env.issuer);
-    let plain = req.url(&env.issuer).replace("code_challenge_method=S256", "code_challenge_method=plain");
-    assert_eq!(query(&location(&Browser::new().get(&plain).await))["error"], "invalid_request");
+    let plain = req
+        .url(&env.issuer)
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    assert_eq!(
+        query(&location(&Browser::new().get(&plain).await))["error"],
+        "invalid_request"
+    );
 }
 
 #[tokio::test]
@@ -139,17 +216,36 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
     let env = Env::start().await;
     let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
     let code = login_for_code(&env, &browser, &req, AN).await;
-    let first: Value = redeem(&env, &req, &code, &req.verifier).await.json().await.unwrap();
+    let first: Value = redeem(&env, &req, &code, &req.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
     let userinfo = |token: String| {
         let url = format!("{}/userinfo", env.issuer);
-        async move { reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap().status() }
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
     };
     let access = first["access_token"].as_str().unwrap().to_owned();
     assert_eq!(userinfo(access.clone()).await, StatusCode::OK);
     let again = redeem(&env, &req, &code, &req.verifier).await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_grant");
-    assert_eq!(userinfo(access).await, StatusCode::UNAUTHORIZED, "the first access token is revoked");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    assert_eq!(
+        userinfo(access).await,
+        StatusCode::UNAUTHORIZED,
+        "the first access token is revoked"
+    );
 }
 
 #[tokio::test]
@@ -161,15 +257,24 @@ async fn an_unknown_client_is_shown_a_page_and_never_redirected() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.headers().get("location").is_none());
     let html = r.text().await.unwrap();
-    assert!(html.contains("Không thể đăng nhập") && html.contains("Cannot sign in"), "{html}");
+    assert!(
+        html.contains("Không thể đăng nhập") && html.contains("Cannot sign in"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
 async fn an_unregistered_redirect_uri_is_shown_a_page_and_never_redirected() {
     let env = Env::start().await;
     let req = AuthRequest::new(PORTAL_A);
-    for evil in ["https://evil.example/cb", "http://127.0.0.1:9/portal-a/callback/extra", "http://127.0.0.1:9/portal-a/callback?x=1"] {
-        let url = req.url(&env.issuer).replace(&urlencode(&redirect_uri(PORTAL_A)), &urlencode(evil));
+    for evil in [
+        "https://evil.example/cb",
+        "http://127.0.0.1:9/portal-a/callback/extra",
+        "http://127.0.0.1:9/portal-a/callback?x=1",
+    ] {
+        let url = req
+            .url(&env.issuer)
+            .replace(&urlencode(&redirect_uri(PORTAL_A)), &urlencode(evil));
         let r = Browser::new().get(&url).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{evil}");
         assert!(r.headers().get("location").is_none(), "{evil}");
@@ -179,11 +284,18 @@ async fn an_unregistered_redirect_uri_is_shown_a_page_and_never_redirected() {
 #[tokio::test]
 async fn a_repeated_parameter_is_shown_a_page_and_never_redirected() {
     let env = Env::start().await;
-    let url = AuthRequest::new(PORTAL_A).with("redirect_uri", "https://evil.example/cb").url(&env.issuer);
+    let url = AuthRequest::new(PORTAL_A)
+        .with("redirect_uri", "https://evil.example/cb")
+        .url(&env.issuer);
     let r = Browser::new().get(&url).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.headers().get("location").is_none());
-    assert!(r.text().await.unwrap().contains("Yêu cầu đăng nhập không hợp lệ"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Yêu cầu đăng nhập không hợp lệ")
+    );
 }
 
 fn urlencode(s: &str) -> String {
@@ -206,7 +318,11 @@ async fn a_tampered_state_at_the_callback_is_refused() {
     // The genuine callback still works once, and only once.
     let ok = browser.get(&callback).await;
     assert!(location(&ok).starts_with(&redirect_uri(PORTAL_A)));
-    assert_eq!(browser.get(&callback).await.status(), StatusCode::BAD_REQUEST, "a pending login is single use");
+    assert_eq!(
+        browser.get(&callback).await.status(),
+        StatusCode::BAD_REQUEST,
+        "a pending login is single use"
+    );
 }
 
 #[tokio::test]
@@ -216,31 +332,59 @@ async fn a_callback_from_another_browser_is_refused() {
     let to_idp = location(&victim.get(&req.url(&env.issuer)).await);
     let callback = location(&sign_in_at_idp(&victim, &to_idp, AN).await);
     let r = Browser::new().get(&callback).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "login CSRF: the callback is bound to the browser");
-    assert!(r.text().await.unwrap().contains("Thử lại"), "with a way to start again");
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "login CSRF: the callback is bound to the browser"
+    );
+    assert!(
+        r.text().await.unwrap().contains("Thử lại"),
+        "with a way to start again"
+    );
 }
 
 #[tokio::test]
 async fn an_upstream_id_token_with_a_wrong_nonce_is_refused() {
-    let env = Env::with(Options { wrong_nonce: true, ..Options::default() }).await;
+    let env = Env::with(Options {
+        wrong_nonce: true,
+        ..Options::default()
+    })
+    .await;
     let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
     let r = login(&env, &browser, &req, AN).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.headers().get("location").is_none(), "no code is issued");
     let html = r.text().await.unwrap();
     assert!(html.contains("Không xác nhận được đăng nhập"));
-    assert!(html.contains("Thử lại") && html.contains("Quay lại trang dịch vụ"), "a way to retry and a way back");
+    assert!(
+        html.contains("Thử lại") && html.contains("Quay lại trang dịch vụ"),
+        "a way to retry and a way back"
+    );
 }
 
 #[tokio::test]
 async fn the_national_gateway_claim_profile_maps_to_the_same_identity() {
-    let env = Env::with(Options { vnconnect: true, idp_alg_es256: true, ..Options::default() }).await;
+    let env = Env::with(Options {
+        vnconnect: true,
+        idp_alg_es256: true,
+        ..Options::default()
+    })
+    .await;
     let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
     let code = login_for_code(&env, &browser, &req, MAI).await;
-    let body: Value = redeem(&env, &req, &code, &req.verifier).await.json().await.unwrap();
-    let claims = env.verify_id_token(body["id_token"].as_str().unwrap(), PORTAL_A).await;
+    let body: Value = redeem(&env, &req, &code, &req.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let claims = env
+        .verify_id_token(body["id_token"].as_str().unwrap(), PORTAL_A)
+        .await;
     assert_eq!(claims["name"], "Giàng Thị Mai");
-    assert_eq!(claims["birthdate"], "2001-06-15", "NgayThangNamSinh yyyyMMdd became an OIDC date");
+    assert_eq!(
+        claims["birthdate"], "2001-06-15",
+        "NgayThangNamSinh yyyyMMdd became an OIDC date"
+    );
     assert_eq!(claims["gender"], "female", "GioiTinh Nữ");
     assert_eq!(claims["citizen_id"], MAI);
     assert_eq!(claims["acr"], "LoA1");
@@ -266,20 +410,33 @@ async fn prompt_login_and_an_exceeded_max_age_send_the_citizen_back_to_the_idp()
     let browser = Browser::new();
     login_for_code(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    for req in [AuthRequest::new(PORTAL_A).with("prompt", "login"), AuthRequest::new(PORTAL_A).with("max_age", "0")] {
+    for req in [
+        AuthRequest::new(PORTAL_A).with("prompt", "login"),
+        AuthRequest::new(PORTAL_A).with("max_age", "0"),
+    ] {
         let to = location(&browser.get(&req.url(&env.issuer)).await);
         assert!(to.starts_with(&env.idp.issuer), "{to}");
     }
     let fresh_enough = AuthRequest::new(PORTAL_A).with("max_age", "3600");
-    assert!(location(&browser.get(&fresh_enough.url(&env.issuer)).await).starts_with(&redirect_uri(PORTAL_A)));
+    assert!(
+        location(&browser.get(&fresh_enough.url(&env.issuer)).await)
+            .starts_with(&redirect_uri(PORTAL_A))
+    );
 }
 
 #[tokio::test]
 async fn a_level_1_account_does_not_satisfy_a_request_for_level_2() {
     let env = Env::start().await;
-    let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A).with("acr_values", "LoA2"));
+    let (browser, req) = (
+        Browser::new(),
+        AuthRequest::new(PORTAL_A).with("acr_values", "LoA2"),
+    );
     let to_idp = location(&browser.get(&req.url(&env.issuer)).await);
-    assert_eq!(query(&to_idp)["acr_values"], "2", "the level is asked of the IdP in its own terms");
+    assert_eq!(
+        query(&to_idp)["acr_values"],
+        "2",
+        "the level is asked of the IdP in its own terms"
+    );
     let r = login(&env, &browser, &req, MAI).await;
     let q = query(&location(&r));
     assert_eq!(q["error"], "unmet_authentication_requirements");
@@ -288,28 +445,60 @@ async fn a_level_1_account_does_not_satisfy_a_request_for_level_2() {
 
 #[tokio::test]
 async fn consent_is_asked_once_remembered_and_refusable() {
-    let env = Env::with(Options { consent: true, ..Options::default() }).await;
+    let env = Env::with(Options {
+        consent: true,
+        ..Options::default()
+    })
+    .await;
     let browser = Browser::new();
     let req = AuthRequest::new(PORTAL_A);
     let page = login(&env, &browser, &req, AN).await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
-    assert!(html.contains("Số định danh cá nhân") && html.contains("Cổng dịch vụ công A"), "{html}");
+    assert!(
+        html.contains("Số định danh cá nhân") && html.contains("Cổng dịch vụ công A"),
+        "{html}"
+    );
     let consent_id = hidden_field(&html, "consent_id");
-    let r = browser.post_form(&format!("{}/consent", env.issuer), &[("consent_id", &consent_id), ("decision", "allow")]).await;
+    let r = browser
+        .post_form(
+            &format!("{}/consent", env.issuer),
+            &[("consent_id", &consent_id), ("decision", "allow")],
+        )
+        .await;
     assert!(query(&location(&r)).contains_key("code"));
-    let replay = browser.post_form(&format!("{}/consent", env.issuer), &[("consent_id", &consent_id), ("decision", "allow")]).await;
-    assert_eq!(replay.status(), StatusCode::BAD_REQUEST, "a consent answer is single use");
+    let replay = browser
+        .post_form(
+            &format!("{}/consent", env.issuer),
+            &[("consent_id", &consent_id), ("decision", "allow")],
+        )
+        .await;
+    assert_eq!(
+        replay.status(),
+        StatusCode::BAD_REQUEST,
+        "a consent answer is single use"
+    );
 
     let again = AuthRequest::new(PORTAL_A);
-    assert!(query(&location(&browser.get(&again.url(&env.issuer)).await)).contains_key("code"), "remembered");
+    assert!(
+        query(&location(&browser.get(&again.url(&env.issuer)).await)).contains_key("code"),
+        "remembered"
+    );
 
     let b = AuthRequest::new(PORTAL_B);
     let page = browser.get(&b.url(&env.issuer)).await;
     let id = hidden_field(&page.text().await.unwrap(), "consent_id");
-    let r = browser.post_form(&format!("{}/consent", env.issuer), &[("consent_id", &id), ("decision", "deny")]).await;
+    let r = browser
+        .post_form(
+            &format!("{}/consent", env.issuer),
+            &[("consent_id", &id), ("decision", "deny")],
+        )
+        .await;
     let q = query(&location(&r));
-    assert_eq!((q["error"].as_str(), q["state"].as_str()), ("access_denied", b.state.as_str()));
+    assert_eq!(
+        (q["error"].as_str(), q["state"].as_str()),
+        ("access_denied", b.state.as_str())
+    );
 }
 
 #[tokio::test]
@@ -320,7 +509,9 @@ async fn cancelling_at_the_idp_returns_access_denied_to_the_client() {
     let html = browser.get(&to_idp).await.text().await.unwrap();
     let flow = hidden_field(&html, "flow");
     let form_url = to_idp.split('?').next().unwrap().to_owned();
-    let back = browser.post_form(&form_url, &[("flow", &flow), ("action", "cancel")]).await;
+    let back = browser
+        .post_form(&form_url, &[("flow", &flow), ("action", "cancel")])
+        .await;
     let at_client = location(&browser.get(&location(&back)).await);
     let q = query(&at_client);
     assert_eq!(q["error"], "access_denied");
@@ -335,12 +526,26 @@ async fn the_token_endpoint_authenticates_clients_as_the_standard_says() {
     let http = reqwest::Client::new();
     let url = format!("{}/token", env.issuer);
     let redirect = redirect_uri(PORTAL_A);
-    let base = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", redirect.as_str()), ("code_verifier", req.verifier.as_str())];
+    let base = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", req.verifier.as_str()),
+    ];
 
-    let wrong = http.post(&url).basic_auth(PORTAL_A, Some("wrong")).form(&base).send().await.unwrap();
+    let wrong = http
+        .post(&url)
+        .basic_auth(PORTAL_A, Some("wrong"))
+        .form(&base)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.headers()["www-authenticate"], "Basic");
-    assert_eq!(wrong.json::<Value>().await.unwrap()["error"], "invalid_client");
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
 
     let mut post = base.to_vec();
     post.extend([("client_id", PORTAL_A), ("client_secret", SECRET)]);
@@ -349,21 +554,53 @@ async fn the_token_endpoint_authenticates_clients_as_the_standard_says() {
 
     let req = AuthRequest::new(PORTAL_A);
     let code = login_for_code(&env, &Browser::new(), &req, AN).await;
-    let stolen = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", redirect.as_str()), ("code_verifier", req.verifier.as_str())];
-    let other_client = http.post(&url).basic_auth(PORTAL_B, Some(SECRET)).form(&stolen).send().await.unwrap();
-    assert_eq!(other_client.json::<Value>().await.unwrap()["error"], "invalid_grant", "a code is bound to its client");
+    let stolen = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", req.verifier.as_str()),
+    ];
+    let other_client = http
+        .post(&url)
+        .basic_auth(PORTAL_B, Some(SECRET))
+        .form(&stolen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other_client.json::<Value>().await.unwrap()["error"],
+        "invalid_grant",
+        "a code is bound to its client"
+    );
 
-    let unsupported = http.post(&url).basic_auth(PORTAL_A, Some(SECRET)).form(&[("grant_type", "password")]).send().await.unwrap();
-    assert_eq!(unsupported.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
+    let unsupported = http
+        .post(&url)
+        .basic_auth(PORTAL_A, Some(SECRET))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unsupported.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
 }
 
 #[tokio::test]
 async fn discovery_describes_the_provider_exactly() {
     let env = Env::start().await;
-    let d: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer)).await.unwrap().json().await.unwrap();
+    let d: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(d["issuer"], env.issuer.as_str());
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
-    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     let jwks = env.jwks().await;
     assert_eq!(jwks.keys.len(), 2, "one ES256 and one RS256 key");
 }

@@ -11,7 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use lienthong_broker::{Broker, MemoryStore};
-use lienthong_mock_idp::{ClaimProfile, ClientRegistration, Config as IdpConfig, MockIdp, Roster, Running};
+use lienthong_mock_idp::{
+    ClaimProfile, ClientRegistration, Config as IdpConfig, MockIdp, Roster, Running,
+};
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::Value;
@@ -114,28 +116,45 @@ impl Env {
             rb = redirect_uri(PORTAL_B),
             consent = o.consent,
         );
-        let broker = Broker::new(toml::from_str(&config).unwrap(), Arc::new(MemoryStore::new())).unwrap();
+        let broker = Broker::new(
+            toml::from_str(&config).unwrap(),
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(broker.serve(listener, async move {
             let _ = rx.await;
         }));
-        Env { issuer, idp, shutdown: Some(tx) }
+        Env {
+            issuer,
+            idp,
+            shutdown: Some(tx),
+        }
     }
 
     pub async fn jwks(&self) -> JwkSet {
-        reqwest::get(format!("{}/jwks", self.issuer)).await.unwrap().json().await.unwrap()
+        reqwest::get(format!("{}/jwks", self.issuer))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Verifies a broker ID token against the published JWKS: signature by `kid`, `iss`, `aud`.
     pub async fn verify_id_token(&self, token: &str, client: &str) -> Value {
         let header = jsonwebtoken::decode_header(token).unwrap();
         let jwks = self.jwks().await;
-        let jwk = jwks.find(header.kid.as_deref().expect("kid")).expect("kid is in the JWKS");
+        let jwk = jwks
+            .find(header.kid.as_deref().expect("kid"))
+            .expect("kid is in the JWKS");
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[client]);
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap().claims
+        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
+            .unwrap()
+            .claims
     }
 }
 
@@ -159,7 +178,11 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         Self { http }
     }
 
@@ -173,12 +196,25 @@ impl Browser {
 }
 
 pub fn location(r: &reqwest::Response) -> String {
-    assert!(r.status().is_redirection(), "expected a redirect, got {}", r.status());
-    r.headers().get(LOCATION).expect("Location").to_str().unwrap().to_owned()
+    assert!(
+        r.status().is_redirection(),
+        "expected a redirect, got {}",
+        r.status()
+    );
+    r.headers()
+        .get(LOCATION)
+        .expect("Location")
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn query(url: &str) -> HashMap<String, String> {
-    Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 /// An authorization request as a client builds it.
@@ -232,29 +268,53 @@ impl AuthRequest {
 /// The hidden `name` field's value in an HTML form.
 pub fn hidden_field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no hidden {name} in:\n{html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no hidden {name} in:\n{html}"))
+        + marker.len();
     html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
 
 /// Signs in at the mock IdP's form (already at `idp_url`); returns the IdP's response.
 pub async fn sign_in_at_idp(browser: &Browser, idp_url: &str, number: &str) -> reqwest::Response {
     let page = browser.get(idp_url).await;
-    assert_eq!(page.status(), StatusCode::OK, "the IdP shows its login form");
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the IdP shows its login form"
+    );
     let html = page.text().await.unwrap();
     assert!(html.contains("Mật khẩu"), "the form is in Vietnamese");
     let flow = hidden_field(&html, "flow");
     let form_url = idp_url.split('?').next().unwrap().to_owned();
     browser
-        .post_form(&form_url, &[("flow", &flow), ("roster_number", number), ("password", "matkhau-thu"), ("otp", "123456"), ("action", "login")])
+        .post_form(
+            &form_url,
+            &[
+                ("flow", &flow),
+                ("roster_number", number),
+                ("password", "matkhau-thu"),
+                ("otp", "123456"),
+                ("action", "login"),
+            ],
+        )
         .await
 }
 
 /// A full login from the client's authorization request to the response that ends at the
 /// client (normally the redirect carrying the code). Answers the consent page when shown.
-pub async fn login(env: &Env, browser: &Browser, req: &AuthRequest, number: &str) -> reqwest::Response {
+pub async fn login(
+    env: &Env,
+    browser: &Browser,
+    req: &AuthRequest,
+    number: &str,
+) -> reqwest::Response {
     let r = browser.get(&req.url(&env.issuer)).await;
     let to_idp = location(&r);
-    assert!(to_idp.starts_with(&env.idp.issuer), "the broker sends the citizen to the IdP: {to_idp}");
+    assert!(
+        to_idp.starts_with(&env.idp.issuer),
+        "the broker sends the citizen to the IdP: {to_idp}"
+    );
     let back = sign_in_at_idp(browser, &to_idp, number).await;
     let callback = location(&back);
     assert!(callback.starts_with(&format!("{}/callback", env.issuer)));
@@ -262,23 +322,47 @@ pub async fn login(env: &Env, browser: &Browser, req: &AuthRequest, number: &str
 }
 
 /// `login`, answering a consent page with "allow" if one appears; returns the code.
-pub async fn login_for_code(env: &Env, browser: &Browser, req: &AuthRequest, number: &str) -> String {
+pub async fn login_for_code(
+    env: &Env,
+    browser: &Browser,
+    req: &AuthRequest,
+    number: &str,
+) -> String {
     let r = login(env, browser, req, number).await;
     code_from(env, browser, req, r).await
 }
 
-pub async fn code_from(env: &Env, browser: &Browser, req: &AuthRequest, mut r: reqwest::Response) -> String {
+pub async fn code_from(
+    env: &Env,
+    browser: &Browser,
+    req: &AuthRequest,
+    mut r: reqwest::Response,
+) -> String {
     if r.status() == StatusCode::OK {
         let html = r.text().await.unwrap();
         let id = hidden_field(&html, "consent_id");
-        r = browser.post_form(&format!("{}/consent", env.issuer), &[("consent_id", &id), ("decision", "allow")]).await;
+        r = browser
+            .post_form(
+                &format!("{}/consent", env.issuer),
+                &[("consent_id", &id), ("decision", "allow")],
+            )
+            .await;
     }
     let at_client = location(&r);
-    assert!(at_client.starts_with(&redirect_uri(&req.client)), "ends at the client: {at_client}");
+    assert!(
+        at_client.starts_with(&redirect_uri(&req.client)),
+        "ends at the client: {at_client}"
+    );
     let q = query(&at_client);
-    assert_eq!(q.get("state"), Some(&req.state), "state is returned unchanged");
+    assert_eq!(
+        q.get("state"),
+        Some(&req.state),
+        "state is returned unchanged"
+    );
     assert_eq!(q.get("iss"), Some(&env.issuer), "RFC 9207 iss");
-    q.get("code").unwrap_or_else(|| panic!("a code in {at_client}")).clone()
+    q.get("code")
+        .unwrap_or_else(|| panic!("a code in {at_client}"))
+        .clone()
 }
 
 /// `POST /token` with client_secret_basic.
@@ -286,7 +370,12 @@ pub async fn redeem(env: &Env, req: &AuthRequest, code: &str, verifier: &str) ->
     reqwest::Client::new()
         .post(format!("{}/token", env.issuer))
         .basic_auth(&req.client, Some(SECRET))
-        .form(&[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &redirect_uri(&req.client)), ("code_verifier", verifier)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &redirect_uri(&req.client)),
+            ("code_verifier", verifier),
+        ])
         .send()
         .await
         .unwrap()

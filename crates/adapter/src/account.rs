@@ -28,7 +28,10 @@ mod tests {
         assert_eq!(a, derived_account_id(b"k", "portal", "https://idp", "s1"));
         assert_ne!(a, derived_account_id(b"k", "health", "https://idp", "s1"));
         assert_ne!(a, derived_account_id(b"k2", "portal", "https://idp", "s1"));
-        assert_ne!(derived_account_id(b"k", "a", "bc", "d"), derived_account_id(b"k", "ab", "c", "d"));
+        assert_ne!(
+            derived_account_id(b"k", "a", "bc", "d"),
+            derived_account_id(b"k", "ab", "c", "d")
+        );
         assert_eq!(a.len(), 22);
     }
 }

@@ -54,15 +54,26 @@ impl CitizenId {
         if let Some(i) = input.chars().position(|c| !c.is_ascii_digit()) {
             return Err(CitizenIdError::NotADigit { position: i + 1 });
         }
-        let id = Self(input.as_bytes().try_into().expect("12 ASCII digits are 12 bytes"));
+        let id = Self(
+            input
+                .as_bytes()
+                .try_into()
+                .expect("12 ASCII digits are 12 bytes"),
+        );
         if province::by_code(id.province_code()).is_none() {
-            return Err(CitizenIdError::UnknownProvince(id.province_code().to_owned()));
+            return Err(CitizenIdError::UnknownProvince(
+                id.province_code().to_owned(),
+            ));
         }
         Ok(id)
     }
 
     /// Parses and cross-checks against what is known of the person.
-    pub fn parse_checked(input: &str, birthdate: Option<Date>, sex: Option<Sex>) -> Result<Self, CitizenIdError> {
+    pub fn parse_checked(
+        input: &str,
+        birthdate: Option<Date>,
+        sex: Option<Sex>,
+    ) -> Result<Self, CitizenIdError> {
         let id = Self::parse(input)?;
         if let Some(date) = birthdate {
             id.check_birthdate(date)?;
@@ -70,7 +81,10 @@ impl CitizenId {
         if let Some(sex) = sex
             && sex != id.sex()
         {
-            return Err(CitizenIdError::SexMismatch { in_number: id.sex(), in_record: sex });
+            return Err(CitizenIdError::SexMismatch {
+                in_number: id.sex(),
+                in_record: sex,
+            });
         }
         Ok(id)
     }
@@ -94,7 +108,11 @@ impl CitizenId {
     }
 
     pub fn sex(&self) -> Sex {
-        if self.century_digit() % 2 == 0 { Sex::Male } else { Sex::Female }
+        if self.century_digit().is_multiple_of(2) {
+            Sex::Male
+        } else {
+            Sex::Female
+        }
     }
 
     /// The first year of the birth century: 1900, 2000, ... 2300.
@@ -110,7 +128,10 @@ impl CitizenId {
         if date.year() == self.birth_year() {
             Ok(())
         } else {
-            Err(CitizenIdError::BirthYearMismatch { in_number: self.birth_year(), in_date: date.year() })
+            Err(CitizenIdError::BirthYearMismatch {
+                in_number: self.birth_year(),
+                in_date: date.year(),
+            })
         }
     }
 
@@ -171,19 +192,40 @@ mod tests {
 
     #[test]
     fn specific_errors_for_malformed_input() {
-        assert_eq!(CitizenId::parse("00119501234"), Err(CitizenIdError::WrongLength(11)));
-        assert_eq!(CitizenId::parse(" 00119501234"), Err(CitizenIdError::NotADigit { position: 1 }));
-        assert_eq!(CitizenId::parse("0011950123a5"), Err(CitizenIdError::NotADigit { position: 11 }));
-        assert_eq!(CitizenId::parse("00119501234٣"), Err(CitizenIdError::NotADigit { position: 12 }));
-        assert_eq!(CitizenId::parse("003195012345"), Err(CitizenIdError::UnknownProvince("003".into())));
+        assert_eq!(
+            CitizenId::parse("00119501234"),
+            Err(CitizenIdError::WrongLength(11))
+        );
+        assert_eq!(
+            CitizenId::parse(" 00119501234"),
+            Err(CitizenIdError::NotADigit { position: 1 })
+        );
+        assert_eq!(
+            CitizenId::parse("0011950123a5"),
+            Err(CitizenIdError::NotADigit { position: 11 })
+        );
+        assert_eq!(
+            CitizenId::parse("00119501234٣"),
+            Err(CitizenIdError::NotADigit { position: 12 })
+        );
+        assert_eq!(
+            CitizenId::parse("003195012345"),
+            Err(CitizenIdError::UnknownProvince("003".into()))
+        );
     }
 
     #[test]
     fn cross_checks_birth_year_and_sex() {
-        assert!(CitizenId::parse_checked("001095012345", Some(date!(1995 - 03 - 01)), Some(Sex::Male)).is_ok());
+        assert!(
+            CitizenId::parse_checked("001095012345", Some(date!(1995 - 03 - 01)), Some(Sex::Male))
+                .is_ok()
+        );
         assert_eq!(
             CitizenId::parse_checked("001095012345", Some(date!(2095 - 03 - 01)), None),
-            Err(CitizenIdError::BirthYearMismatch { in_number: 1995, in_date: 2095 })
+            Err(CitizenIdError::BirthYearMismatch {
+                in_number: 1995,
+                in_date: 2095
+            })
         );
         assert!(matches!(
             CitizenId::parse_checked("001095012345", None, Some(Sex::Female)),

@@ -89,10 +89,20 @@ pub struct CodeRecord {
 
 /// The redirect-URI rule, in one place: exact string match with a registered URI.
 pub fn redirect_uri_registered(client: &Client, redirect_uri: &str) -> bool {
-    client.config.redirect_uris.iter().any(|r| r == redirect_uri)
+    client
+        .config
+        .redirect_uris
+        .iter()
+        .any(|r| r == redirect_uri)
 }
 
-fn error_to_client(inner: &Inner, redirect_uri: &str, state: Option<&str>, error: &'static str, description: impl Into<String>) -> FlowError {
+fn error_to_client(
+    inner: &Inner,
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &'static str,
+    description: impl Into<String>,
+) -> FlowError {
     ClientRedirect {
         redirect_uri: redirect_uri.to_owned(),
         error,
@@ -104,8 +114,14 @@ fn error_to_client(inner: &Inner, redirect_uri: &str, state: Option<&str>, error
 }
 
 /// Turns the raw parameters into an [`AuthorizeRequest`] or the right kind of refusal.
-pub(crate) fn validate(inner: &Inner, raw: RawAuthorizeRequest) -> Result<AuthorizeRequest, FlowError> {
-    let client = raw.client_id.as_deref().and_then(|id| inner.clients.get(id));
+pub(crate) fn validate(
+    inner: &Inner,
+    raw: RawAuthorizeRequest,
+) -> Result<AuthorizeRequest, FlowError> {
+    let client = raw
+        .client_id
+        .as_deref()
+        .and_then(|id| inner.clients.get(id));
     let (Some(client), Some(redirect_uri)) = (client, raw.redirect_uri.as_deref()) else {
         return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::UnknownClient).into());
     };
@@ -113,34 +129,76 @@ pub(crate) fn validate(inner: &Inner, raw: RawAuthorizeRequest) -> Result<Author
         return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::UnknownClient).into());
     }
     let state = raw.state.as_deref();
-    let fail = |error, description: &str| error_to_client(inner, redirect_uri, state, error, description);
+    let fail =
+        |error, description: &str| error_to_client(inner, redirect_uri, state, error, description);
     if raw.request.is_some() {
-        return Err(fail("request_not_supported", "request objects are not supported"));
+        return Err(fail(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
     }
     if raw.request_uri.is_some() {
-        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+        return Err(fail(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
     }
     if raw.response_type.as_deref() != Some("code") {
-        return Err(fail("unsupported_response_type", "only response_type=code is supported"));
+        return Err(fail(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        ));
     }
     if raw.response_mode.as_deref().is_some_and(|m| m != "query") {
-        return Err(fail("invalid_request", "only response_mode=query is supported"));
+        return Err(fail(
+            "invalid_request",
+            "only response_mode=query is supported",
+        ));
     }
-    let scopes: Vec<String> = raw.scope.as_deref().unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let scopes: Vec<String> = raw
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     if !scopes.iter().any(|s| s == "openid") {
         return Err(fail("invalid_scope", "scope must include openid"));
     }
-    let code_challenge = pkce::check_challenge(raw.code_challenge.as_deref(), raw.code_challenge_method.as_deref())
-        .map_err(|e| fail("invalid_request", &e.to_string()))?;
-    let prompts: Vec<&str> = raw.prompt.as_deref().unwrap_or_default().split(' ').filter(|p| !p.is_empty()).collect();
+    let code_challenge = pkce::check_challenge(
+        raw.code_challenge.as_deref(),
+        raw.code_challenge_method.as_deref(),
+    )
+    .map_err(|e| fail("invalid_request", &e.to_string()))?;
+    let prompts: Vec<&str> = raw
+        .prompt
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|p| !p.is_empty())
+        .collect();
     if prompts.contains(&"none") && prompts.len() > 1 {
-        return Err(fail("invalid_request", "prompt=none cannot be combined with other values"));
+        return Err(fail(
+            "invalid_request",
+            "prompt=none cannot be combined with other values",
+        ));
     }
     let max_age = match raw.max_age.as_deref() {
-        Some(m) => Some(m.parse::<u64>().map_err(|_| fail("invalid_request", "max_age must be a non-negative integer"))?),
+        Some(m) => Some(
+            m.parse::<u64>()
+                .map_err(|_| fail("invalid_request", "max_age must be a non-negative integer"))?,
+        ),
         None => None,
     };
-    let ui_locales = raw.ui_locales.as_deref().unwrap_or_default().split(' ').filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    let ui_locales = raw
+        .ui_locales
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
     Ok(AuthorizeRequest {
         client_id: client.config.id.clone(),
         redirect_uri: redirect_uri.to_owned(),
@@ -171,7 +229,12 @@ impl AuthorizeRequest {
                 .append_pair("scope", &self.scopes.join(" "))
                 .append_pair("code_challenge", &self.code_challenge)
                 .append_pair("code_challenge_method", "S256");
-            for (k, v) in [("state", &self.state), ("nonce", &self.nonce), ("acr_values", &self.acr_values), ("login_hint", &self.login_hint)] {
+            for (k, v) in [
+                ("state", &self.state),
+                ("nonce", &self.nonce),
+                ("acr_values", &self.acr_values),
+                ("login_hint", &self.login_hint),
+            ] {
                 if let Some(v) = v {
                     q.append_pair(k, v);
                 }
@@ -184,8 +247,19 @@ impl AuthorizeRequest {
     }
 
     /// An error for the client, sent back to its redirect URI.
-    pub(crate) fn error(&self, inner: &Inner, error: &'static str, description: impl Into<String>) -> FlowError {
-        error_to_client(inner, &self.redirect_uri, self.state.as_deref(), error, description)
+    pub(crate) fn error(
+        &self,
+        inner: &Inner,
+        error: &'static str,
+        description: impl Into<String>,
+    ) -> FlowError {
+        error_to_client(
+            inner,
+            &self.redirect_uri,
+            self.state.as_deref(),
+            error,
+            description,
+        )
     }
 
     /// A page for the citizen with a way to try again and a way back to the service.
@@ -194,11 +268,17 @@ impl AuthorizeRequest {
             FlowError::Redirect(r) => Some(r.url()),
             FlowError::Page(_) => None,
         };
-        CitizenPage::new(status, problem).with_links(Some(self.retry_url(&inner.issuer)), back).into()
+        CitizenPage::new(status, problem)
+            .with_links(Some(self.retry_url(&inner.issuer)), back)
+            .into()
     }
 }
 
-pub async fn get(State(broker): State<Broker>, jar: CookieJar, RawQuery(query): RawQuery) -> Response {
+pub async fn get(
+    State(broker): State<Broker>,
+    jar: CookieJar,
+    RawQuery(query): RawQuery,
+) -> Response {
     authorize(broker, jar, query.unwrap_or_default().as_bytes()).await
 }
 
@@ -217,10 +297,17 @@ async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
         let request = validate(inner, raw)?;
         let live = inner.current_session(&jar).await?;
         match live {
-            Some(live) if !request.prompt_login && live.session.satisfies(request.minimum_level, request.max_age) => {
+            Some(live)
+                if !request.prompt_login
+                    && live
+                        .session
+                        .satisfies(request.minimum_level, request.max_age) =>
+            {
                 complete(inner, &request, live).await
             }
-            _ if request.prompt_none => Err(request.error(inner, "login_required", "the citizen must sign in")),
+            _ if request.prompt_none => {
+                Err(request.error(inner, "login_required", "the citizen must sign in"))
+            }
             _ => start_upstream(inner, request, jar).await,
         }
     }
@@ -229,7 +316,11 @@ async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
 }
 
 /// Step 4: keep the request as a pending login and send the citizen to the national IdP.
-async fn start_upstream(inner: &Inner, request: AuthorizeRequest, jar: CookieJar) -> Result<Response, FlowError> {
+async fn start_upstream(
+    inner: &Inner,
+    request: AuthorizeRequest,
+    jar: CookieJar,
+) -> Result<Response, FlowError> {
     let state = random_token(32);
     let options = StartOptions {
         minimum_level: request.minimum_level,
@@ -250,7 +341,14 @@ async fn start_upstream(inner: &Inner, request: AuthorizeRequest, jar: CookieJar
         }
     };
     let ttl = Duration::from_secs(inner.config.sessions.pending_login_secs);
-    inner.store.put_json(&format!("pending:{}", sha256_b64url(&state)), &PendingLogin { request, upstream }, ttl).await?;
+    inner
+        .store
+        .put_json(
+            &format!("pending:{}", sha256_b64url(&state)),
+            &PendingLogin { request, upstream },
+            ttl,
+        )
+        .await?;
     let binding = inner.cookie(inner.login_cookie_name(&state), state, ttl);
     Ok((jar.add(binding), Redirect::to(&url)).into_response())
 }
@@ -265,30 +363,60 @@ pub struct PendingConsent {
 
 /// Where a citizen's recorded consent for one client is kept.
 pub(crate) fn consent_key(session: &crate::session::SsoSession, client_id: &str) -> String {
-    let who = sha256_b64url(&format!("{}\0{}", session.identity.issuer, session.identity.subject));
+    let who = sha256_b64url(&format!(
+        "{}\0{}",
+        session.identity.issuer, session.identity.subject
+    ));
     format!("consent:{who}:{client_id}")
 }
 
 /// Steps 7–8 with a live session: consent if needed, then a one-time code back to the client.
-pub(crate) async fn complete(inner: &Inner, request: &AuthorizeRequest, mut live: LiveSession) -> Result<Response, FlowError> {
+pub(crate) async fn complete(
+    inner: &Inner,
+    request: &AuthorizeRequest,
+    mut live: LiveSession,
+) -> Result<Response, FlowError> {
     let client = &inner.clients[&request.client_id];
-    let claims: Vec<String> =
-        identity::releasable(&request.scopes, &client.config.claims).map(str::to_owned).collect();
+    let claims: Vec<String> = identity::releasable(&request.scopes, &client.config.claims)
+        .map(str::to_owned)
+        .collect();
     if client.config.require_consent && !claims.is_empty() {
-        let granted: Vec<String> =
-            inner.store.get_json(&consent_key(&live.session, &client.config.id)).await?.unwrap_or_default();
+        let granted: Vec<String> = inner
+            .store
+            .get_json(&consent_key(&live.session, &client.config.id))
+            .await?
+            .unwrap_or_default();
         let covered = claims.iter().all(|c| granted.contains(c));
         if request.prompt_consent || !covered {
             if request.prompt_none {
                 return Err(request.error(inner, "consent_required", "the citizen must consent"));
             }
             let consent_id = random_token(32);
-            let pending = PendingConsent { request: request.clone(), session_key: live.key.clone(), claims: claims.clone() };
+            let pending = PendingConsent {
+                request: request.clone(),
+                session_key: live.key.clone(),
+                claims: claims.clone(),
+            };
             let ttl = Duration::from_secs(inner.config.sessions.pending_login_secs);
-            inner.store.put_json(&format!("consent-pending:{}", sha256_b64url(&consent_id)), &pending, ttl).await?;
-            let labels: Vec<_> = claims.iter().map(|c| crate::pages::claim_label(c)).collect();
+            inner
+                .store
+                .put_json(
+                    &format!("consent-pending:{}", sha256_b64url(&consent_id)),
+                    &pending,
+                    ttl,
+                )
+                .await?;
+            let labels: Vec<_> = claims
+                .iter()
+                .map(|c| crate::pages::claim_label(c))
+                .collect();
             let name = live.session.identity.name.clone().unwrap_or_default();
-            return Ok(crate::pages::consent(&client.config.name, &labels, &consent_id, &name));
+            return Ok(crate::pages::consent(
+                &client.config.name,
+                &labels,
+                &consent_id,
+                &name,
+            ));
         }
     }
     issue_code(inner, request, &mut live, claims).await
@@ -310,7 +438,12 @@ pub(crate) async fn issue_code(
         code_challenge: request.code_challenge.clone(),
         nonce: request.nonce.clone(),
         scopes: request.scopes.clone(),
-        sub: lienthong_adapter::derived_account_id(&inner.account_secret, &client.realm, &identity.issuer, &identity.subject),
+        sub: lienthong_adapter::derived_account_id(
+            &inner.account_secret,
+            &client.realm,
+            &identity.issuer,
+            &identity.subject,
+        ),
         claims: identity.released_claims(&request.scopes, &claims),
         acr: session.level.acr().to_owned(),
         amr: session.amr.clone(),
@@ -323,9 +456,13 @@ pub(crate) async fn issue_code(
     inner.touch_session(live).await?;
     let code = random_token(32);
     let ttl = Duration::from_secs(inner.config.tokens.code_secs);
-    inner.store.put_json(&format!("code:{}", sha256_b64url(&code)), &record, ttl).await?;
+    inner
+        .store
+        .put_json(&format!("code:{}", sha256_b64url(&code)), &record, ttl)
+        .await?;
     tracing::info!(client = %client.config.id, level = live.session.level.number(), "authorization code issued");
-    let mut url = Url::parse(&request.redirect_uri).expect("registered redirect URIs are valid URLs");
+    let mut url =
+        Url::parse(&request.redirect_uri).expect("registered redirect URIs are valid URLs");
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("code", &code);

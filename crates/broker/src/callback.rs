@@ -26,7 +26,11 @@ pub struct CallbackParams {
     iss: Option<String>,
 }
 
-pub async fn callback(State(broker): State<Broker>, jar: CookieJar, Query(p): Query<CallbackParams>) -> Response {
+pub async fn callback(
+    State(broker): State<Broker>,
+    jar: CookieJar,
+    Query(p): Query<CallbackParams>,
+) -> Response {
     let inner = broker.inner();
     let result: Result<Response, FlowError> = async {
         let Some(state) = p.state.as_deref() else {

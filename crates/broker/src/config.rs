@@ -86,7 +86,10 @@ fn default_metadata_ttl() -> u64 {
     600
 }
 fn default_acr_map() -> BTreeMap<String, u8> {
-    [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)].into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 /// Which upstream claim holds each part of the citizen's identity. `preset` fills the names of

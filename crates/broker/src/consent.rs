@@ -12,9 +12,9 @@ use axum_extra::extract::CookieJar;
 use lienthong_protocol::secret::sha256_b64url;
 use serde::Deserialize;
 
+use crate::Broker;
 use crate::authorize::{PendingConsent, consent_key, issue_code};
 use crate::error::{CitizenPage, FlowError, Problem};
-use crate::Broker;
 use crate::session::{LiveSession, SsoSession};
 
 #[derive(Debug, Deserialize)]
@@ -23,7 +23,11 @@ pub struct ConsentForm {
     decision: String,
 }
 
-pub async fn decide(State(broker): State<Broker>, jar: CookieJar, Form(form): Form<ConsentForm>) -> Response {
+pub async fn decide(
+    State(broker): State<Broker>,
+    jar: CookieJar,
+    Form(form): Form<ConsentForm>,
+) -> Response {
     let inner = broker.inner();
     let result: Result<Response, FlowError> = async {
         let key = format!("consent-pending:{}", sha256_b64url(&form.consent_id));
@@ -32,23 +36,41 @@ pub async fn decide(State(broker): State<Broker>, jar: CookieJar, Form(form): Fo
         };
         let request = &pending.request;
         // The answer must come from the browser whose session asked.
-        let live = inner.current_session(&jar).await?.filter(|l| l.key == pending.session_key);
+        let live = inner
+            .current_session(&jar)
+            .await?
+            .filter(|l| l.key == pending.session_key);
         let Some(mut live) = live else {
             return Err(request.page(inner, StatusCode::BAD_REQUEST, Problem::ConsentExpired));
         };
         if form.decision != "allow" {
             tracing::info!(client = %request.client_id, "citizen refused consent");
-            return Err(request.error(inner, "access_denied", "the citizen refused to share the requested details"));
+            return Err(request.error(
+                inner,
+                "access_denied",
+                "the citizen refused to share the requested details",
+            ));
         }
         record(inner, &live.session, &request.client_id, &pending.claims).await?;
         tracing::info!(client = %request.client_id, claims = ?pending.claims, "consent recorded");
-        issue_code(inner, request, &mut live as &mut LiveSession, pending.claims).await
+        issue_code(
+            inner,
+            request,
+            &mut live as &mut LiveSession,
+            pending.claims,
+        )
+        .await
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn record(inner: &crate::Inner, session: &SsoSession, client_id: &str, claims: &[String]) -> Result<(), FlowError> {
+async fn record(
+    inner: &crate::Inner,
+    session: &SsoSession,
+    client_id: &str,
+    claims: &[String],
+) -> Result<(), FlowError> {
     let key = consent_key(session, client_id);
     let mut granted: Vec<String> = inner.store.get_json(&key).await?.unwrap_or_default();
     for c in claims {

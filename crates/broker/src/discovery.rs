@@ -13,7 +13,18 @@ use crate::level::Level;
 pub async fn configuration(State(broker): State<Broker>) -> Json<Value> {
     let inner = broker.inner();
     let issuer = &inner.issuer;
-    let mut claims: Vec<&str> = vec!["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid"];
+    let mut claims: Vec<&str> = vec![
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "sid",
+    ];
     claims.extend(supported_claims());
     Json(json!({
         "issuer": issuer,

@@ -56,7 +56,9 @@ impl Problem {
     }
 
     pub fn message(self) -> &'static Message {
-        CATALOGUE.get(self.key()).expect("every Problem is in messages.toml (tested)")
+        CATALOGUE
+            .get(self.key())
+            .expect("every Problem is in messages.toml (tested)")
     }
 }
 
@@ -70,8 +72,9 @@ pub struct Message {
     pub en: String,
 }
 
-static CATALOGUE: LazyLock<HashMap<String, Message>> =
-    LazyLock::new(|| toml::from_str(include_str!("../messages.toml")).expect("messages.toml parses (tested)"));
+static CATALOGUE: LazyLock<HashMap<String, Message>> = LazyLock::new(|| {
+    toml::from_str(include_str!("../messages.toml")).expect("messages.toml parses (tested)")
+});
 
 /// An error page for a citizen.
 #[derive(Debug)]
@@ -86,7 +89,12 @@ pub struct CitizenPage {
 
 impl CitizenPage {
     pub fn new(status: StatusCode, problem: Problem) -> Self {
-        Self { status, problem, retry: None, back: None }
+        Self {
+            status,
+            problem,
+            retry: None,
+            back: None,
+        }
     }
 
     pub fn with_links(mut self, retry: Option<String>, back: Option<String>) -> Self {
@@ -102,7 +110,13 @@ impl IntoResponse for CitizenPage {
         // anything personal.
         let reference = lienthong_protocol::secret::random_token(6).to_uppercase();
         tracing::info!(reference = %reference, problem = self.problem.key(), status = self.status.as_u16(), "citizen shown an error page");
-        pages::problem(self.status, self.problem.message(), self.retry.as_deref(), self.back.as_deref(), &reference)
+        pages::problem(
+            self.status,
+            self.problem.message(),
+            self.retry.as_deref(),
+            self.back.as_deref(),
+            &reference,
+        )
     }
 }
 
@@ -118,10 +132,12 @@ pub struct ClientRedirect {
 
 impl ClientRedirect {
     pub fn url(&self) -> String {
-        let mut url = Url::parse(&self.redirect_uri).expect("registered redirect URIs are valid URLs");
+        let mut url =
+            Url::parse(&self.redirect_uri).expect("registered redirect URIs are valid URLs");
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("error", self.error).append_pair("error_description", &self.description);
+            q.append_pair("error", self.error)
+                .append_pair("error_description", &self.description);
             if let Some(state) = &self.state {
                 q.append_pair("state", state);
             }
@@ -153,7 +169,10 @@ impl From<ClientRedirect> for FlowError {
 impl From<StoreError> for FlowError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        Self::Page(CitizenPage::new(StatusCode::SERVICE_UNAVAILABLE, Problem::TemporarilyUnavailable))
+        Self::Page(CitizenPage::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Problem::TemporarilyUnavailable,
+        ))
     }
 }
 
@@ -175,9 +194,17 @@ mod tests {
         for p in Problem::ALL {
             let m = p.message();
             assert!(!m.vi.is_empty() && !m.en.is_empty(), "{}", p.key());
-            assert!(!m.vi.is_ascii(), "{}: Vietnamese text must carry diacritics", p.key());
+            assert!(
+                !m.vi.is_ascii(),
+                "{}: Vietnamese text must carry diacritics",
+                p.key()
+            );
         }
-        assert_eq!(CATALOGUE.len(), Problem::ALL.len(), "no unused catalogue entries");
+        assert_eq!(
+            CATALOGUE.len(),
+            Problem::ALL.len(),
+            "no unused catalogue entries"
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub struct CitizenIdentity {
 
 /// The scopes a client may ask for and the claims each one covers.
 pub const SCOPE_CLAIMS: &[(&str, &[&str])] = &[
-    ("profile", &["name", "family_name", "given_name", "birthdate", "gender"]),
+    (
+        "profile",
+        &["name", "family_name", "given_name", "birthdate", "gender"],
+    ),
     ("citizen_id", &["citizen_id", "legacy_id_number"]),
     ("phone", &["phone_number"]),
     ("email", &["email"]),
@@ -42,7 +45,10 @@ pub fn supported_claims() -> impl Iterator<Item = &'static str> {
 
 /// The claim-release rule, in one place: a claim goes to a client only when one of the granted
 /// scopes covers it **and** the client's allow-list names it.
-pub fn releasable<'a>(scopes: &'a [String], allow_list: &'a [String]) -> impl Iterator<Item = &'static str> + 'a {
+pub fn releasable<'a>(
+    scopes: &'a [String],
+    allow_list: &'a [String],
+) -> impl Iterator<Item = &'static str> + 'a {
     SCOPE_CLAIMS
         .iter()
         .filter(|(scope, _)| scopes.iter().any(|s| s == scope))
@@ -52,7 +58,11 @@ pub fn releasable<'a>(scopes: &'a [String], allow_list: &'a [String]) -> impl It
 
 impl CitizenIdentity {
     fn claim(&self, name: &str) -> Option<Value> {
-        let (family, given) = match self.name.as_deref().map(|n| n.split_once(' ').unwrap_or(("", n))) {
+        let (family, given) = match self
+            .name
+            .as_deref()
+            .map(|n| n.split_once(' ').unwrap_or(("", n)))
+        {
             Some((f, g)) => (Some(f), Some(g)),
             None => (None, None),
         };
@@ -73,7 +83,9 @@ impl CitizenIdentity {
 
     /// The claims released to a client under [`releasable`].
     pub fn released_claims(&self, scopes: &[String], allow_list: &[String]) -> Map<String, Value> {
-        releasable(scopes, allow_list).filter_map(|c| Some((c.to_owned(), self.claim(c)?))).collect()
+        releasable(scopes, allow_list)
+            .filter_map(|c| Some((c.to_owned(), self.claim(c)?)))
+            .collect()
     }
 }
 
@@ -99,10 +111,19 @@ mod tests {
     #[test]
     fn a_claim_needs_both_scope_and_allow_list() {
         let scopes = vec!["openid".to_owned(), "profile".to_owned()];
-        let allow = vec!["name".to_owned(), "citizen_id".to_owned(), "address".to_owned()];
+        let allow = vec![
+            "name".to_owned(),
+            "citizen_id".to_owned(),
+            "address".to_owned(),
+        ];
         let got = citizen().released_claims(&scopes, &allow);
         assert_eq!(got.keys().collect::<Vec<_>>(), ["name"]);
-        let scopes = vec!["openid".to_owned(), "profile".to_owned(), "citizen_id".to_owned(), "address".to_owned()];
+        let scopes = vec![
+            "openid".to_owned(),
+            "profile".to_owned(),
+            "citizen_id".to_owned(),
+            "address".to_owned(),
+        ];
         let got = citizen().released_claims(&scopes, &allow);
         assert_eq!(got["citizen_id"], "001085004512");
         assert_eq!(got["address"]["formatted"], "Hà Nội");

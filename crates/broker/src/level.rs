@@ -53,8 +53,14 @@ mod tests {
     #[test]
     fn minimum_of_acceptable_values() {
         assert_eq!(Level::minimum_requested(Some("LoA2")), Some(Level::TWO));
-        assert_eq!(Level::minimum_requested(Some("LoA2 LoA1")), Some(Level::ONE));
-        assert_eq!(Level::minimum_requested(Some("urn:other LoA2")), Some(Level::TWO));
+        assert_eq!(
+            Level::minimum_requested(Some("LoA2 LoA1")),
+            Some(Level::ONE)
+        );
+        assert_eq!(
+            Level::minimum_requested(Some("urn:other LoA2")),
+            Some(Level::TWO)
+        );
         assert_eq!(Level::minimum_requested(Some("urn:other")), None);
         assert_eq!(Level::minimum_requested(None), None);
         assert!(Level::new(3).is_none());

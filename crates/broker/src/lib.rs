@@ -36,8 +36,8 @@ use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-pub use config::Config;
 use config::ClientConfig;
+pub use config::Config;
 pub use store::{MemoryStore, Store};
 use upstream::Connector;
 
@@ -81,28 +81,54 @@ impl Broker {
     /// Checks the configuration, loads or generates the signing keys.
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let issuer = config.issuer.trim_end_matches('/').to_owned();
-        let issuer_url = url::Url::parse(&issuer).map_err(|e| StartError::Config(format!("issuer: {e}")))?;
+        let issuer_url =
+            url::Url::parse(&issuer).map_err(|e| StartError::Config(format!("issuer: {e}")))?;
         if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
-            return Err(StartError::Config("issuer must have no query or fragment".into()));
+            return Err(StartError::Config(
+                "issuer must have no query or fragment".into(),
+            ));
         }
         let secure_cookies = issuer_url.scheme() == "https";
-        let upstream = Connector::new(config.upstream.clone(), &issuer).map_err(StartError::Config)?;
+        let upstream =
+            Connector::new(config.upstream.clone(), &issuer).map_err(StartError::Config)?;
         let mut clients = HashMap::new();
         for c in &config.clients {
             let id_token_alg = match c.id_token_signed_response_alg.as_str() {
                 "ES256" => Algorithm::ES256,
                 "RS256" => Algorithm::RS256,
-                other => return Err(StartError::Config(format!("client {}: id_token_signed_response_alg {other:?}", c.id))),
+                other => {
+                    return Err(StartError::Config(format!(
+                        "client {}: id_token_signed_response_alg {other:?}",
+                        c.id
+                    )));
+                }
             };
             for uri in c.redirect_uris.iter().chain(&c.post_logout_redirect_uris) {
-                let u = url::Url::parse(uri).map_err(|e| StartError::Config(format!("client {}: {uri}: {e}", c.id)))?;
+                let u = url::Url::parse(uri)
+                    .map_err(|e| StartError::Config(format!("client {}: {uri}: {e}", c.id)))?;
                 if u.fragment().is_some() {
-                    return Err(StartError::Config(format!("client {}: {uri}: no fragment allowed", c.id)));
+                    return Err(StartError::Config(format!(
+                        "client {}: {uri}: no fragment allowed",
+                        c.id
+                    )));
                 }
             }
             let realm = c.realm.clone().unwrap_or_else(|| c.id.clone());
-            if clients.insert(c.id.clone(), Client { config: c.clone(), id_token_alg, realm }).is_some() {
-                return Err(StartError::Config(format!("client {} is registered twice", c.id)));
+            if clients
+                .insert(
+                    c.id.clone(),
+                    Client {
+                        config: c.clone(),
+                        id_token_alg,
+                        realm,
+                    },
+                )
+                .is_some()
+            {
+                return Err(StartError::Config(format!(
+                    "client {} is registered twice",
+                    c.id
+                )));
             }
         }
         let keys = KeySet::new(vec![
@@ -111,14 +137,29 @@ impl Broker {
         ]);
         let account_secret = match &config.account_id_secret {
             Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
-            Some(_) => return Err(StartError::Config("account_id_secret must be at least 16 characters".into())),
+            Some(_) => {
+                return Err(StartError::Config(
+                    "account_id_secret must be at least 16 characters".into(),
+                ));
+            }
             None => {
-                tracing::warn!("no account_id_secret: account ids change at every restart (fine for a demo only)");
+                tracing::warn!(
+                    "no account_id_secret: account ids change at every restart (fine for a demo only)"
+                );
                 lienthong_protocol::secret::random_token(32).into_bytes()
             }
         };
         Ok(Self {
-            inner: Arc::new(Inner { config, issuer, store, keys, upstream, clients, account_secret, secure_cookies }),
+            inner: Arc::new(Inner {
+                config,
+                issuer,
+                store,
+                keys,
+                upstream,
+                clients,
+                account_secret,
+                secure_cookies,
+            }),
         })
     }
 
@@ -129,7 +170,10 @@ impl Broker {
     /// Every route, under the issuer's path.
     pub fn router(&self) -> Router {
         let routes = Router::new()
-            .route("/.well-known/openid-configuration", get(discovery::configuration))
+            .route(
+                "/.well-known/openid-configuration",
+                get(discovery::configuration),
+            )
             .route("/jwks", get(discovery::jwks))
             .route("/authorize", get(authorize::get).post(authorize::post))
             .route("/callback", get(callback::callback))
@@ -143,15 +187,29 @@ impl Broker {
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 Duration::from_secs(30),
             ));
-        let path = url::Url::parse(&self.inner.issuer).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
-        if path.is_empty() { routes } else { Router::new().nest(&path, routes) }
+        let path = url::Url::parse(&self.inner.issuer)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        if path.is_empty() {
+            routes
+        } else {
+            Router::new().nest(&path, routes)
+        }
     }
 
     /// Serves on `listener` until `shutdown` completes, finishing in-flight requests.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -159,7 +217,10 @@ impl Broker {
     }
 }
 
-fn load_or_generate(alg: Algorithm, pem: Option<&std::path::Path>) -> Result<SigningKey, StartError> {
+fn load_or_generate(
+    alg: Algorithm,
+    pem: Option<&std::path::Path>,
+) -> Result<SigningKey, StartError> {
     match pem {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -172,5 +233,8 @@ fn load_or_generate(alg: Algorithm, pem: Option<&std::path::Path>) -> Result<Sig
 
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -32,15 +32,48 @@ struct ConsentPage<'a> {
 }
 
 fn render(t: &impl Template) -> Html<String> {
-    Html(t.render().unwrap_or_else(|e| format!("<p>template error: {e}</p>")))
+    Html(
+        t.render()
+            .unwrap_or_else(|e| format!("<p>template error: {e}</p>")),
+    )
 }
 
-pub fn problem(status: StatusCode, m: &Message, retry: Option<&str>, back: Option<&str>, reference: &str) -> Response {
-    (status, no_store(), render(&ProblemPage { m, retry, back, reference })).into_response()
+pub fn problem(
+    status: StatusCode,
+    m: &Message,
+    retry: Option<&str>,
+    back: Option<&str>,
+    reference: &str,
+) -> Response {
+    (
+        status,
+        no_store(),
+        render(&ProblemPage {
+            m,
+            retry,
+            back,
+            reference,
+        }),
+    )
+        .into_response()
 }
 
-pub fn consent(client_name: &str, claims: &[ClaimLabel], consent_id: &str, citizen_name: &str) -> Response {
-    (no_store(), render(&ConsentPage { client_name, claims, consent_id, citizen_name })).into_response()
+pub fn consent(
+    client_name: &str,
+    claims: &[ClaimLabel],
+    consent_id: &str,
+    citizen_name: &str,
+) -> Response {
+    (
+        no_store(),
+        render(&ConsentPage {
+            client_name,
+            claims,
+            consent_id,
+            citizen_name,
+        }),
+    )
+        .into_response()
 }
 
 fn no_store() -> [(axum::http::HeaderName, &'static str); 1] {

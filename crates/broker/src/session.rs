@@ -40,13 +40,21 @@ pub struct LiveSession {
 
 impl Inner {
     pub fn session_cookie_name(&self) -> &'static str {
-        if self.secure_cookies { "__Host-lienthong" } else { "lienthong_sso" }
+        if self.secure_cookies {
+            "__Host-lienthong"
+        } else {
+            "lienthong_sso"
+        }
     }
 
     /// The cookie that ties a pending login to the browser that started it.
     pub fn login_cookie_name(&self, state: &str) -> String {
         let tag = &sha256_b64url(state)[..10];
-        if self.secure_cookies { format!("__Host-lienthong_login_{tag}") } else { format!("lienthong_login_{tag}") }
+        if self.secure_cookies {
+            format!("__Host-lienthong_login_{tag}")
+        } else {
+            format!("lienthong_login_{tag}")
+        }
     }
 
     pub fn cookie<'c>(&self, name: String, value: String, max_age: Duration) -> Cookie<'c> {
@@ -66,20 +74,36 @@ impl Inner {
     }
 
     /// The browser's live session, if any.
-    pub async fn current_session(&self, jar: &CookieJar) -> Result<Option<LiveSession>, StoreError> {
-        let Some(cookie) = jar.get(self.session_cookie_name()) else { return Ok(None) };
+    pub async fn current_session(
+        &self,
+        jar: &CookieJar,
+    ) -> Result<Option<LiveSession>, StoreError> {
+        let Some(cookie) = jar.get(self.session_cookie_name()) else {
+            return Ok(None);
+        };
         let key = format!("sso:{}", sha256_b64url(cookie.value()));
         let session: Option<SsoSession> = self.store.get_json(&key).await?;
-        Ok(session.filter(|s| self.session_ttl(s).is_some()).map(|session| LiveSession { key, session }))
+        Ok(session
+            .filter(|s| self.session_ttl(s).is_some())
+            .map(|session| LiveSession { key, session }))
     }
 
     /// Opens a session; returns it with the cookie to set.
-    pub async fn open_session<'c>(&self, session: SsoSession) -> Result<(LiveSession, Cookie<'c>), StoreError> {
+    pub async fn open_session<'c>(
+        &self,
+        session: SsoSession,
+    ) -> Result<(LiveSession, Cookie<'c>), StoreError> {
         let secret = random_token(32);
-        let live = LiveSession { key: format!("sso:{}", sha256_b64url(&secret)), session };
+        let live = LiveSession {
+            key: format!("sso:{}", sha256_b64url(&secret)),
+            session,
+        };
         self.touch_session(&live).await?;
         let max_age = Duration::from_secs(self.config.sessions.absolute_secs);
-        Ok((live, self.cookie(self.session_cookie_name().to_owned(), secret, max_age)))
+        Ok((
+            live,
+            self.cookie(self.session_cookie_name().to_owned(), secret, max_age),
+        ))
     }
 
     /// Saves a changed session and restarts its idle clock.
@@ -94,6 +118,7 @@ impl Inner {
 impl SsoSession {
     /// Whether the session can answer a request without a new upstream login.
     pub fn satisfies(&self, minimum: Option<Level>, max_age: Option<u64>) -> bool {
-        minimum.is_none_or(|m| self.level >= m) && max_age.is_none_or(|m| now().saturating_sub(self.auth_time) <= m)
+        minimum.is_none_or(|m| self.level >= m)
+            && max_age.is_none_or(|m| now().saturating_sub(self.auth_time) <= m)
     }
 }

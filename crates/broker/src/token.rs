@@ -48,42 +48,81 @@ pub(crate) fn userinfo_audience(inner: &Inner) -> String {
     format!("{}/userinfo", inner.issuer)
 }
 
-pub async fn token(State(broker): State<Broker>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
+pub async fn token(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
     let inner = broker.inner();
     // Parsed by hand so that a malformed body (or a repeated parameter, which RFC 6749 §3.2
     // forbids) gets an OAuth error rather than a framework rejection.
-    let form: TokenForm =
-        serde_urlencoded::from_bytes(&body).map_err(|e| OAuthError::invalid_request(format!("malformed form: {e}")))?;
-    let creds = ClientCredentials::from_request(&headers, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let form: TokenForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| OAuthError::invalid_request(format!("malformed form: {e}")))?;
+    let creds = ClientCredentials::from_request(
+        &headers,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )?;
     let basic = creds.method == AuthMethod::ClientSecretBasic;
-    let client = inner.clients.get(&creds.client_id).ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
+    let client = inner
+        .clients
+        .get(&creds.client_id)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
     creds.check_secret(&client.config.secret)?;
     match form.grant_type.as_deref() {
         Some("authorization_code") => {}
-        Some(_) => return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType, "only authorization_code")),
+        Some(_) => {
+            return Err(OAuthError::new(
+                OAuthErrorCode::UnsupportedGrantType,
+                "only authorization_code",
+            ));
+        }
         None => return Err(OAuthError::invalid_request("grant_type is required")),
     }
-    let code = form.code.as_deref().ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let code = form
+        .code
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let code_hash = sha256_b64url(code);
     let store_error = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "store failure at the token endpoint");
         OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, "try again shortly")
     };
-    let Some(record) = inner.store.take_json::<CodeRecord>(&format!("code:{code_hash}")).await.map_err(store_error)? else {
-        let spent: Option<String> = inner.store.get_json(&format!("code-spent:{code_hash}")).await.map_err(store_error)?;
+    let Some(record) = inner
+        .store
+        .take_json::<CodeRecord>(&format!("code:{code_hash}"))
+        .await
+        .map_err(store_error)?
+    else {
+        let spent: Option<String> = inner
+            .store
+            .get_json(&format!("code-spent:{code_hash}"))
+            .await
+            .map_err(store_error)?;
         if let Some(jti) = spent {
-            inner.store.delete(&grant_key(&jti)).await.map_err(store_error)?;
+            inner
+                .store
+                .delete(&grant_key(&jti))
+                .await
+                .map_err(store_error)?;
             tracing::warn!(client = %client.config.id, "authorization code reused: its tokens are revoked");
         }
-        return Err(OAuthError::invalid_grant("the code is unknown, expired or already used"));
+        return Err(OAuthError::invalid_grant(
+            "the code is unknown, expired or already used",
+        ));
     };
     if record.client_id != client.config.id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if form.redirect_uri.as_deref() != Some(record.redirect_uri.as_str()) {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
-    pkce::verify(form.code_verifier.as_deref(), &record.code_challenge).map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
+    pkce::verify(form.code_verifier.as_deref(), &record.code_challenge)
+        .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
 
     let now = now();
     let tokens = &inner.config.tokens;
@@ -102,7 +141,10 @@ pub async fn token(State(broker): State<Broker>, headers: HeaderMap, body: Bytes
         "sid": record.sid,
     });
     let sign_error = |e: lienthong_protocol::KeyError| OAuthError::server_error(e.to_string());
-    let access_token = inner.keys.sign(Algorithm::ES256, "at+jwt", &access_claims).map_err(sign_error)?;
+    let access_token = inner
+        .keys
+        .sign(Algorithm::ES256, "at+jwt", &access_claims)
+        .map_err(sign_error)?;
     let mut id_claims = record.claims.clone();
     id_claims.extend([
         ("iss".to_owned(), json!(inner.issuer)),
@@ -121,12 +163,28 @@ pub async fn token(State(broker): State<Broker>, headers: HeaderMap, body: Bytes
     if let Some(nonce) = &record.nonce {
         id_claims.insert("nonce".to_owned(), json!(nonce));
     }
-    let id_token = inner.keys.sign(client.id_token_alg, "JWT", &id_claims).map_err(sign_error)?;
+    let id_token = inner
+        .keys
+        .sign(client.id_token_alg, "JWT", &id_claims)
+        .map_err(sign_error)?;
 
     let lifetime = Duration::from_secs(tokens.access_token_secs);
-    let grant = Grant { client_id: client.config.id.clone(), sub: record.sub, scopes: record.scopes.clone(), claims: record.claims };
-    inner.store.put_json(&grant_key(&jti), &grant, lifetime).await.map_err(store_error)?;
-    inner.store.put_json(&format!("code-spent:{code_hash}"), &jti, lifetime).await.map_err(store_error)?;
+    let grant = Grant {
+        client_id: client.config.id.clone(),
+        sub: record.sub,
+        scopes: record.scopes.clone(),
+        claims: record.claims,
+    };
+    inner
+        .store
+        .put_json(&grant_key(&jti), &grant, lifetime)
+        .await
+        .map_err(store_error)?;
+    inner
+        .store
+        .put_json(&format!("code-spent:{code_hash}"), &jti, lifetime)
+        .await
+        .map_err(store_error)?;
     tracing::info!(client = %client.config.id, "tokens issued");
 
     let body = json!({
@@ -137,7 +195,11 @@ pub async fn token(State(broker): State<Broker>, headers: HeaderMap, body: Bytes
         "scope": record.scopes.join(" "),
     });
     let mut response = Json(body).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(response)
 }

@@ -13,15 +13,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lienthong_adapter::{CitizenId, Sex};
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreSubjectIdentifierType,
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
+    CoreClient, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthType, AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret,
-    CsrfToken, IssuerUrl, LanguageTag, LoginHint, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata,
-    OAuth2TokenResponse, RedirectUrl, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthType, AuthenticationContextClass, AuthorizationCode, ClientId,
+    ClientSecret, CsrfToken, IssuerUrl, LanguageTag, LoginHint, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -120,20 +120,39 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(config: UpstreamConfig, broker_issuer: &str) -> Result<Self, String> {
-        let redirect = config.redirect_uri.clone().unwrap_or_else(|| format!("{broker_issuer}/callback"));
-        let redirect_uri = RedirectUrl::new(redirect).map_err(|e| format!("upstream.redirect_uri: {e}"))?;
+        let redirect = config
+            .redirect_uri
+            .clone()
+            .unwrap_or_else(|| format!("{broker_issuer}/callback"));
+        let redirect_uri =
+            RedirectUrl::new(redirect).map_err(|e| format!("upstream.redirect_uri: {e}"))?;
         IssuerUrl::new(config.issuer.clone()).map_err(|e| format!("upstream.issuer: {e}"))?;
         if !matches!(config.userinfo.as_str(), "get" | "post" | "none") {
-            return Err(format!("upstream.userinfo {:?}: use get, post or none", config.userinfo));
+            return Err(format!(
+                "upstream.userinfo {:?}: use get, post or none",
+                config.userinfo
+            ));
         }
-        if !matches!(config.token_endpoint_auth_method.as_str(), "client_secret_basic" | "client_secret_post") {
-            return Err("upstream.token_endpoint_auth_method: client_secret_basic or client_secret_post".into());
+        if !matches!(
+            config.token_endpoint_auth_method.as_str(),
+            "client_secret_basic" | "client_secret_post"
+        ) {
+            return Err(
+                "upstream.token_endpoint_auth_method: client_secret_basic or client_secret_post"
+                    .into(),
+            );
         }
         for alg in &config.id_token_algs {
             parse_alg(alg)?;
         }
-        if let Some((acr, level)) = config.acr_map.iter().find(|(_, l)| Level::new(**l).is_none()) {
-            return Err(format!("upstream.acr_map: {acr:?} = {level} is not a level (1 or 2)"));
+        if let Some((acr, level)) = config
+            .acr_map
+            .iter()
+            .find(|(_, l)| Level::new(**l).is_none())
+        {
+            return Err(format!(
+                "upstream.acr_map: {acr:?} = {level} is not a level (1 or 2)"
+            ));
         }
         // No redirects: a redirect from the IdP's token endpoint is never legitimate and
         // following it would be an SSRF vector (openidconnect's own advice).
@@ -143,7 +162,13 @@ impl Connector {
             .build()
             .map_err(|e| e.to_string())?;
         let names = resolve_names(&config);
-        Ok(Self { config, redirect_uri, http, names, metadata: RwLock::new(None) })
+        Ok(Self {
+            config,
+            redirect_uri,
+            http,
+            names,
+            metadata: RwLock::new(None),
+        })
     }
 
     pub fn issuer(&self) -> &str {
@@ -165,7 +190,8 @@ impl Connector {
         {
             return Ok(m.clone());
         }
-        let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+        let issuer = IssuerUrl::new(self.config.issuer.clone())
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
         let fresh = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| UpstreamError::Unavailable(format!("discovery: {e}")))?;
@@ -203,15 +229,21 @@ impl Connector {
 
     /// The upstream authorization URL for a login whose `state` is given, with fresh nonce and
     /// PKCE; the returned [`UpstreamRequest`] must be kept until the callback.
-    pub async fn start(&self, state: &str, opts: StartOptions<'_>) -> Result<(String, UpstreamRequest), UpstreamError> {
+    pub async fn start(
+        &self,
+        state: &str,
+        opts: StartOptions<'_>,
+    ) -> Result<(String, UpstreamRequest), UpstreamError> {
         let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let nonce = lienthong_protocol::secret::random_token(32);
         let (state, nonce_for_url) = (state.to_owned(), nonce.clone());
         let mut request = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(state), move || {
-                Nonce::new(nonce_for_url)
-            })
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce_for_url),
+            )
             .set_pkce_challenge(challenge);
         for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
@@ -232,29 +264,50 @@ impl Connector {
             request = request.add_ui_locale(LanguageTag::new(locale.clone()));
         }
         let (url, _, _) = request.url();
-        Ok((url.to_string(), UpstreamRequest { nonce, pkce_verifier: verifier.secret().clone() }))
+        Ok((
+            url.to_string(),
+            UpstreamRequest {
+                nonce,
+                pkce_verifier: verifier.secret().clone(),
+            },
+        ))
     }
 
     /// The upstream value standing for `level` (the first listed in `acr_map`).
     fn upstream_acr(&self, level: Level) -> Option<String> {
-        self.config.acr_map.iter().find(|(_, l)| **l == level.number()).map(|(k, _)| k.clone())
+        self.config
+            .acr_map
+            .iter()
+            .find(|(_, l)| **l == level.number())
+            .map(|(k, _)| k.clone())
     }
 
     /// RFC 9207: when the IdP sends `iss` it must be its issuer; when it says it always sends
     /// one, a missing one is a mix-up attempt.
     pub async fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), UpstreamError> {
         let metadata = self.metadata().await?;
-        let required = metadata.additional_metadata().authorization_response_iss_parameter_supported == Some(true);
+        let required = metadata
+            .additional_metadata()
+            .authorization_response_iss_parameter_supported
+            == Some(true);
         match iss {
             Some(iss) if iss == metadata.issuer().as_str() => Ok(()),
-            Some(_) => Err(UpstreamError::Rejected("iss in the authorization response is not the IdP's".into())),
-            None if required => Err(UpstreamError::Rejected("iss missing from the authorization response".into())),
+            Some(_) => Err(UpstreamError::Rejected(
+                "iss in the authorization response is not the IdP's".into(),
+            )),
+            None if required => Err(UpstreamError::Rejected(
+                "iss missing from the authorization response".into(),
+            )),
             None => Ok(()),
         }
     }
 
     /// Exchanges the code, validates the ID token, calls userinfo and maps the claims.
-    pub async fn finish(&self, code: &str, request: &UpstreamRequest) -> Result<UpstreamLogin, UpstreamError> {
+    pub async fn finish(
+        &self,
+        code: &str,
+        request: &UpstreamRequest,
+    ) -> Result<UpstreamLogin, UpstreamError> {
         let client = self.client().await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -263,12 +316,20 @@ impl Connector {
             .request_async(&self.http)
             .await
             .map_err(|e| match e {
-                openidconnect::RequestTokenError::ServerResponse(r) => UpstreamError::Rejected(format!("token endpoint: {r}")),
+                openidconnect::RequestTokenError::ServerResponse(r) => {
+                    UpstreamError::Rejected(format!("token endpoint: {r}"))
+                }
                 other => UpstreamError::Unavailable(format!("token endpoint: {other}")),
             })?;
-        let id_token = response.id_token().ok_or_else(|| UpstreamError::Rejected("no ID token".into()))?;
-        let algs: Vec<CoreJwsSigningAlgorithm> =
-            self.config.id_token_algs.iter().filter_map(|a| parse_alg(a).ok()).collect();
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| UpstreamError::Rejected("no ID token".into()))?;
+        let algs: Vec<CoreJwsSigningAlgorithm> = self
+            .config
+            .id_token_algs
+            .iter()
+            .filter_map(|a| parse_alg(a).ok())
+            .collect();
         let verifier = client.id_token_verifier().set_allowed_algs(algs);
         let verified = id_token
             .claims(&verifier, &Nonce::new(request.nonce.clone()))
@@ -283,24 +344,38 @@ impl Connector {
         let mut claims = jwt_payload(&id_token_text)?;
         if self.config.userinfo != "none" {
             let metadata = self.metadata().await?;
-            let url = metadata
-                .userinfo_endpoint()
-                .ok_or_else(|| UpstreamError::Rejected("the IdP has no userinfo endpoint".into()))?;
-            let userinfo = self.userinfo(url.as_str(), response.access_token().secret()).await?;
+            let url = metadata.userinfo_endpoint().ok_or_else(|| {
+                UpstreamError::Rejected("the IdP has no userinfo endpoint".into())
+            })?;
+            let userinfo = self
+                .userinfo(url.as_str(), response.access_token().secret())
+                .await?;
             if let Some(sub) = userinfo.get("sub")
                 && Some(sub) != claims.get("sub")
             {
-                return Err(UpstreamError::Rejected("userinfo sub differs from the ID token's".into()));
+                return Err(UpstreamError::Rejected(
+                    "userinfo sub differs from the ID token's".into(),
+                ));
             }
             for (k, v) in userinfo {
                 claims.entry(k).or_insert(v);
             }
         }
         let (identity, level) = self.map_claims(&claims)?;
-        Ok(UpstreamLogin { identity, level, auth_time, amr, id_token: id_token_text })
+        Ok(UpstreamLogin {
+            identity,
+            level,
+            auth_time,
+            amr,
+            id_token: id_token_text,
+        })
     }
 
-    async fn userinfo(&self, url: &str, access_token: &str) -> Result<Map<String, Value>, UpstreamError> {
+    async fn userinfo(
+        &self,
+        url: &str,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, UpstreamError> {
         let request = match self.config.userinfo.as_str() {
             "post" => self.http.post(url),
             _ => self.http.get(url),
@@ -312,26 +387,38 @@ impl Connector {
             .await
             .map_err(|e| UpstreamError::Unavailable(format!("userinfo: {e}")))?;
         if !response.status().is_success() {
-            return Err(UpstreamError::Unavailable(format!("userinfo answered {}", response.status())));
+            return Err(UpstreamError::Unavailable(format!(
+                "userinfo answered {}",
+                response.status()
+            )));
         }
-        response.json().await.map_err(|e| UpstreamError::Rejected(format!("userinfo is not a JSON object: {e}")))
+        response
+            .json()
+            .await
+            .map_err(|e| UpstreamError::Rejected(format!("userinfo is not a JSON object: {e}")))
     }
 
     /// The claim mapping: upstream names -> [`CitizenIdentity`] and [`Level`].
-    fn map_claims(&self, claims: &Map<String, Value>) -> Result<(CitizenIdentity, Level), UpstreamError> {
+    fn map_claims(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<(CitizenIdentity, Level), UpstreamError> {
         let n = &self.names;
         let text = |name: &str| claims.get(name).and_then(text_value);
-        let subject = text(&n.subject).ok_or_else(|| UpstreamError::Identity(format!("no {} claim", n.subject)))?;
+        let subject = text(&n.subject)
+            .ok_or_else(|| UpstreamError::Identity(format!("no {} claim", n.subject)))?;
         let birthdate = text(&n.birthdate).and_then(|b| normalise_date(&b));
         let gender = text(&n.gender).and_then(|g| parse_sex(&g));
         let citizen_id = match text(&n.citizen_id) {
             Some(raw) => {
                 let date = birthdate.as_deref().and_then(|d| {
-                    time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
+                    time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                        .ok()
                 });
-                Some(CitizenId::parse_checked(raw.trim(), date, None).map_err(|e| {
-                    UpstreamError::Identity(format!("{}: {e}", n.citizen_id))
-                })?)
+                Some(
+                    CitizenId::parse_checked(raw.trim(), date, None)
+                        .map_err(|e| UpstreamError::Identity(format!("{}: {e}", n.citizen_id)))?,
+                )
             }
             None => None,
         };
@@ -344,7 +431,9 @@ impl Connector {
             })
             .filter_map(|acr| self.config.acr_map.get(&acr).and_then(|l| Level::new(*l)))
             .max()
-            .ok_or_else(|| UpstreamError::Identity(format!("no known level in the {} claim", n.acr)))?;
+            .ok_or_else(|| {
+                UpstreamError::Identity(format!("no known level in the {} claim", n.acr))
+            })?;
         let identity = CitizenIdentity {
             issuer: self.config.issuer.clone(),
             subject,
@@ -366,7 +455,9 @@ fn parse_alg(alg: &str) -> Result<CoreJwsSigningAlgorithm, String> {
         "RS256" => Ok(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
         "ES256" => Ok(CoreJwsSigningAlgorithm::EcdsaP256Sha256),
         "PS256" => Ok(CoreJwsSigningAlgorithm::RsaSsaPssSha256),
-        other => Err(format!("upstream.id_token_algs: {other:?} is not supported (RS256, ES256, PS256)")),
+        other => Err(format!(
+            "upstream.id_token_algs: {other:?} is not supported (RS256, ES256, PS256)"
+        )),
     }
 }
 
@@ -374,12 +465,28 @@ fn resolve_names(config: &UpstreamConfig) -> ClaimNames {
     let m = &config.claims;
     let preset: [&str; 10] = match m.preset {
         ClaimPreset::Standard => [
-            "sub", "preferred_username", "legacy_id_number", "name", "birthdate", "gender", "phone_number", "email",
-            "address", "acr",
+            "sub",
+            "preferred_username",
+            "legacy_id_number",
+            "name",
+            "birthdate",
+            "gender",
+            "phone_number",
+            "email",
+            "address",
+            "acr",
         ],
         ClaimPreset::Vnconnect => [
-            "TechID", "SoDinhDanh", "SoCMND", "HoVaTen", "NgayThangNamSinh", "GioiTinh", "SoDienThoai", "ThuDienTu",
-            "DiaChi", "loAs",
+            "TechID",
+            "SoDinhDanh",
+            "SoCMND",
+            "HoVaTen",
+            "NgayThangNamSinh",
+            "GioiTinh",
+            "SoDienThoai",
+            "ThuDienTu",
+            "DiaChi",
+            "loAs",
         ],
     };
     let pick = |o: &Option<String>, i: usize| o.clone().unwrap_or_else(|| preset[i].to_owned());
@@ -399,8 +506,13 @@ fn resolve_names(config: &UpstreamConfig) -> ClaimNames {
 
 /// The payload of a JWT whose signature has already been verified.
 fn jwt_payload(jwt: &str) -> Result<Map<String, Value>, UpstreamError> {
-    let payload = jwt.split('.').nth(1).ok_or_else(|| UpstreamError::Rejected("malformed ID token".into()))?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|e| UpstreamError::Rejected(e.to_string()))?;
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| UpstreamError::Rejected("malformed ID token".into()))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|e| UpstreamError::Rejected(e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Rejected(e.to_string()))
 }
 
@@ -427,7 +539,11 @@ fn normalise_date(raw: &str) -> Option<String> {
         return None;
     };
     let date = format!("{y:0>4}-{m:0>2}-{d:0>2}");
-    time::Date::parse(&date, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    time::Date::parse(
+        &date,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
     Some(date)
 }
 

@@ -26,14 +26,25 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-pub async fn get(State(broker): State<Broker>, headers: HeaderMap) -> Result<Json<Value>, OAuthError> {
+pub async fn get(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OAuthError> {
     claims_for(&broker, bearer(&headers)).await
 }
 
-pub async fn post(State(broker): State<Broker>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, OAuthError> {
-    let from_body = url::form_urlencoded::parse(&body).find(|(k, _)| k == "access_token").map(|(_, v)| v.into_owned());
+pub async fn post(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, OAuthError> {
+    let from_body = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned());
     match (bearer(&headers), from_body.as_deref()) {
-        (Some(_), Some(_)) => Err(OAuthError::invalid_request("send the token once, in the header or the body")),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "send the token once, in the header or the body",
+        )),
         (h, b) => claims_for(&broker, h.or(b)).await,
     }
 }
@@ -41,7 +52,8 @@ pub async fn post(State(broker): State<Broker>, headers: HeaderMap, body: Bytes)
 async fn claims_for(broker: &Broker, token: Option<&str>) -> Result<Json<Value>, OAuthError> {
     let inner = broker.inner();
     let token = token.ok_or_else(|| OAuthError::invalid_token("an access token is required"))?;
-    let header = jsonwebtoken::decode_header(token).map_err(|_| OAuthError::invalid_token("malformed token"))?;
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| OAuthError::invalid_token("malformed token"))?;
     if header.typ.as_deref() != Some("at+jwt") {
         return Err(OAuthError::invalid_token("not an access token"));
     }
@@ -49,13 +61,24 @@ async fn claims_for(broker: &Broker, token: Option<&str>) -> Result<Json<Value>,
     validation.set_issuer(&[&inner.issuer]);
     validation.set_audience(&[userinfo_audience(inner)]);
     validation.leeway = 0;
-    let claims: AccessClaims =
-        inner.keys.verify(token, validation).map_err(|_| OAuthError::invalid_token("invalid or expired token"))?;
-    let grant: Option<Grant> = inner.store.get_json(&grant_key(&claims.jti)).await.map_err(|e| {
-        tracing::error!(error = %e, "store failure at userinfo");
-        OAuthError::new(lienthong_protocol::OAuthErrorCode::TemporarilyUnavailable, "try again shortly")
-    })?;
-    let grant = grant.filter(|g| g.sub == claims.sub).ok_or_else(|| OAuthError::invalid_token("the token was revoked"))?;
+    let claims: AccessClaims = inner
+        .keys
+        .verify(token, validation)
+        .map_err(|_| OAuthError::invalid_token("invalid or expired token"))?;
+    let grant: Option<Grant> = inner
+        .store
+        .get_json(&grant_key(&claims.jti))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "store failure at userinfo");
+            OAuthError::new(
+                lienthong_protocol::OAuthErrorCode::TemporarilyUnavailable,
+                "try again shortly",
+            )
+        })?;
+    let grant = grant
+        .filter(|g| g.sub == claims.sub)
+        .ok_or_else(|| OAuthError::invalid_token("the token was revoked"))?;
     let mut body = grant.claims;
     body.insert("sub".to_owned(), json!(grant.sub));
     Ok(Json(Value::Object(body)))

@@ -18,8 +18,8 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use lienthong_protocol::secret::random_token;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -101,7 +101,10 @@ pub async fn start_on(listener: TcpListener, config: PortalConfig) -> std::io::R
             })
             .await;
     });
-    Ok(Running { addr, shutdown: Some(tx) })
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+    })
 }
 
 #[derive(Template)]
@@ -113,8 +116,14 @@ struct Page<'a> {
 }
 
 fn page(title: &str, user: Option<&SignedIn>, error: Option<&str>) -> Response {
-    let html = Page { title, user, error }.render().unwrap_or_else(|e| format!("template error: {e}"));
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let html = Page { title, user, error }
+        .render()
+        .unwrap_or_else(|e| format!("template error: {e}"));
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     (status, Html(html)).into_response()
 }
 
@@ -139,8 +148,11 @@ impl Shared {
         let metadata = self
             .metadata
             .get_or_try_init(|| async {
-                let issuer = IssuerUrl::new(self.config.issuer.clone()).map_err(|e| e.to_string())?;
-                CoreProviderMetadata::discover_async(issuer, &self.http).await.map_err(|e| e.to_string())
+                let issuer =
+                    IssuerUrl::new(self.config.issuer.clone()).map_err(|e| e.to_string())?;
+                CoreProviderMetadata::discover_async(issuer, &self.http)
+                    .await
+                    .map_err(|e| e.to_string())
             })
             .await?;
         Ok(CoreClient::from_provider_metadata(
@@ -148,30 +160,53 @@ impl Shared {
             ClientId::new(self.config.client_id.clone()),
             Some(ClientSecret::new(self.config.client_secret.clone())),
         )
-        .set_redirect_uri(RedirectUrl::new(self.config.redirect_uri.clone()).map_err(|e| e.to_string())?))
+        .set_redirect_uri(
+            RedirectUrl::new(self.config.redirect_uri.clone()).map_err(|e| e.to_string())?,
+        ))
     }
 }
 
 async fn home(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
-    let user = jar.get(SESSION_COOKIE).and_then(|c| Shared::lock(&s.sessions).get(c.value()).cloned());
+    let user = jar
+        .get(SESSION_COOKIE)
+        .and_then(|c| Shared::lock(&s.sessions).get(c.value()).cloned());
     page(&s.config.title, user.as_ref(), None)
 }
 
 async fn login(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
     let client = match s.client().await {
         Ok(c) => c,
-        Err(e) => return page(&s.config.title, None, Some(&format!("Không kết nối được máy chủ đăng nhập / cannot reach the sign-in server: {e}"))),
+        Err(e) => {
+            return page(
+                &s.config.title,
+                None,
+                Some(&format!(
+                    "Không kết nối được máy chủ đăng nhập / cannot reach the sign-in server: {e}"
+                )),
+            );
+        }
     };
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .set_pkce_challenge(challenge);
     for scope in &s.config.scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
     let (url, state, nonce) = request.url();
-    Shared::lock(&s.logins).insert(state.secret().clone(), (nonce.secret().clone(), verifier.secret().clone()));
-    let cookie = Cookie::build((LOGIN_COOKIE, state.secret().clone())).http_only(true).same_site(SameSite::Lax).path("/").build();
+    Shared::lock(&s.logins).insert(
+        state.secret().clone(),
+        (nonce.secret().clone(), verifier.secret().clone()),
+    );
+    let cookie = Cookie::build((LOGIN_COOKIE, state.secret().clone()))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build();
     (jar.add(cookie), Redirect::to(url.as_str())).into_response()
 }
 
@@ -183,19 +218,27 @@ struct CallbackParams {
     error_description: Option<String>,
 }
 
-async fn callback(State(s): State<Arc<Shared>>, jar: CookieJar, Query(p): Query<CallbackParams>) -> Response {
+async fn callback(
+    State(s): State<Arc<Shared>>,
+    jar: CookieJar,
+    Query(p): Query<CallbackParams>,
+) -> Response {
     let title = s.config.title.clone();
     let fail = |msg: String| page(&title, None, Some(&msg));
     let state = p.state.unwrap_or_default();
     if jar.get(LOGIN_COOKIE).map(|c| c.value().to_owned()) != Some(state.clone()) {
-        return fail("Yêu cầu đăng nhập không khớp, hãy thử lại / sign-in state mismatch, try again".into());
+        return fail(
+            "Yêu cầu đăng nhập không khớp, hãy thử lại / sign-in state mismatch, try again".into(),
+        );
     }
     let Some((nonce, verifier)) = Shared::lock(&s.logins).remove(&state) else {
         return fail("Lượt đăng nhập đã hết hạn / this sign-in expired".into());
     };
     if let Some(error) = p.error {
         let detail = p.error_description.unwrap_or_default();
-        return fail(format!("Đăng nhập không thành công / sign-in failed: {error} {detail}"));
+        return fail(format!(
+            "Đăng nhập không thành công / sign-in failed: {error} {detail}"
+        ));
     }
     let result = async {
         let client = s.client().await?;
@@ -207,10 +250,18 @@ async fn callback(State(s): State<Arc<Shared>>, jar: CookieJar, Query(p): Query<
             .await
             .map_err(|e| format!("token: {e}"))?;
         let id_token = tokens.id_token().ok_or("no ID token")?;
-        let claims = id_token.claims(&client.id_token_verifier(), &Nonce::new(nonce)).map_err(|e| format!("ID token: {e}"))?;
+        let claims = id_token
+            .claims(&client.id_token_verifier(), &Nonce::new(nonce))
+            .map_err(|e| format!("ID token: {e}"))?;
         let userinfo: Map<String, Value> = s
             .http
-            .get(client.user_info_url().ok_or("no userinfo endpoint")?.url().as_str())
+            .get(
+                client
+                    .user_info_url()
+                    .ok_or("no userinfo endpoint")?
+                    .url()
+                    .as_str(),
+            )
             .bearer_auth(tokens.access_token().secret())
             .send()
             .await
@@ -221,12 +272,26 @@ async fn callback(State(s): State<Arc<Shared>>, jar: CookieJar, Query(p): Query<
         let shown = userinfo
             .iter()
             .filter(|(k, _)| *k != "sub")
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect();
         Ok::<_, String>(SignedIn {
             sub: claims.subject().to_string(),
-            acr: claims.auth_context_ref().map(|a| a.to_string()).unwrap_or_default(),
-            name: userinfo.get("name").and_then(Value::as_str).unwrap_or("công dân").to_owned(),
+            acr: claims
+                .auth_context_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            name: userinfo
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("công dân")
+                .to_owned(),
             claims: shown,
         })
     }
@@ -235,8 +300,17 @@ async fn callback(State(s): State<Arc<Shared>>, jar: CookieJar, Query(p): Query<
         Ok(user) => {
             let sid = random_token(32);
             Shared::lock(&s.sessions).insert(sid.clone(), user);
-            let cookie = Cookie::build((SESSION_COOKIE, sid)).http_only(true).same_site(SameSite::Lax).path("/").build();
-            (jar.remove(Cookie::build(LOGIN_COOKIE).path("/")).add(cookie), Redirect::to("/")).into_response()
+            let cookie = Cookie::build((SESSION_COOKIE, sid))
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .path("/")
+                .build();
+            (
+                jar.remove(Cookie::build(LOGIN_COOKIE).path("/"))
+                    .add(cookie),
+                Redirect::to("/"),
+            )
+                .into_response()
         }
         Err(e) => fail(format!("Đăng nhập không thành công / sign-in failed: {e}")),
     }
@@ -246,5 +320,9 @@ async fn logout(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
     if let Some(c) = jar.get(SESSION_COOKIE) {
         Shared::lock(&s.sessions).remove(c.value());
     }
-    (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), Redirect::to("/")).into_response()
+    (
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        Redirect::to("/"),
+    )
+        .into_response()
 }

@@ -33,7 +33,9 @@ pub struct DemoArgs {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for the {what} (use --{what}-addr)"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {what} (use --{what}-addr)"))?;
     let bound = listener.local_addr()?;
     Ok((listener, bound))
 }
@@ -55,7 +57,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             post_logout_redirect_uris: vec![format!("{broker_issuer}/")],
         },
     );
-    let idp = MockIdp::start_on(idp_listener, idp_config, Roster::builtin()).await.map_err(|e| anyhow::anyhow!(e))?;
+    let idp = MockIdp::start_on(idp_listener, idp_config, Roster::builtin())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
 
     let mut broker_config: BrokerConfig = toml::from_str(&format!(
         "issuer = {broker_issuer:?}\naccount_id_secret = \"demo-only-account-id-secret\"\n[upstream]\nissuer = {:?}\nclient_id = \"lienthong\"\nclient_secret = {upstream_secret:?}\n",
@@ -68,7 +72,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         redirect_uris: vec![portal_redirect.clone()],
         post_logout_redirect_uris: vec![format!("http://{portal_addr}/")],
         id_token_signed_response_alg: "ES256".into(),
-        claims: ["name", "family_name", "given_name", "birthdate", "gender", "citizen_id"].map(String::from).to_vec(),
+        claims: [
+            "name",
+            "family_name",
+            "given_name",
+            "birthdate",
+            "gender",
+            "citizen_id",
+        ]
+        .map(String::from)
+        .to_vec(),
         realm: None,
         require_consent: true,
     });
@@ -93,9 +106,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("  broker (OpenID provider): {broker_issuer}/.well-known/openid-configuration");
     println!("  mock national IdP:        {}/", idp.issuer);
-    println!("  portal client:            client_id={PORTAL_CLIENT_ID} client_secret={PORTAL_CLIENT_SECRET}");
+    println!(
+        "  portal client:            client_id={PORTAL_CLIENT_ID} client_secret={PORTAL_CLIENT_SECRET}"
+    );
     println!("Press Ctrl-C to stop.");
-    broker.serve(broker_listener, crate::shutdown_signal()).await?;
+    broker
+        .serve(broker_listener, crate::shutdown_signal())
+        .await?;
     drop(portal);
     idp.stop().await;
     Ok(())

@@ -15,7 +15,11 @@ use lienthong_broker::{Broker, MemoryStore};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "lienthong", version, about = "Single sign-on with the national e-ID for a province's systems")]
+#[command(
+    name = "lienthong",
+    version,
+    about = "Single sign-on with the national e-ID for a province's systems"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,8 +79,12 @@ enum KeysCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CitizenId { command: CitizenIdCommand::Check { number, birthdate } } => check_citizen_id(&number, birthdate.as_deref()),
-        Command::Keys { command: KeysCommand::Generate { alg } } => generate_key(&alg),
+        Command::CitizenId {
+            command: CitizenIdCommand::Check { number, birthdate },
+        } => check_citizen_id(&number, birthdate.as_deref()),
+        Command::Keys {
+            command: KeysCommand::Generate { alg },
+        } => generate_key(&alg),
         command => {
             init_tracing();
             let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
@@ -93,15 +101,21 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LIENTHONG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        EnvFilter::try_from_env("LIENTHONG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => {
             let config: lienthong_broker::Config = settings::load(&config, "LIENTHONG")?;
-            let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
+            let listener = tokio::net::TcpListener::bind(config.bind)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.bind))?;
             let broker = Broker::new(config, Arc::new(MemoryStore::new()))?;
             tracing::info!(issuer = broker.issuer(), addr = %listener.local_addr()?, "broker listening");
             broker.serve(listener, shutdown_signal()).await?;
@@ -113,8 +127,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(path) => lienthong_mock_idp::Roster::load(path)?,
                 None => lienthong_mock_idp::Roster::builtin(),
             };
-            let running = lienthong_mock_idp::MockIdp::start(config, roster).await.map_err(|e| anyhow::anyhow!(e))?;
-            println!("Mock national IdP: {}/.well-known/openid-configuration", running.issuer);
+            let running = lienthong_mock_idp::MockIdp::start(config, roster)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!(
+                "Mock national IdP: {}/.well-known/openid-configuration",
+                running.issuer
+            );
             shutdown_signal().await;
             running.stop().await;
             Ok(())
@@ -123,11 +142,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config: lienthong_broker::Config = settings::load(&config, "LIENTHONG")?;
             let clients = config.clients.len();
             let broker = Broker::new(config, Arc::new(MemoryStore::new()))?;
-            println!("configuration is valid: issuer {}, {clients} client(s)", broker.issuer());
+            println!(
+                "configuration is valid: issuer {}, {clients} client(s)",
+                broker.issuer()
+            );
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::CitizenId { .. } | Command::Keys { .. } => unreachable!("handled without a runtime"),
+        Command::CitizenId { .. } | Command::Keys { .. } => {
+            unreachable!("handled without a runtime")
+        }
     }
 }
 
@@ -138,7 +162,8 @@ pub(crate) async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -156,7 +181,9 @@ fn check_citizen_id(number: &str, birthdate: Option<&str>) -> ExitCode {
         println!("{}", json!({ "valid": false, "reason": reason }));
         ExitCode::from(1)
     };
-    let date = match birthdate.map(|b| time::Date::parse(b, time::macros::format_description!("[year]-[month]-[day]"))) {
+    let date = match birthdate
+        .map(|b| time::Date::parse(b, time::macros::format_description!("[year]-[month]-[day]")))
+    {
         Some(Ok(d)) => Some(d),
         Some(Err(e)) => return invalid(format!("--birthdate must be YYYY-MM-DD: {e}")),
         None => None,
@@ -179,7 +206,11 @@ fn check_citizen_id(number: &str, birthdate: Option<&str>) -> ExitCode {
 }
 
 fn generate_key(alg: &str) -> ExitCode {
-    let alg = if alg == "RS256" { jsonwebtoken::Algorithm::RS256 } else { jsonwebtoken::Algorithm::ES256 };
+    let alg = if alg == "RS256" {
+        jsonwebtoken::Algorithm::RS256
+    } else {
+        jsonwebtoken::Algorithm::ES256
+    };
     match lienthong_protocol::SigningKey::generate(alg) {
         Ok(key) => {
             print!("{}", key.pkcs8_pem());

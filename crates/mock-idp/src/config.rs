@@ -86,7 +86,10 @@ fn default_token_ttl() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }

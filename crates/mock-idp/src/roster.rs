@@ -57,33 +57,52 @@ pub struct Roster {
 impl Roster {
     /// The shipped test citizens (`config/mock-idp/citizens.json`).
     pub fn builtin() -> Self {
-        Self::from_json(include_str!("../../../config/mock-idp/citizens.json")).expect("shipped roster is valid")
+        Self::from_json(include_str!("../../../config/mock-idp/citizens.json"))
+            .expect("shipped roster is valid")
     }
 
     pub fn load(path: &Path) -> Result<Self, RosterError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RosterError::Read(path.display().to_string(), e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RosterError::Read(path.display().to_string(), e))?;
         Self::from_json(&text)
     }
 
     /// Parses a roster and checks every entry: a valid number consistent with the birth date and
     /// sex, a level of 1 or 2, unique numbers and subjects.
     pub fn from_json(text: &str) -> Result<Self, RosterError> {
-        let file: RosterFile = serde_json::from_str(text).map_err(|e| RosterError::Invalid(e.to_string()))?;
+        let file: RosterFile =
+            serde_json::from_str(text).map_err(|e| RosterError::Invalid(e.to_string()))?;
         let mut by_number = HashMap::new();
         let mut subjects = std::collections::HashSet::new();
         for (i, c) in file.citizens.iter().enumerate() {
-            let date = time::Date::parse(&c.birthdate, time::macros::format_description!("[year]-[month]-[day]"))
-                .map_err(|e| RosterError::Invalid(format!("{}: birthdate: {e}", c.sub)))?;
+            let date = time::Date::parse(
+                &c.birthdate,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .map_err(|e| RosterError::Invalid(format!("{}: birthdate: {e}", c.sub)))?;
             CitizenId::parse_checked(c.citizen_id.as_str(), Some(date), Some(c.sex))
                 .map_err(|e| RosterError::Invalid(format!("{}: {e}", c.sub)))?;
             if !(1..=2).contains(&c.level) {
-                return Err(RosterError::Invalid(format!("{}: level must be 1 or 2", c.sub)));
+                return Err(RosterError::Invalid(format!(
+                    "{}: level must be 1 or 2",
+                    c.sub
+                )));
             }
-            if by_number.insert(c.citizen_id.as_str().to_owned(), i).is_some() || !subjects.insert(&c.sub) {
-                return Err(RosterError::Invalid(format!("{}: duplicate number or subject", c.sub)));
+            if by_number
+                .insert(c.citizen_id.as_str().to_owned(), i)
+                .is_some()
+                || !subjects.insert(&c.sub)
+            {
+                return Err(RosterError::Invalid(format!(
+                    "{}: duplicate number or subject",
+                    c.sub
+                )));
             }
         }
-        Ok(Self { citizens: file.citizens, by_number })
+        Ok(Self {
+            citizens: file.citizens,
+            by_number,
+        })
     }
 
     pub fn citizens(&self) -> &[Citizen] {
@@ -99,7 +118,14 @@ impl Roster {
         let digest = Sha256::digest(number.as_str().as_bytes());
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         Citizen {
-            sub: format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]),
+            sub: format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..32]
+            ),
             citizen_id: number.clone(),
             legacy_cmnd: None,
             full_name: "Công Dân Thử Nghiệm".into(),
@@ -143,7 +169,10 @@ impl Citizen {
                 put("gender", Some(json!(self.sex)));
                 put("phone_number", s(&self.phone));
                 put("email", s(&self.email));
-                put("address", self.address.as_ref().map(|a| json!({ "formatted": a })));
+                put(
+                    "address",
+                    self.address.as_ref().map(|a| json!({ "formatted": a })),
+                );
                 put("legacy_id_number", s(&self.legacy_cmnd));
             }
             ClaimProfile::Vnconnect => {
@@ -153,8 +182,14 @@ impl Citizen {
                 put("HoVaTen", Some(json!(self.full_name)));
                 put("SoDinhDanh", Some(json!(self.citizen_id.as_str())));
                 put("SoCMND", s(&self.legacy_cmnd));
-                put("GioiTinh", Some(json!(if self.sex == Sex::Male { "Nam" } else { "Nữ" })));
-                put("NgayThangNamSinh", Some(json!(self.birthdate.replace('-', ""))));
+                put(
+                    "GioiTinh",
+                    Some(json!(if self.sex == Sex::Male { "Nam" } else { "Nữ" })),
+                );
+                put(
+                    "NgayThangNamSinh",
+                    Some(json!(self.birthdate.replace('-', ""))),
+                );
                 put("DiaChi", s(&self.address));
                 put("SoDienThoai", s(&self.phone));
                 put("ThuDienTu", s(&self.email));
@@ -182,10 +217,17 @@ mod tests {
         assert!(c.iter().any(|c| c.level == 1) && c.iter().any(|c| c.level == 2));
         assert!(c.iter().any(|c| c.citizen_id.birth_century() == 1900));
         assert!(c.iter().any(|c| c.citizen_id.birth_century() == 2000));
-        assert!(c.iter().any(|c| c.citizen_id.birth_year() >= 2012), "a minor");
+        assert!(
+            c.iter().any(|c| c.citizen_id.birth_year() >= 2012),
+            "a minor"
+        );
         assert!(c.iter().any(|c| c.citizen_id.province_code() == "002"));
-        assert!(c.iter().any(|c| c.legacy_cmnd.as_deref().is_some_and(|n| n.len() == 9)));
-        let provinces: std::collections::HashSet<_> = c.iter().map(|c| c.citizen_id.province_code()).collect();
+        assert!(
+            c.iter()
+                .any(|c| c.legacy_cmnd.as_deref().is_some_and(|n| n.len() == 9))
+        );
+        let provinces: std::collections::HashSet<_> =
+            c.iter().map(|c| c.citizen_id.province_code()).collect();
         assert!(provinces.len() >= 8);
     }
 

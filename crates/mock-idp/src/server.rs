@@ -129,12 +129,18 @@ impl Drop for Running {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl MockIdp {
     /// Binds `config.bind` (port 0 picks a free port), then serves in a background task.
-    pub async fn start(config: Config, roster: Roster) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn start(
+        config: Config,
+        roster: Roster,
+    ) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
         let listener = TcpListener::bind(config.bind).await?;
         Self::start_on(listener, config, roster).await
     }
@@ -158,21 +164,41 @@ impl MockIdp {
                 .await;
         });
         tracing::info!(%issuer, "mock national IdP listening");
-        Ok(Running { addr, issuer, shutdown: Some(tx), task: Some(task) })
+        Ok(Running {
+            addr,
+            issuer,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// Builds the IdP for a server listening on `addr`; generates fresh signing keys.
-    pub fn new(config: Config, roster: Roster, addr: SocketAddr) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    pub fn new(
+        config: Config,
+        roster: Roster,
+        addr: SocketAddr,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let alg = match config.signing_alg.as_str() {
             "RS256" => Algorithm::RS256,
             "ES256" => Algorithm::ES256,
             other => return Err(format!("signing_alg {other:?}: use RS256 or ES256").into()),
         };
-        let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{addr}/realms/citizen"));
+        let issuer = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}/realms/citizen"));
         let realm_path = Url::parse(&issuer)?.path().trim_end_matches('/').to_owned();
         let keys = KeySet::generate(&[alg])?;
         Ok(Self {
-            shared: Arc::new(Shared { config, issuer, realm_path, roster, keys, alg, state: Mutex::default() }),
+            shared: Arc::new(Shared {
+                config,
+                issuer,
+                realm_path,
+                roster,
+                keys,
+                alg,
+                state: Mutex::default(),
+            }),
         })
     }
 
@@ -186,13 +212,18 @@ impl MockIdp {
             .route("/protocol/openid-connect/certs", get(jwks))
             .route("/protocol/openid-connect/auth", get(authorize).post(login))
             .route("/protocol/openid-connect/token", axum::routing::post(token))
-            .route("/protocol/openid-connect/userinfo", get(userinfo).post(userinfo_post))
+            .route(
+                "/protocol/openid-connect/userinfo",
+                get(userinfo).post(userinfo_post),
+            )
             .route("/protocol/openid-connect/logout", get(logout))
             .route("/", get(index));
         let router = if self.shared.realm_path.is_empty() {
             realm
         } else {
-            Router::new().nest(&self.shared.realm_path, realm).route("/", get(index))
+            Router::new()
+                .nest(&self.shared.realm_path, realm)
+                .route("/", get(index))
         };
         router.with_state(self.shared.clone())
     }
@@ -220,7 +251,8 @@ impl Shared {
 
 impl MemoryState {
     fn purge(&mut self, now: Instant) {
-        self.flows.retain(|_, (created, _)| now.duration_since(*created) < FLOW_TTL);
+        self.flows
+            .retain(|_, (created, _)| now.duration_since(*created) < FLOW_TTL);
         self.sessions.retain(|_, s| s.expires > now);
         self.codes.retain(|_, c| c.expires > now);
         self.access_tokens.retain(|_, (exp, _)| *exp > now);
@@ -228,7 +260,12 @@ impl MemoryState {
 }
 
 async fn index(State(s): State<Arc<Shared>>) -> Html<String> {
-    pages::index(&s.issuer, s.roster.citizens(), &s.config.password, &s.config.otp)
+    pages::index(
+        &s.issuer,
+        s.roster.citizens(),
+        &s.config.password,
+        &s.config.otp,
+    )
 }
 
 async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
@@ -264,7 +301,12 @@ async fn jwks(State(s): State<Arc<Shared>>) -> Json<jsonwebtoken::jwk::JwkSet> {
 fn redirect_with(uri: &str, params: &[(&str, Option<&str>)]) -> Response {
     let mut url = match Url::parse(uri) {
         Ok(u) => u,
-        Err(_) => return pages::error(StatusCode::BAD_REQUEST, "redirect_uri không hợp lệ / invalid redirect_uri"),
+        Err(_) => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                "redirect_uri không hợp lệ / invalid redirect_uri",
+            );
+        }
     };
     {
         let mut q = url.query_pairs_mut();
@@ -280,29 +322,59 @@ fn redirect_with(uri: &str, params: &[(&str, Option<&str>)]) -> Response {
 fn error_redirect(s: &Shared, p: &AuthParams, error: &str, description: &str) -> Response {
     redirect_with(
         p.redirect_uri.as_deref().unwrap_or_default(),
-        &[("error", Some(error)), ("error_description", Some(description)), ("state", p.state.as_deref()), ("iss", Some(&s.issuer))],
+        &[
+            ("error", Some(error)),
+            ("error_description", Some(description)),
+            ("state", p.state.as_deref()),
+            ("iss", Some(&s.issuer)),
+        ],
     )
 }
 
 /// `GET /auth`: check the request; answer from a live session or show the login form.
-async fn authorize(State(s): State<Arc<Shared>>, jar: CookieJar, Query(p): Query<AuthParams>) -> Response {
+async fn authorize(
+    State(s): State<Arc<Shared>>,
+    jar: CookieJar,
+    Query(p): Query<AuthParams>,
+) -> Response {
     let client_ok = p
         .client_id
         .as_deref()
         .and_then(|id| s.client(id))
-        .is_some_and(|c| p.redirect_uri.as_ref().is_some_and(|r| c.redirect_uris.contains(r)));
+        .is_some_and(|c| {
+            p.redirect_uri
+                .as_ref()
+                .is_some_and(|r| c.redirect_uris.contains(r))
+        });
     if !client_ok {
         // Never redirect to an address we cannot vouch for.
-        return pages::error(StatusCode::BAD_REQUEST, "Ứng dụng hoặc địa chỉ chuyển hướng không được đăng ký. / Unknown client or unregistered redirect URI.");
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "Ứng dụng hoặc địa chỉ chuyển hướng không được đăng ký. / Unknown client or unregistered redirect URI.",
+        );
     }
     if p.response_type.as_deref() != Some("code") {
-        return error_redirect(&s, &p, "unsupported_response_type", "only response_type=code");
+        return error_redirect(
+            &s,
+            &p,
+            "unsupported_response_type",
+            "only response_type=code",
+        );
     }
-    if !p.scope.as_deref().unwrap_or_default().split(' ').any(|x| x == "openid") {
+    if !p
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .any(|x| x == "openid")
+    {
         return error_redirect(&s, &p, "invalid_scope", "scope must contain openid");
     }
     if p.code_challenge.is_some()
-        && let Err(e) = pkce::check_challenge(p.code_challenge.as_deref(), p.code_challenge_method.as_deref())
+        && let Err(e) = pkce::check_challenge(
+            p.code_challenge.as_deref(),
+            p.code_challenge_method.as_deref(),
+        )
     {
         return error_redirect(&s, &p, "invalid_request", &e.to_string());
     }
@@ -311,19 +383,35 @@ async fn authorize(State(s): State<Arc<Shared>>, jar: CookieJar, Query(p): Query
     let now = Instant::now();
     let live = jar.get(SESSION_COOKIE).and_then(|c| {
         let st = s.lock();
-        st.sessions.get(c.value()).filter(|ss| ss.expires > now).cloned().map(|ss| (c.value().to_owned(), ss))
+        st.sessions
+            .get(c.value())
+            .filter(|ss| ss.expires > now)
+            .cloned()
+            .map(|ss| (c.value().to_owned(), ss))
     });
-    let live = live.filter(|(_, ss)| max_age.is_none_or(|m| now_secs().saturating_sub(ss.auth_time) <= m));
+    let live =
+        live.filter(|(_, ss)| max_age.is_none_or(|m| now_secs().saturating_sub(ss.auth_time) <= m));
     match live {
-        Some((sid, session)) if !prompt.split(' ').any(|x| x == "login") => issue_code(&s, &p, sid, session),
-        _ if prompt.split(' ').any(|x| x == "none") => error_redirect(&s, &p, "login_required", "no session"),
+        Some((sid, session)) if !prompt.split(' ').any(|x| x == "login") => {
+            issue_code(&s, &p, sid, session)
+        }
+        _ if prompt.split(' ').any(|x| x == "none") => {
+            error_redirect(&s, &p, "login_required", "no session")
+        }
         _ => {
             let flow = random_token(24);
             let mut st = s.lock();
             st.purge(now);
             st.flows.insert(flow.clone(), (now, p.clone()));
             drop(st);
-            pages::login(&flow, s.roster.citizens(), &s.config.password, &s.config.otp, p.login_hint.as_deref(), None)
+            pages::login(
+                &flow,
+                s.roster.citizens(),
+                &s.config.password,
+                &s.config.otp,
+                p.login_hint.as_deref(),
+                None,
+            )
         }
     }
 }
@@ -342,7 +430,11 @@ fn issue_code(s: &Shared, p: &AuthParams, session_id: String, session: Session) 
     s.lock().codes.insert(code.clone(), grant);
     redirect_with(
         p.redirect_uri.as_deref().unwrap_or_default(),
-        &[("code", Some(&code)), ("state", p.state.as_deref()), ("iss", Some(&s.issuer))],
+        &[
+            ("code", Some(&code)),
+            ("state", p.state.as_deref()),
+            ("iss", Some(&s.issuer)),
+        ],
     )
 }
 
@@ -373,21 +465,44 @@ async fn login(State(s): State<Arc<Shared>>, jar: CookieJar, Form(f): Form<Login
         s.lock().flows.remove(&f.flow);
         return error_redirect(&s, &params, "access_denied", "the citizen cancelled");
     }
-    let typed: String = f.typed_number.chars().filter(|c| !c.is_whitespace()).collect();
-    let raw = if typed.is_empty() { f.roster_number.trim().to_owned() } else { typed };
+    let typed: String = f
+        .typed_number
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let raw = if typed.is_empty() {
+        f.roster_number.trim().to_owned()
+    } else {
+        typed
+    };
     let retry = |message: String| {
-        pages::login(&f.flow, s.roster.citizens(), &s.config.password, &s.config.otp, Some(&raw), Some(&message))
+        pages::login(
+            &f.flow,
+            s.roster.citizens(),
+            &s.config.password,
+            &s.config.otp,
+            Some(&raw),
+            Some(&message),
+        )
     };
     let number = match CitizenId::parse(&raw) {
         Ok(n) => n,
-        Err(e) => return retry(format!("Số định danh không hợp lệ: {e}. / Invalid ID number.")),
+        Err(e) => {
+            return retry(format!(
+                "Số định danh không hợp lệ: {e}. / Invalid ID number."
+            ));
+        }
     };
     if f.password != s.config.password || f.otp.trim() != s.config.otp {
         return retry("Mật khẩu hoặc mã OTP không đúng. / Wrong password or OTP.".into());
     }
     let citizen = s.roster.find_or_synthesise(&number);
     let session_id = random_token(32);
-    let session = Session { expires: Instant::now() + SESSION_TTL, citizen, auth_time: now_secs() };
+    let session = Session {
+        expires: Instant::now() + SESSION_TTL,
+        citizen,
+        auth_time: now_secs(),
+    };
     {
         let mut st = s.lock();
         st.flows.remove(&f.flow);
@@ -396,9 +511,17 @@ async fn login(State(s): State<Arc<Shared>>, jar: CookieJar, Form(f): Form<Login
     let cookie = Cookie::build((SESSION_COOKIE, session_id.clone()))
         .http_only(true)
         .same_site(SameSite::Lax)
-        .path(if s.realm_path.is_empty() { "/".to_owned() } else { s.realm_path.clone() })
+        .path(if s.realm_path.is_empty() {
+            "/".to_owned()
+        } else {
+            s.realm_path.clone()
+        })
         .build();
-    (jar.add(cookie), issue_code(&s, &params, session_id, session)).into_response()
+    (
+        jar.add(cookie),
+        issue_code(&s, &params, session_id, session),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -412,32 +535,62 @@ struct TokenForm {
 }
 
 /// `POST /token`: the authorization code grant.
-async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Result<Response, OAuthError> {
-    let creds = ClientCredentials::from_request(&headers, f.client_id.as_deref(), f.client_secret.as_deref())?;
+async fn token(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Result<Response, OAuthError> {
+    let creds = ClientCredentials::from_request(
+        &headers,
+        f.client_id.as_deref(),
+        f.client_secret.as_deref(),
+    )?;
     let basic = creds.method == lienthong_protocol::client_auth::AuthMethod::ClientSecretBasic;
-    let client = s.client(&creds.client_id).ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
+    let client = s
+        .client(&creds.client_id)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
     creds.check_secret(&client.secret)?;
     if f.grant_type.as_deref() != Some("authorization_code") {
-        return Err(OAuthError::new(OAuthErrorCode::UnsupportedGrantType, "only authorization_code"));
+        return Err(OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "only authorization_code",
+        ));
     }
-    let code = f.code.ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let grant = s.lock().codes.remove(&code).filter(|g| g.expires > Instant::now());
+    let code = f
+        .code
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let grant = s
+        .lock()
+        .codes
+        .remove(&code)
+        .filter(|g| g.expires > Instant::now());
     let grant = grant.ok_or_else(|| OAuthError::invalid_grant("unknown, used or expired code"))?;
-    if grant.client_id != client.id || f.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-        return Err(OAuthError::invalid_grant("code was issued to another client or redirect_uri"));
+    if grant.client_id != client.id
+        || f.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str())
+    {
+        return Err(OAuthError::invalid_grant(
+            "code was issued to another client or redirect_uri",
+        ));
     }
     if let Some(challenge) = &grant.code_challenge {
-        pkce::verify(f.code_verifier.as_deref(), challenge).map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
+        pkce::verify(f.code_verifier.as_deref(), challenge)
+            .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
     }
     let ttl = s.config.token_ttl_secs;
     let access_token = random_token(32);
     let citizen = grant.session.citizen.clone();
     let now = now_secs();
-    let nonce = if s.config.faults.warning_wrong_id_token_nonce { Some(random_token(16)) } else { grant.nonce };
+    let nonce = if s.config.faults.warning_wrong_id_token_nonce {
+        Some(random_token(16))
+    } else {
+        grant.nonce
+    };
     let mut claims = match s.profile() {
         ClaimProfile::Standard => citizen.claims(ClaimProfile::Standard),
         // The national portal gateway delivers identity through userinfo only.
-        ClaimProfile::Vnconnect => serde_json::Map::from_iter([("sub".to_owned(), json!(citizen.sub))]),
+        ClaimProfile::Vnconnect => {
+            serde_json::Map::from_iter([("sub".to_owned(), json!(citizen.sub))])
+        }
     };
     claims.extend([
         ("iss".to_owned(), json!(s.issuer)),
@@ -448,17 +601,26 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, Form(f): Form<T
         ("auth_time".to_owned(), json!(grant.session.auth_time)),
         ("acr".to_owned(), json!(citizen.acr(s.profile()))),
         ("amr".to_owned(), json!(["pwd", "otp"])),
-        ("sid".to_owned(), json!(lienthong_protocol::secret::sha256_b64url(&grant.session_id))),
+        (
+            "sid".to_owned(),
+            json!(lienthong_protocol::secret::sha256_b64url(&grant.session_id)),
+        ),
         ("at_hash".to_owned(), json!(left_half_sha256(&access_token))),
     ]);
     if let Some(n) = nonce {
         claims.insert("nonce".to_owned(), json!(n));
     }
-    let id_token = s.keys.sign(s.alg, "JWT", &claims).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let id_token = s
+        .keys
+        .sign(s.alg, "JWT", &claims)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
     {
         let mut st = s.lock();
         st.purge(Instant::now());
-        st.access_tokens.insert(access_token.clone(), (Instant::now() + Duration::from_secs(ttl), citizen));
+        st.access_tokens.insert(
+            access_token.clone(),
+            (Instant::now() + Duration::from_secs(ttl), citizen),
+        );
     }
     let body = json!({
         "access_token": access_token,
@@ -471,33 +633,47 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, Form(f): Form<T
 }
 
 fn no_store(mut r: Response) -> Response {
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 fn userinfo_for(s: &Shared, token: Option<String>) -> Result<Json<Value>, OAuthError> {
     let token = token.ok_or_else(|| OAuthError::invalid_token("no bearer token"))?;
     let st = s.lock();
-    let (exp, citizen) = st.access_tokens.get(&token).ok_or_else(|| OAuthError::invalid_token("unknown token"))?;
+    let (exp, citizen) = st
+        .access_tokens
+        .get(&token)
+        .ok_or_else(|| OAuthError::invalid_token("unknown token"))?;
     if *exp <= Instant::now() {
         return Err(OAuthError::invalid_token("expired"));
     }
     Ok(Json(Value::Object(citizen.claims(s.profile()))))
 }
 
-async fn userinfo(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Json<Value>, OAuthError> {
+async fn userinfo(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OAuthError> {
     userinfo_for(&s, bearer(&headers))
 }
 
 /// The national portal gateway calls userinfo by POST; accept the token in the header or body.
-async fn userinfo_post(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Result<Json<Value>, OAuthError> {
+async fn userinfo_post(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Json<Value>, OAuthError> {
     let from_body = url::form_urlencoded::parse(body.as_bytes())
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.into_owned());
@@ -514,19 +690,37 @@ struct LogoutParams {
 
 /// `GET /logout`: RP-initiated logout. Ends the browser's session; returns to a registered
 /// `post_logout_redirect_uri` of the client named by `client_id` or the hint's audience.
-async fn logout(State(s): State<Arc<Shared>>, jar: CookieJar, Query(p): Query<LogoutParams>) -> Response {
+async fn logout(
+    State(s): State<Arc<Shared>>,
+    jar: CookieJar,
+    Query(p): Query<LogoutParams>,
+) -> Response {
     if let Some(c) = jar.get(SESSION_COOKIE) {
         s.lock().sessions.remove(c.value());
     }
-    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path(if s.realm_path.is_empty() { "/".to_owned() } else { s.realm_path.clone() }));
+    let jar = jar.remove(
+        Cookie::build(SESSION_COOKIE).path(if s.realm_path.is_empty() {
+            "/".to_owned()
+        } else {
+            s.realm_path.clone()
+        }),
+    );
     let hinted_client = p.id_token_hint.as_deref().and_then(|t| {
         let mut v = Validation::new(s.alg);
         v.validate_exp = false;
         v.validate_aud = false;
         v.set_issuer(&[&s.issuer]);
-        s.keys.verify::<Value>(t, v).ok()?.get("aud")?.as_str().map(str::to_owned)
+        s.keys
+            .verify::<Value>(t, v)
+            .ok()?
+            .get("aud")?
+            .as_str()
+            .map(str::to_owned)
     });
-    let client = p.client_id.or(hinted_client).and_then(|id| s.client(&id).cloned());
+    let client = p
+        .client_id
+        .or(hinted_client)
+        .and_then(|id| s.client(&id).cloned());
     match (client, p.post_logout_redirect_uri) {
         (Some(c), Some(uri)) if c.post_logout_redirect_uris.contains(&uri) => {
             (jar, redirect_with(&uri, &[("state", p.state.as_deref())])).into_response()

@@ -37,7 +37,10 @@ impl ClientCredentials {
         let basic = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
+            .and_then(|v| {
+                v.strip_prefix("Basic ")
+                    .or_else(|| v.strip_prefix("basic "))
+            });
         match (basic, form_secret) {
             (Some(_), Some(_)) => Err(OAuthError::invalid_request(
                 "use one client authentication method, not both",
@@ -50,9 +53,15 @@ impl ClientCredentials {
                 let id = form_urldecode(id).ok_or_else(fail)?;
                 let secret = form_urldecode(secret).ok_or_else(fail)?;
                 if form_client_id.is_some_and(|f| f != id) {
-                    return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
+                    return Err(OAuthError::invalid_request(
+                        "client_id differs from the Basic credentials",
+                    ));
                 }
-                Ok(Self { client_id: id, secret: Some(secret), method: AuthMethod::ClientSecretBasic })
+                Ok(Self {
+                    client_id: id,
+                    secret: Some(secret),
+                    method: AuthMethod::ClientSecretBasic,
+                })
             }
             (None, Some(secret)) => Ok(Self {
                 client_id: form_client_id
@@ -63,7 +72,9 @@ impl ClientCredentials {
             }),
             (None, None) => Ok(Self {
                 client_id: form_client_id
-                    .ok_or_else(|| OAuthError::invalid_client("client authentication is required", false))?
+                    .ok_or_else(|| {
+                        OAuthError::invalid_client("client authentication is required", false)
+                    })?
                     .to_owned(),
                 secret: None,
                 method: AuthMethod::None,
@@ -76,7 +87,10 @@ impl ClientCredentials {
         let basic = self.method == AuthMethod::ClientSecretBasic;
         match &self.secret {
             Some(s) if constant_time_eq(s, registered) => Ok(()),
-            _ => Err(OAuthError::invalid_client("client authentication failed", basic)),
+            _ => Err(OAuthError::invalid_client(
+                "client authentication failed",
+                basic,
+            )),
         }
     }
 }
@@ -115,7 +129,8 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_form_decoded() {
-        let c = ClientCredentials::from_request(&basic("my%20client:s%3Acret+x"), None, None).unwrap();
+        let c =
+            ClientCredentials::from_request(&basic("my%20client:s%3Acret+x"), None, None).unwrap();
         assert_eq!(c.client_id, "my client");
         assert_eq!(c.secret.as_deref(), Some("s:cret x"));
         assert_eq!(c.method, AuthMethod::ClientSecretBasic);

@@ -51,7 +51,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(error: OAuthErrorCode, description: impl Into<String>) -> Self {
-        Self { error, description: description.into(), basic_challenge: false }
+        Self {
+            error,
+            description: description.into(),
+            basic_challenge: false,
+        }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -63,7 +67,10 @@ impl OAuthError {
     }
 
     pub fn invalid_client(description: impl Into<String>, basic_challenge: bool) -> Self {
-        Self { basic_challenge, ..Self::new(OAuthErrorCode::InvalidClient, description) }
+        Self {
+            basic_challenge,
+            ..Self::new(OAuthErrorCode::InvalidClient, description)
+        }
     }
 
     pub fn invalid_token(description: impl Into<String>) -> Self {
@@ -76,7 +83,9 @@ impl OAuthError {
 
     pub fn status(&self) -> StatusCode {
         match self.error {
-            OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::InvalidClient | OAuthErrorCode::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
             OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,

@@ -36,7 +36,10 @@ pub struct SigningKey {
 impl std::fmt::Debug for SigningKey {
     // Never print the private key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.kid).finish()
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish()
     }
 }
 
@@ -76,7 +79,14 @@ impl SigningKey {
         public.common.key_id = Some(kid.clone());
         public.common.public_key_use = Some(PublicKeyUse::Signature);
         let decoding = DecodingKey::from_jwk(&public)?;
-        Ok(Self { alg, kid, pkcs8_pem: pem.to_owned(), encoding, decoding, public })
+        Ok(Self {
+            alg,
+            kid,
+            pkcs8_pem: pem.to_owned(),
+            encoding,
+            decoding,
+            public,
+        })
     }
 
     pub fn alg(&self) -> Algorithm {
@@ -106,7 +116,11 @@ impl KeySet {
 
     /// One freshly generated key for each algorithm.
     pub fn generate(algs: &[Algorithm]) -> Result<Self, KeyError> {
-        Ok(Self::new(algs.iter().map(|a| SigningKey::generate(*a)).collect::<Result<_, _>>()?))
+        Ok(Self::new(
+            algs.iter()
+                .map(|a| SigningKey::generate(*a))
+                .collect::<Result<_, _>>()?,
+        ))
     }
 
     pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
@@ -119,12 +133,23 @@ impl KeySet {
 
     /// The public keys, as served at `jwks_uri`.
     pub fn jwks(&self) -> JwkSet {
-        JwkSet { keys: self.keys.iter().map(|k| k.public.clone()).collect() }
+        JwkSet {
+            keys: self.keys.iter().map(|k| k.public.clone()).collect(),
+        }
     }
 
     /// Signs `claims` with the key for `alg`; `typ` is the JOSE type (`JWT`, `at+jwt`, ...).
-    pub fn sign<T: Serialize>(&self, alg: Algorithm, typ: &str, claims: &T) -> Result<String, KeyError> {
-        let key = self.keys.iter().find(|k| k.alg == alg).ok_or(KeyError::NoKeyFor(alg))?;
+    pub fn sign<T: Serialize>(
+        &self,
+        alg: Algorithm,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.alg == alg)
+            .ok_or(KeyError::NoKeyFor(alg))?;
         let mut header = Header::new(alg);
         header.typ = Some(typ.to_owned());
         header.kid = Some(key.kid.clone());
@@ -133,7 +158,11 @@ impl KeySet {
 
     /// Verifies a token signed by one of our own keys (found by `kid`), then applies `validation`
     /// (whose algorithm list is replaced by the key's own algorithm).
-    pub fn verify<T: DeserializeOwned>(&self, token: &str, mut validation: Validation) -> Result<T, KeyError> {
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        mut validation: Validation,
+    ) -> Result<T, KeyError> {
         let header = jsonwebtoken::decode_header(token)?;
         let key = self
             .keys
@@ -152,7 +181,13 @@ mod tests {
     #[test]
     fn sign_and_verify_with_published_kid() {
         let keys = KeySet::generate(&[Algorithm::ES256]).unwrap();
-        let token = keys.sign(Algorithm::ES256, "JWT", &serde_json::json!({"sub": "x", "exp": 4102444800u64})).unwrap();
+        let token = keys
+            .sign(
+                Algorithm::ES256,
+                "JWT",
+                &serde_json::json!({"sub": "x", "exp": 4102444800u64}),
+            )
+            .unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         let jwks = keys.jwks();
         assert_eq!(jwks.keys.len(), 1);
@@ -168,7 +203,10 @@ mod tests {
         let a = SigningKey::generate(Algorithm::ES256).unwrap();
         let b = SigningKey::from_pkcs8_pem(Algorithm::ES256, a.pkcs8_pem()).unwrap();
         assert_eq!(a.kid(), b.kid());
-        assert!(matches!(keys_without(Algorithm::RS256), Err(KeyError::NoKeyFor(_))));
+        assert!(matches!(
+            keys_without(Algorithm::RS256),
+            Err(KeyError::NoKeyFor(_))
+        ));
     }
 
     fn keys_without(alg: Algorithm) -> Result<String, KeyError> {

@@ -23,7 +23,9 @@ pub enum PkceError {
 /// Checks the challenge half of an authorization request. A missing method means `plain` by the
 /// RFC, so it is refused like `plain` itself.
 pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<String, PkceError> {
-    let challenge = challenge.filter(|c| !c.is_empty()).ok_or(PkceError::MissingChallenge)?;
+    let challenge = challenge
+        .filter(|c| !c.is_empty())
+        .ok_or(PkceError::MissingChallenge)?;
     if method != Some("S256") {
         return Err(PkceError::UnsupportedMethod);
     }
@@ -64,16 +66,31 @@ mod tests {
 
     #[test]
     fn rfc_example_verifies() {
-        assert_eq!(check_challenge(Some(CHALLENGE), Some("S256")), Ok(CHALLENGE.to_owned()));
+        assert_eq!(
+            check_challenge(Some(CHALLENGE), Some("S256")),
+            Ok(CHALLENGE.to_owned())
+        );
         assert_eq!(verify(Some(VERIFIER), CHALLENGE), Ok(()));
     }
 
     #[test]
     fn plain_and_missing_are_refused() {
-        assert_eq!(check_challenge(None, Some("S256")), Err(PkceError::MissingChallenge));
-        assert_eq!(check_challenge(Some(CHALLENGE), None), Err(PkceError::UnsupportedMethod));
-        assert_eq!(check_challenge(Some(CHALLENGE), Some("plain")), Err(PkceError::UnsupportedMethod));
-        assert_eq!(check_challenge(Some("short"), Some("S256")), Err(PkceError::MalformedChallenge));
+        assert_eq!(
+            check_challenge(None, Some("S256")),
+            Err(PkceError::MissingChallenge)
+        );
+        assert_eq!(
+            check_challenge(Some(CHALLENGE), None),
+            Err(PkceError::UnsupportedMethod)
+        );
+        assert_eq!(
+            check_challenge(Some(CHALLENGE), Some("plain")),
+            Err(PkceError::UnsupportedMethod)
+        );
+        assert_eq!(
+            check_challenge(Some("short"), Some("S256")),
+            Err(PkceError::MalformedChallenge)
+        );
     }
 
     #[test]
@@ -81,6 +98,9 @@ mod tests {
         let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX";
         assert_eq!(verify(Some(wrong), CHALLENGE), Err(PkceError::Mismatch));
         assert_eq!(verify(None, CHALLENGE), Err(PkceError::MissingVerifier));
-        assert_eq!(verify(Some("a b"), CHALLENGE), Err(PkceError::MalformedVerifier));
+        assert_eq!(
+            verify(Some("a b"), CHALLENGE),
+            Err(PkceError::MalformedVerifier)
+        );
     }
 }

@@ -31,7 +31,10 @@ pub fn left_half_sha256(value: &str) -> String {
 /// Compares two secrets in time independent of where they first differ.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
@@ -43,7 +46,10 @@ mod tests {
         let a = random_token(32);
         assert_eq!(a.len(), 43);
         assert_ne!(a, random_token(32));
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
     }
 
     #[test]

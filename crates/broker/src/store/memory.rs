@@ -53,15 +53,26 @@ impl Drop for SweeperGuard {
 impl MemoryStore {
     /// Creates the store and spawns its sweeper; must be called inside a Tokio runtime.
     pub fn new() -> Self {
-        let shared = Arc::new(Shared { state: Mutex::default(), sweeper: Notify::new() });
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            sweeper: Notify::new(),
+        });
         tokio::spawn(sweep(shared.clone()));
-        Self { _guard: Arc::new(SweeperGuard(shared.clone())), shared }
+        Self {
+            _guard: Arc::new(SweeperGuard(shared.clone())),
+            shared,
+        }
     }
 
     /// How many live entries the store holds (for tests and metrics).
     pub fn len(&self) -> usize {
         let now = Instant::now();
-        self.shared.lock().entries.values().filter(|e| e.expires_at > now).count()
+        self.shared
+            .lock()
+            .entries
+            .values()
+            .filter(|e| e.expires_at > now)
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,15 +129,23 @@ async fn sweep(shared: Arc<Shared>) {
 
 impl State {
     fn live(&self, key: &str) -> Option<&Entry> {
-        self.entries.get(key).filter(|e| e.expires_at > Instant::now())
+        self.entries
+            .get(key)
+            .filter(|e| e.expires_at > Instant::now())
     }
 
     /// Inserts; returns true when the new entry expires before everything else, so the sweeper
     /// must wake up earlier than planned.
     fn insert(&mut self, key: &str, value: Vec<u8>, ttl: Duration) -> bool {
         let expires_at = Instant::now() + ttl;
-        let earliest = self.expirations.first().is_none_or(|(when, _)| expires_at < *when);
-        if let Some(old) = self.entries.insert(key.to_owned(), Entry { value, expires_at }) {
+        let earliest = self
+            .expirations
+            .first()
+            .is_none_or(|(when, _)| expires_at < *when);
+        if let Some(old) = self
+            .entries
+            .insert(key.to_owned(), Entry { value, expires_at })
+        {
             self.expirations.remove(&(old.expires_at, key.to_owned()));
         }
         self.expirations.insert((expires_at, key.to_owned()));
@@ -181,20 +200,40 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_expire_and_are_swept() {
         let store = MemoryStore::new();
-        store.put("a", b"1".to_vec(), Duration::from_secs(5)).await.unwrap();
-        store.put("b", b"2".to_vec(), Duration::from_secs(60)).await.unwrap();
+        store
+            .put("a", b"1".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        store
+            .put("b", b"2".to_vec(), Duration::from_secs(60))
+            .await
+            .unwrap();
         assert_eq!(store.get("a").await.unwrap(), Some(b"1".to_vec()));
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(store.get("a").await.unwrap(), None);
-        assert_eq!(store.shared.lock().entries.len(), 1, "the sweeper removed the expired entry");
+        assert_eq!(
+            store.shared.lock().entries.len(),
+            1,
+            "the sweeper removed the expired entry"
+        );
         assert_eq!(store.len(), 1);
     }
 
     #[tokio::test]
     async fn take_is_single_use_and_put_new_does_not_overwrite() {
         let store = MemoryStore::new();
-        assert!(store.put_new("k", b"x".to_vec(), Duration::from_secs(5)).await.unwrap());
-        assert!(!store.put_new("k", b"y".to_vec(), Duration::from_secs(5)).await.unwrap());
+        assert!(
+            store
+                .put_new("k", b"x".to_vec(), Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .put_new("k", b"y".to_vec(), Duration::from_secs(5))
+                .await
+                .unwrap()
+        );
         assert_eq!(store.take("k").await.unwrap(), Some(b"x".to_vec()));
         assert_eq!(store.take("k").await.unwrap(), None);
     }
@@ -202,7 +241,10 @@ mod tests {
     #[tokio::test]
     async fn concurrent_takes_yield_one_winner() {
         let store = MemoryStore::new();
-        store.put("code", b"c".to_vec(), Duration::from_secs(5)).await.unwrap();
+        store
+            .put("code", b"c".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let s = store.clone();

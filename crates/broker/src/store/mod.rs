@@ -41,16 +41,28 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 fn decode<T: DeserializeOwned>(bytes: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
-    bytes.map(|b| serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    bytes
+        .map(|b| serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
 }
 
 /// Typed access: every record is JSON under a namespaced key.
 impl dyn Store {
-    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) -> Result<(), StoreError> {
+    pub async fn put_json<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         self.put(key, encode(value)?, ttl).await
     }
 
-    pub async fn put_new_json<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn put_new_json<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         self.put_new(key, encode(value)?, ttl).await
     }
 
