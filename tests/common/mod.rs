@@ -25,6 +25,8 @@ use url::Url;
 pub const PORTAL_A: &str = "portal-a";
 pub const PORTAL_B: &str = "portal-b";
 pub const SECRET: &str = "test-secret";
+/// The province's home page, the way back from pages that cannot return to a client.
+pub const HOME: &str = "https://tinh.example.gov.vn/";
 /// A level-2 citizen of the shipped roster (Nguyễn Văn An, Hà Nội).
 pub const AN: &str = "001085004512";
 /// A level-1 citizen (Giàng Thị Mai, Hà Giang).
@@ -87,6 +89,7 @@ impl Env {
             r#"
             issuer = "{issuer}"
             account_id_secret = "test-account-id-secret-0123456789"
+            home_url = "{HOME}"
             [upstream]
             issuer = "{idp_issuer}"
             client_id = "lienthong"

@@ -312,7 +312,7 @@ async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
         }
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    inner.respond(result)
 }
 
 /// Step 4: keep the request as a pending login and send the citizen to the national IdP.

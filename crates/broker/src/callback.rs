@@ -101,9 +101,9 @@ pub async fn callback(
             let e = request.error(inner, "unmet_authentication_requirements", "the account level is lower than requested");
             return Ok((jar, e).into_response());
         }
-        let response = complete(inner, request, live).await.unwrap_or_else(IntoResponse::into_response);
+        let response = inner.respond(complete(inner, request, live).await);
         Ok((jar, response).into_response())
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    inner.respond(result)
 }

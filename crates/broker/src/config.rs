@@ -25,6 +25,9 @@ pub struct Config {
     /// Secret for the per-system account ids derived from the citizen's upstream identity. Keep
     /// it stable: changing it changes every derived id. Absent: a random one per start (demo).
     pub account_id_secret: Option<String>,
+    /// The province's portal home page: the way back offered on error pages that cannot send the
+    /// citizen back to the service that asked (an unknown client, an expired login).
+    pub home_url: Option<String>,
 }
 
 fn default_bind() -> SocketAddr {

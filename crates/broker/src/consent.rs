@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use lienthong_protocol::secret::sha256_b64url;
 use serde::Deserialize;
@@ -62,7 +62,7 @@ pub async fn decide(
         .await
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    inner.respond(result)
 }
 
 async fn record(

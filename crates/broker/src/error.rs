@@ -85,6 +85,8 @@ pub struct CitizenPage {
     pub retry: Option<String>,
     /// Returns to the service that asked (with an error it understands).
     pub back: Option<String>,
+    /// The province's home page, when there is no service to return to.
+    pub home: Option<String>,
 }
 
 impl CitizenPage {
@@ -94,6 +96,7 @@ impl CitizenPage {
             problem,
             retry: None,
             back: None,
+            home: None,
         }
     }
 
@@ -110,13 +113,12 @@ impl IntoResponse for CitizenPage {
         // anything personal.
         let reference = lienthong_protocol::secret::random_token(6).to_uppercase();
         tracing::info!(reference = %reference, problem = self.problem.key(), status = self.status.as_u16(), "citizen shown an error page");
-        pages::problem(
-            self.status,
-            self.problem.message(),
-            self.retry.as_deref(),
-            self.back.as_deref(),
-            &reference,
-        )
+        let links = pages::Links {
+            retry: self.retry.as_deref(),
+            back: self.back.as_deref(),
+            home: self.home.as_deref(),
+        };
+        pages::problem(self.status, self.problem.message(), links, &reference)
     }
 }
 
@@ -173,6 +175,20 @@ impl From<StoreError> for FlowError {
             StatusCode::SERVICE_UNAVAILABLE,
             Problem::TemporarilyUnavailable,
         ))
+    }
+}
+
+impl FlowError {
+    /// Gives a page without a way back to the service a link to the province's home page, so no
+    /// error is a dead end.
+    pub fn with_home(self, home_url: Option<&str>) -> Self {
+        match self {
+            Self::Page(mut p) if p.back.is_none() => {
+                p.home = home_url.map(str::to_owned);
+                Self::Page(p)
+            }
+            other => other,
+        }
     }
 }
 

@@ -135,6 +135,9 @@ impl Broker {
             load_or_generate(Algorithm::ES256, config.keys.es256_pem.as_deref())?,
             load_or_generate(Algorithm::RS256, config.keys.rs256_pem.as_deref())?,
         ]);
+        if let Some(home) = &config.home_url {
+            url::Url::parse(home).map_err(|e| StartError::Config(format!("home_url: {e}")))?;
+        }
         let account_secret = match &config.account_id_secret {
             Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
             Some(_) => {
@@ -214,6 +217,17 @@ impl Broker {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+}
+
+impl Inner {
+    /// The response of a browser-facing step: its result, or its error with a way back.
+    pub(crate) fn respond(
+        &self,
+        result: Result<axum::response::Response, error::FlowError>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        result.unwrap_or_else(|e| e.with_home(self.config.home_url.as_deref()).into_response())
     }
 }
 

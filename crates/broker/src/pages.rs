@@ -11,9 +11,18 @@ use crate::error::Message;
 #[template(path = "problem.html")]
 struct ProblemPage<'a> {
     m: &'a Message,
-    retry: Option<&'a str>,
-    back: Option<&'a str>,
+    links: Links<'a>,
     reference: &'a str,
+}
+
+/// The ways out of an error page.
+pub struct Links<'a> {
+    /// The same login again.
+    pub retry: Option<&'a str>,
+    /// Back to the service that asked.
+    pub back: Option<&'a str>,
+    /// The province's home page.
+    pub home: Option<&'a str>,
 }
 
 /// One claim on the consent page, labelled in both languages.
@@ -38,24 +47,13 @@ fn render(t: &impl Template) -> Html<String> {
     )
 }
 
-pub fn problem(
-    status: StatusCode,
-    m: &Message,
-    retry: Option<&str>,
-    back: Option<&str>,
-    reference: &str,
-) -> Response {
-    (
-        status,
-        no_store(),
-        render(&ProblemPage {
-            m,
-            retry,
-            back,
-            reference,
-        }),
-    )
-        .into_response()
+pub fn problem(status: StatusCode, m: &Message, links: Links<'_>, reference: &str) -> Response {
+    let page = ProblemPage {
+        m,
+        links,
+        reference,
+    };
+    (status, no_store(), render(&page)).into_response()
 }
 
 pub fn consent(

@@ -62,7 +62,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e))?;
 
     let mut broker_config: BrokerConfig = toml::from_str(&format!(
-        "issuer = {broker_issuer:?}\naccount_id_secret = \"demo-only-account-id-secret\"\n[upstream]\nissuer = {:?}\nclient_id = \"lienthong\"\nclient_secret = {upstream_secret:?}\n",
+        "issuer = {broker_issuer:?}\nhome_url = \"http://{portal_addr}/\"\naccount_id_secret = \"demo-only-account-id-secret\"\n[upstream]\nissuer = {:?}\nclient_id = \"lienthong\"\nclient_secret = {upstream_secret:?}\n",
         idp.issuer
     ))?;
     broker_config.clients.push(ClientConfig {
