@@ -69,12 +69,7 @@ async fn the_account_id_is_stable_across_logins() {
     let mut subs = vec![];
     for _ in 0..2 {
         let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
-        let code = login_for_code(&env, &browser, &req, AN).await;
-        let body: Value = redeem(&env, &req, &code, &req.verifier)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let body = tokens(&env, &browser, &req, AN).await;
         subs.push(
             env.verify_id_token(body["id_token"].as_str().unwrap(), PORTAL_A)
                 .await["sub"]
@@ -88,12 +83,7 @@ async fn the_account_id_is_stable_across_logins() {
 async fn userinfo_answers_by_get_by_post_header_and_by_post_body() {
     let env = Env::start().await;
     let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
-    let code = login_for_code(&env, &browser, &req, AN).await;
-    let body: Value = redeem(&env, &req, &code, &req.verifier)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = tokens(&env, &browser, &req, AN).await;
     let token = body["access_token"].as_str().unwrap();
     let url = format!("{}/userinfo", env.issuer);
     let http = reqwest::Client::new();
@@ -135,12 +125,7 @@ async fn a_second_portal_signs_the_citizen_in_without_the_idp() {
     let env = Env::start().await;
     let browser = Browser::new();
     let a = AuthRequest::new(PORTAL_A);
-    let code_a = login_for_code(&env, &browser, &a, AN).await;
-    let tokens_a: Value = redeem(&env, &a, &code_a, &a.verifier)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tokens_a = tokens(&env, &browser, &a, AN).await;
     let sub_a = env
         .verify_id_token(tokens_a["id_token"].as_str().unwrap(), PORTAL_A)
         .await["sub"]
@@ -371,12 +356,7 @@ async fn the_national_gateway_claim_profile_maps_to_the_same_identity() {
     })
     .await;
     let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
-    let code = login_for_code(&env, &browser, &req, MAI).await;
-    let body: Value = redeem(&env, &req, &code, &req.verifier)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = tokens(&env, &browser, &req, MAI).await;
     let claims = env
         .verify_id_token(body["id_token"].as_str().unwrap(), PORTAL_A)
         .await;

@@ -383,3 +383,16 @@ pub async fn redeem(env: &Env, req: &AuthRequest, code: &str, verifier: &str) ->
         .await
         .unwrap()
 }
+
+/// A whole login and the token response: what a system holds after a successful sign-in.
+pub async fn tokens(
+    env: &Env,
+    browser: &Browser,
+    req: &AuthRequest,
+    number: &str,
+) -> serde_json::Value {
+    let code = login_for_code(env, browser, req, number).await;
+    let r = redeem(env, req, &code, &req.verifier).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}

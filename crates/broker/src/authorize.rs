@@ -12,8 +12,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
-use lienthong_protocol::pkce;
 use lienthong_protocol::secret::{random_token, sha256_b64url};
+use lienthong_protocol::{AuthorizationParams, pkce};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
@@ -23,27 +23,6 @@ use crate::level::Level;
 use crate::session::LiveSession;
 use crate::upstream::{StartOptions, UpstreamError, UpstreamRequest};
 use crate::{Broker, Client, Inner, identity};
-
-/// The parameters as they arrive. Unknown parameters are ignored, as OAuth requires.
-#[derive(Debug, Default, Deserialize)]
-pub struct RawAuthorizeRequest {
-    client_id: Option<String>,
-    redirect_uri: Option<String>,
-    response_type: Option<String>,
-    response_mode: Option<String>,
-    scope: Option<String>,
-    state: Option<String>,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-    prompt: Option<String>,
-    max_age: Option<String>,
-    acr_values: Option<String>,
-    login_hint: Option<String>,
-    ui_locales: Option<String>,
-    request: Option<String>,
-    request_uri: Option<String>,
-}
 
 /// A validated authorization request: registered client, exact redirect URI, PKCE S256.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,7 +95,7 @@ fn error_to_client(
 /// Turns the raw parameters into an [`AuthorizeRequest`] or the right kind of refusal.
 pub(crate) fn validate(
     inner: &Inner,
-    raw: RawAuthorizeRequest,
+    raw: AuthorizationParams,
 ) -> Result<AuthorizeRequest, FlowError> {
     let client = raw
         .client_id
@@ -292,7 +271,7 @@ async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
     let result = async {
         // A parameter given twice (RFC 6749 §3.1 forbids it) or malformed encoding: we cannot
         // trust any of it, so not the redirect URI either.
-        let raw: RawAuthorizeRequest = serde_urlencoded::from_bytes(params)
+        let raw = AuthorizationParams::parse(params)
             .map_err(|_| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest))?;
         let request = validate(inner, raw)?;
         let live = inner.current_session(&jar).await?;

@@ -14,22 +14,12 @@ use axum::response::{IntoResponse, Response};
 use jsonwebtoken::Algorithm;
 use lienthong_protocol::client_auth::AuthMethod;
 use lienthong_protocol::secret::{left_half_sha256, random_token, sha256_b64url};
-use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, pkce};
+use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenParams, pkce};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::authorize::CodeRecord;
 use crate::{Broker, Inner, now};
-
-#[derive(Debug, Default, Deserialize)]
-struct TokenForm {
-    grant_type: Option<String>,
-    code: Option<String>,
-    redirect_uri: Option<String>,
-    code_verifier: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
 
 /// What an access token grants, looked up by its `jti`. Deleting it revokes the token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,10 +44,7 @@ pub async fn token(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let inner = broker.inner();
-    // Parsed by hand so that a malformed body (or a repeated parameter, which RFC 6749 §3.2
-    // forbids) gets an OAuth error rather than a framework rejection.
-    let form: TokenForm = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| OAuthError::invalid_request(format!("malformed form: {e}")))?;
+    let form = TokenParams::parse(&body)?;
     let creds = ClientCredentials::from_request(
         &headers,
         form.client_id.as_deref(),

@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, Validation};
-use lienthong_protocol::OAuthError;
+use lienthong_protocol::{OAuthError, bearer_token, form_access_token};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,17 +20,11 @@ struct AccessClaims {
     sub: String,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 pub async fn get(
     State(broker): State<Broker>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, OAuthError> {
-    claims_for(&broker, bearer(&headers)).await
+    claims_for(&broker, bearer_token(&headers)).await
 }
 
 pub async fn post(
@@ -38,10 +32,8 @@ pub async fn post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, OAuthError> {
-    let from_body = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.into_owned());
-    match (bearer(&headers), from_body.as_deref()) {
+    let from_body = form_access_token(&body);
+    match (bearer_token(&headers), from_body.as_deref()) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request(
             "send the token once, in the header or the body",
         )),

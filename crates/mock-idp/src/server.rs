@@ -18,7 +18,10 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use jsonwebtoken::{Algorithm, Validation};
 use lienthong_adapter::CitizenId;
 use lienthong_protocol::secret::{left_half_sha256, random_token};
-use lienthong_protocol::{ClientCredentials, KeySet, OAuthError, OAuthErrorCode, pkce};
+use lienthong_protocol::{
+    AuthorizationParams, ClientCredentials, KeySet, OAuthError, OAuthErrorCode, TokenParams,
+    bearer_token, form_access_token, pkce,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -53,7 +56,7 @@ struct Shared {
 #[derive(Default)]
 struct MemoryState {
     /// Authorization requests waiting for the login form, by flow id.
-    flows: HashMap<String, (Instant, AuthParams)>,
+    flows: HashMap<String, (Instant, AuthorizationParams)>,
     /// Signed-in browsers, by session cookie.
     sessions: HashMap<String, Session>,
     codes: HashMap<String, CodeGrant>,
@@ -75,22 +78,6 @@ struct CodeGrant {
     code_challenge: Option<String>,
     session_id: String,
     session: Session,
-}
-
-/// The authorization request parameters we use; unknown parameters are ignored, as OAuth says.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct AuthParams {
-    client_id: Option<String>,
-    redirect_uri: Option<String>,
-    response_type: Option<String>,
-    scope: Option<String>,
-    state: Option<String>,
-    nonce: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-    prompt: Option<String>,
-    max_age: Option<String>,
-    login_hint: Option<String>,
 }
 
 /// A served mock IdP. Dropping it stops the server.
@@ -319,7 +306,7 @@ fn redirect_with(uri: &str, params: &[(&str, Option<&str>)]) -> Response {
     Redirect::to(url.as_str()).into_response()
 }
 
-fn error_redirect(s: &Shared, p: &AuthParams, error: &str, description: &str) -> Response {
+fn error_redirect(s: &Shared, p: &AuthorizationParams, error: &str, description: &str) -> Response {
     redirect_with(
         p.redirect_uri.as_deref().unwrap_or_default(),
         &[
@@ -335,7 +322,7 @@ fn error_redirect(s: &Shared, p: &AuthParams, error: &str, description: &str) ->
 async fn authorize(
     State(s): State<Arc<Shared>>,
     jar: CookieJar,
-    Query(p): Query<AuthParams>,
+    Query(p): Query<AuthorizationParams>,
 ) -> Response {
     let client_ok = p
         .client_id
@@ -416,7 +403,12 @@ async fn authorize(
     }
 }
 
-fn issue_code(s: &Shared, p: &AuthParams, session_id: String, session: Session) -> Response {
+fn issue_code(
+    s: &Shared,
+    p: &AuthorizationParams,
+    session_id: String,
+    session: Session,
+) -> Response {
     let code = random_token(32);
     let grant = CodeGrant {
         expires: Instant::now() + CODE_TTL,
@@ -524,22 +516,13 @@ async fn login(State(s): State<Arc<Shared>>, jar: CookieJar, Form(f): Form<Login
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct TokenForm {
-    grant_type: Option<String>,
-    code: Option<String>,
-    redirect_uri: Option<String>,
-    code_verifier: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
-
 /// `POST /token`: the authorization code grant.
 async fn token(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
-    Form(f): Form<TokenForm>,
+    body: axum::body::Bytes,
 ) -> Result<Response, OAuthError> {
+    let f = TokenParams::parse(&body)?;
     let creds = ClientCredentials::from_request(
         &headers,
         f.client_id.as_deref(),
@@ -640,14 +623,6 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-}
-
 fn userinfo_for(s: &Shared, token: Option<String>) -> Result<Json<Value>, OAuthError> {
     let token = token.ok_or_else(|| OAuthError::invalid_token("no bearer token"))?;
     let st = s.lock();
@@ -665,7 +640,7 @@ async fn userinfo(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, OAuthError> {
-    userinfo_for(&s, bearer(&headers))
+    userinfo_for(&s, bearer_token(&headers).map(str::to_owned))
 }
 
 /// The national portal gateway calls userinfo by POST; accept the token in the header or body.
@@ -674,10 +649,12 @@ async fn userinfo_post(
     headers: HeaderMap,
     body: String,
 ) -> Result<Json<Value>, OAuthError> {
-    let from_body = url::form_urlencoded::parse(body.as_bytes())
-        .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.into_owned());
-    userinfo_for(&s, bearer(&headers).or(from_body))
+    userinfo_for(
+        &s,
+        bearer_token(&headers)
+            .map(str::to_owned)
+            .or(form_access_token(body.as_bytes())),
+    )
 }
 
 #[derive(Deserialize)]

@@ -12,9 +12,11 @@
 pub mod client_auth;
 pub mod error;
 pub mod keys;
+pub mod params;
 pub mod pkce;
 pub mod secret;
 
 pub use client_auth::ClientCredentials;
 pub use error::{OAuthError, OAuthErrorCode};
 pub use keys::{KeyError, KeySet, SigningKey};
+pub use params::{AuthorizationParams, TokenParams, bearer_token, form_access_token};
