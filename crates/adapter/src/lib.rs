@@ -7,8 +7,10 @@
 
 pub mod account;
 pub mod citizen_id;
+pub mod legacy;
 pub mod province;
 
 pub use account::derived_account_id;
 pub use citizen_id::{CitizenId, CitizenIdError, Sex};
+pub use legacy::{LegacyCmnd, LegacyCmndError};
 pub use province::Province;
