@@ -1,0 +1,327 @@
+//! Bulk import and export of a realm's links (`lienthong accounts import|export`).
+//!
+//! The file is validated whole before anything is written: every bad row is reported with its
+//! line number and reason. The import then runs in one transaction, in multi-row `INSERT ... ON
+//! CONFLICT DO NOTHING` batches (one statement per thousand rows is what makes a million rows a
+//! matter of seconds). A row already present with the same values is "unchanged", so importing
+//! the same file again changes nothing; a row that contradicts what is stored is a conflict.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Row;
+
+use super::{Directory, DirectoryError, now};
+use crate::{CitizenId, LegacyCmnd};
+
+/// The number a link is keyed by: the 12-digit ID number or the old 9-digit CMND.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AccountNumber {
+    Citizen(CitizenId),
+    Cmnd(LegacyCmnd),
+}
+
+impl AccountNumber {
+    /// 12 digits: an ID number; 9 digits: an old CMND.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.len() == 9 {
+            LegacyCmnd::parse(raw)
+                .map(Self::Cmnd)
+                .map_err(|e| format!("old CMND number: {e}"))
+        } else {
+            CitizenId::parse(raw)
+                .map(Self::Citizen)
+                .map_err(|e| format!("ID number: {e}"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Citizen(n) => n.as_str(),
+            Self::Cmnd(n) => n.as_str(),
+        }
+    }
+
+    pub fn masked(&self) -> String {
+        match self {
+            Self::Citizen(n) => n.masked(),
+            Self::Cmnd(n) => n.masked(),
+        }
+    }
+
+    /// The `(citizen_id, legacy_cmnd)` column values.
+    pub(crate) fn columns(&self) -> (Option<String>, Option<String>) {
+        match self {
+            Self::Citizen(n) => (Some(n.as_str().to_owned()), None),
+            Self::Cmnd(n) => (None, Some(n.as_str().to_owned())),
+        }
+    }
+}
+
+/// One good row of an import file.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub line: u64,
+    pub number: AccountNumber,
+    pub local_account_id: String,
+}
+
+/// A row that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub unchanged: u64,
+    /// Rows contradicting links already stored.
+    pub conflicts: Vec<RowError>,
+    /// Whether the transaction was committed.
+    pub committed: bool,
+}
+
+const MAX_ACCOUNT_ID: usize = 200;
+
+/// Reads `number,local_account_id` rows (an optional header line is skipped). Returns the good
+/// rows and every bad one with its line and reason, including numbers or accounts that appear
+/// twice in the file.
+pub fn parse_csv(input: impl Read) -> (Vec<ImportRow>, Vec<RowError>) {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let (mut rows, mut errors) = (Vec::new(), Vec::new());
+    let (mut numbers, mut accounts) = (HashMap::new(), HashMap::new());
+    for (i, record) in reader.records().enumerate() {
+        let line = i as u64 + 1;
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(RowError {
+                    line,
+                    reason: format!("unreadable CSV: {e}"),
+                });
+                continue;
+            }
+        };
+        if line == 1
+            && record
+                .get(0)
+                .is_some_and(|f| !f.is_empty() && !f.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue; // a header
+        }
+        if record.len() == 1 && record.get(0) == Some("") {
+            continue; // a blank line
+        }
+        if record.len() != 2 {
+            errors.push(RowError {
+                line,
+                reason: format!(
+                    "expected 2 columns (number, local account id), found {}",
+                    record.len()
+                ),
+            });
+            continue;
+        }
+        let number = match AccountNumber::parse(&record[0]) {
+            Ok(n) => n,
+            Err(reason) => {
+                errors.push(RowError { line, reason });
+                continue;
+            }
+        };
+        let local = record[1].to_owned();
+        if local.is_empty() || local.len() > MAX_ACCOUNT_ID || local.chars().any(char::is_control) {
+            errors.push(RowError {
+                line,
+                reason: format!(
+                    "local account id must be 1 to {MAX_ACCOUNT_ID} printable characters"
+                ),
+            });
+            continue;
+        }
+        if let Some(first) = numbers.insert(number.clone(), line) {
+            errors.push(RowError {
+                line,
+                reason: format!("number {} already on line {first}", number.masked()),
+            });
+            continue;
+        }
+        if let Some(first) = accounts.insert(local.clone(), line) {
+            errors.push(RowError {
+                line,
+                reason: format!("local account id already on line {first}"),
+            });
+            continue;
+        }
+        rows.push(ImportRow {
+            line,
+            number,
+            local_account_id: local,
+        });
+    }
+    (rows, errors)
+}
+
+const BATCH: usize = 1000;
+
+impl Directory {
+    /// Imports validated rows into `realm` in one transaction. With `keep_partial` false, any
+    /// conflict rolls everything back; with true, the rows without conflict are kept.
+    pub async fn import(
+        &self,
+        realm: &str,
+        rows: &[ImportRow],
+        keep_partial: bool,
+        actor: &str,
+    ) -> Result<ImportReport, DirectoryError> {
+        let mut report = ImportReport::default();
+        let mut tx = self.pool.begin().await?;
+        let created_at = now();
+        for batch in rows.chunks(BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO account_links (realm, local_account_id, citizen_id, legacy_cmnd, source, created_at) VALUES ",
+            );
+            for i in 0..batch.len() {
+                let p = i * 4;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, 'import', ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    batch.len() * 4 + 1
+                ));
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for row in batch {
+                let (citizen_id, cmnd) = row.number.columns();
+                query = query
+                    .bind(realm.to_owned())
+                    .bind(row.local_account_id.clone())
+                    .bind(citizen_id)
+                    .bind(cmnd);
+            }
+            let inserted = query
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            report.imported += inserted;
+            if inserted < batch.len() as u64 {
+                self.classify_skipped(&mut tx, realm, batch, inserted, &mut report)
+                    .await?;
+            }
+        }
+        let ok = report.conflicts.is_empty() || keep_partial;
+        if ok {
+            let detail = json!({ "imported": report.imported, "unchanged": report.unchanged, "conflicts": report.conflicts.len() });
+            self.event(&mut *tx, actor, "import", Some(realm), None, detail)
+                .await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+            report.imported = 0;
+        }
+        report.committed = ok;
+        Ok(report)
+    }
+
+    /// After a batch inserted fewer rows than it had. Every skipped row either equals the stored
+    /// link (unchanged) or contradicts it (a conflict, which we can name), so the unchanged count
+    /// is exactly the skipped rows minus the conflicts. Rows are compared with the number the
+    /// link was made with, so a citizen's later change of ID number does not turn a re-import
+    /// into conflicts.
+    async fn classify_skipped(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        realm: &str,
+        batch: &[ImportRow],
+        inserted: u64,
+        report: &mut ImportReport,
+    ) -> Result<(), DirectoryError> {
+        let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT local_account_id, citizen_id, legacy_cmnd FROM account_links WHERE realm = $1 AND local_account_id IN ({})",
+            placeholders.join(",")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(realm.to_owned());
+        for row in batch {
+            query = query.bind(row.local_account_id.clone());
+        }
+        let mut stored = HashMap::new();
+        for r in query.fetch_all(&mut **tx).await? {
+            let local: String = r.try_get(0)?;
+            stored.insert(
+                local,
+                (
+                    r.try_get::<Option<String>, _>(1)?,
+                    r.try_get::<Option<String>, _>(2)?,
+                ),
+            );
+        }
+        let conflicts_before = report.conflicts.len();
+        for row in batch {
+            let columns = row.number.columns();
+            match stored.get(&row.local_account_id) {
+                Some(link) if *link == columns => {}
+                Some(_) => report.conflicts.push(RowError {
+                    line: row.line,
+                    reason: "the local account id is already linked to another citizen".into(),
+                }),
+                None => report.conflicts.push(RowError {
+                    line: row.line,
+                    reason: format!(
+                        "number {} is already linked to another account",
+                        row.number.masked()
+                    ),
+                }),
+            }
+        }
+        let skipped = batch.len() as u64 - inserted;
+        report.unchanged += skipped - (report.conflicts.len() - conflicts_before) as u64;
+        Ok(())
+    }
+
+    /// Writes a realm's links as `number,local_account_id` CSV (the import format).
+    pub async fn export(&self, realm: &str, out: &mut impl Write) -> Result<u64, DirectoryError> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer
+            .write_record(["number", "local_account_id"])
+            .map_err(|e| DirectoryError::Conflict(e.to_string()))?;
+        let mut after: Option<String> = None;
+        let mut count = 0;
+        loop {
+            let page = self.list_links(realm, after.as_deref(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.local_account_id.clone());
+            for link in &page {
+                let number = link
+                    .citizen_id
+                    .as_deref()
+                    .or(link.legacy_cmnd.as_deref())
+                    .unwrap_or("");
+                writer
+                    .write_record([number, &link.local_account_id])
+                    .map_err(|e| DirectoryError::Conflict(e.to_string()))?;
+                count += 1;
+            }
+        }
+        writer
+            .flush()
+            .map_err(|e| DirectoryError::Conflict(e.to_string()))?;
+        Ok(count)
+    }
+}

@@ -1,0 +1,693 @@
+//! The account directory: which local account of each provincial system belongs to a citizen.
+//!
+//! One implementation over sqlx's `Any` driver, so the same SQL and the same migrations serve
+//! SQLite (a file in the data directory: the embedded default) and PostgreSQL (production).
+//! Placeholders are `$n`, which both accept. Every operation that changes a link or a citizen
+//! record also appends a row to `directory_events`, the processing log the law asks for.
+
+mod import;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::lookup::{self, LookupAnswer, LookupRequest};
+use crate::policy::{LinkPolicy, NewSubjectRule, RealmConfig};
+use crate::{CitizenId, LegacyCmnd};
+
+pub use import::{AccountNumber, ImportReport, ImportRow, RowError, parse_csv};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("directory database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("directory migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The citizen as the broker knows them after an upstream sign-in.
+#[derive(Debug, Clone)]
+pub struct CitizenInput<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub citizen_id: Option<&'a CitizenId>,
+    pub legacy_cmnd: Option<&'a LegacyCmnd>,
+    pub name: Option<&'a str>,
+    pub birthdate: Option<&'a str>,
+}
+
+/// The outcome of resolving a citizen's account in one realm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Account {
+        local_account_id: String,
+        how: LinkSource,
+    },
+    /// `linked` realm (or lookup found nothing): the citizen has no account here.
+    NotLinked,
+    /// A known ID number under a new upstream subject, and the realm refuses to relink alone.
+    NeedsRelink,
+    /// The system's lookup endpoint failed or was too slow.
+    LookupUnavailable(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkSource {
+    /// An existing link of this citizen.
+    Existing,
+    /// An imported (or admin) link, bound to the citizen at first sign-in.
+    Bound,
+    Lookup,
+    Provision,
+    /// Moved from the previous subject of the same ID number.
+    Relinked,
+}
+
+/// A link as listed by the admin API and `accounts export`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub realm: String,
+    pub local_account_id: String,
+    pub citizen_id: Option<String>,
+    pub legacy_cmnd: Option<String>,
+    /// Whether the citizen has signed in since the link was made.
+    pub bound: bool,
+    pub source: String,
+    pub created_at: i64,
+}
+
+/// An entry of the processing log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub realm: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Everything known about one number, for `accounts show`.
+#[derive(Debug, Serialize)]
+pub struct CitizenView {
+    pub citizens: Vec<serde_json::Value>,
+    pub links: Vec<Link>,
+    pub events: Vec<Event>,
+}
+
+/// A handle to the directory; clones share one pool.
+#[derive(Clone)]
+pub struct Directory {
+    pool: AnyPool,
+}
+
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn new_key() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+const LINK_COLUMNS: &str = "l.realm, l.local_account_id, COALESCE(c.citizen_id, l.citizen_id), COALESCE(c.legacy_cmnd, l.legacy_cmnd), l.citizen_key, l.source, l.created_at";
+
+fn link_from(row: &AnyRow) -> Result<Link, sqlx::Error> {
+    Ok(Link {
+        realm: row.try_get(0)?,
+        local_account_id: row.try_get(1)?,
+        citizen_id: row.try_get(2)?,
+        legacy_cmnd: row.try_get(3)?,
+        bound: row.try_get::<Option<String>, _>(4)?.is_some(),
+        source: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+    })
+}
+
+fn masked(number: Option<&str>) -> Option<String> {
+    let n = number?;
+    Some(match CitizenId::parse(n) {
+        Ok(id) => id.masked(),
+        Err(_) => LegacyCmnd::parse(n)
+            .map(|c| c.masked())
+            .unwrap_or_else(|_| "***".into()),
+    })
+}
+
+impl Directory {
+    /// Connects (`sqlite://path?mode=rwc`, `sqlite::memory:`, `postgres://...`) and migrates.
+    pub async fn connect(url: &str) -> Result<Self, DirectoryError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        // An in-memory SQLite database lives in one connection: give the pool exactly one.
+        let memory = sqlite && url.contains(":memory:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(std::time::Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(std::time::Duration::from_secs(1800))
+            })
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL lets readers run beside the writer; NORMAL is durable across
+                        // application crashes, which is what a directory needs.
+                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn event(
+        &self,
+        exec: impl sqlx::Executor<'_, Database = sqlx::Any>,
+        actor: &str,
+        action: &str,
+        realm: Option<&str>,
+        citizen_key: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<(), DirectoryError> {
+        sqlx::query("INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(new_key())
+            .bind(now())
+            .bind(actor.to_owned())
+            .bind(action.to_owned())
+            .bind(realm.map(str::to_owned))
+            .bind(citizen_key.map(str::to_owned))
+            .bind(detail.to_string())
+            .execute(exec)
+            .await?;
+        Ok(())
+    }
+
+    /// Finds or creates the citizen record for an upstream identity; keeps the current numbers
+    /// and records every change. Returns the citizen key.
+    pub async fn upsert_citizen(&self, c: &CitizenInput<'_>) -> Result<String, DirectoryError> {
+        let number = c.citizen_id.map(|n| n.as_str().to_owned());
+        let cmnd = c.legacy_cmnd.map(|n| n.as_str().to_owned());
+        let found = sqlx::query("SELECT citizen_key, citizen_id, legacy_cmnd FROM citizens WHERE issuer = $1 AND subject = $2")
+            .bind(c.issuer.to_owned())
+            .bind(c.subject.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = found {
+            let key: String = row.try_get(0)?;
+            let (old_number, old_cmnd): (Option<String>, Option<String>) =
+                (row.try_get(1)?, row.try_get(2)?);
+            let number_changed = number.is_some() && number != old_number;
+            let cmnd_changed = cmnd.is_some() && cmnd != old_cmnd;
+            if number_changed || cmnd_changed {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE citizens SET citizen_id = COALESCE($1, citizen_id), legacy_cmnd = COALESCE($2, legacy_cmnd), updated_at = $3 WHERE citizen_key = $4")
+                    .bind(number.clone())
+                    .bind(cmnd.clone())
+                    .bind(now())
+                    .bind(key.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                if number_changed {
+                    let detail = json!({ "old": masked(old_number.as_deref()), "new": masked(number.as_deref()) });
+                    self.event(
+                        &mut *tx,
+                        "login",
+                        "id_number_changed",
+                        None,
+                        Some(&key),
+                        detail,
+                    )
+                    .await?;
+                }
+                if cmnd_changed {
+                    let detail = json!({ "old": masked(old_cmnd.as_deref()), "new": masked(cmnd.as_deref()) });
+                    self.event(
+                        &mut *tx,
+                        "login",
+                        "legacy_number_changed",
+                        None,
+                        Some(&key),
+                        detail,
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            return Ok(key);
+        }
+        let key = new_key();
+        let now = now();
+        let inserted = sqlx::query("INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING")
+            .bind(key.clone())
+            .bind(c.issuer.to_owned())
+            .bind(c.subject.to_owned())
+            .bind(number.clone())
+            .bind(cmnd)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            // Another node created it at the same moment: use theirs.
+            return Box::pin(self.upsert_citizen(c)).await;
+        }
+        if let Some(n) = &number {
+            let others = sqlx::query(
+                "SELECT citizen_key FROM citizens WHERE citizen_id = $1 AND citizen_key <> $2",
+            )
+            .bind(n.clone())
+            .bind(key.clone())
+            .fetch_all(&self.pool)
+            .await?;
+            for other in others {
+                let previous: String = other.try_get(0)?;
+                let detail = json!({ "number": masked(Some(n)), "previous_citizen_key": previous });
+                self.event(
+                    &self.pool,
+                    "login",
+                    "known_number_new_subject",
+                    None,
+                    Some(&key),
+                    detail,
+                )
+                .await?;
+            }
+        }
+        Ok(key)
+    }
+
+    /// The account of `citizen` in `realm`, under the realm's policy (DESIGN.md step 7).
+    pub async fn resolve(
+        &self,
+        realm: &RealmConfig,
+        citizen: &CitizenInput<'_>,
+        http: &reqwest::Client,
+    ) -> Result<Resolution, DirectoryError> {
+        let key = self.upsert_citizen(citizen).await?;
+        let r = realm.id.as_str();
+        // 1. This citizen's own link.
+        let own = sqlx::query(
+            "SELECT local_account_id FROM account_links WHERE realm = $1 AND citizen_key = $2",
+        )
+        .bind(r.to_owned())
+        .bind(key.clone())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = own {
+            return Ok(Resolution::Account {
+                local_account_id: row.try_get(0)?,
+                how: LinkSource::Existing,
+            });
+        }
+        // 2. A link made beforehand by number (import, admin), not yet bound to anyone.
+        let mut candidates = vec![(
+            "citizen_id",
+            citizen.citizen_id.map(|n| n.as_str().to_owned()),
+        )];
+        if realm.match_legacy_cmnd {
+            candidates.push((
+                "legacy_cmnd",
+                citizen.legacy_cmnd.map(|n| n.as_str().to_owned()),
+            ));
+        }
+        for (column, value) in candidates {
+            let Some(value) = value else { continue };
+            let sql = format!(
+                "UPDATE account_links SET citizen_key = $1 WHERE realm = $2 AND {column} = $3 AND citizen_key IS NULL"
+            );
+            let bound = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(key.clone())
+                .bind(r.to_owned())
+                .bind(value.clone())
+                .execute(&self.pool)
+                .await?;
+            if bound.rows_affected() == 1 {
+                let local: String = sqlx::query("SELECT local_account_id FROM account_links WHERE realm = $1 AND citizen_key = $2")
+                    .bind(r.to_owned())
+                    .bind(key.clone())
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get(0)?;
+                self.event(
+                    &self.pool,
+                    "login",
+                    "link_bound",
+                    Some(r),
+                    Some(&key),
+                    json!({ "by": column, "local_account_id": local }),
+                )
+                .await?;
+                return Ok(Resolution::Account {
+                    local_account_id: local,
+                    how: LinkSource::Bound,
+                });
+            }
+        }
+        // 3. The same ID number is linked here under another upstream subject.
+        if let Some(number) = citizen.citizen_id {
+            let previous = sqlx::query(
+                "SELECT l.local_account_id, l.citizen_key FROM account_links l LEFT JOIN citizens c ON c.citizen_key = l.citizen_key \
+                 WHERE l.realm = $1 AND l.citizen_key IS NOT NULL AND l.citizen_key <> $2 AND (c.citizen_id = $3 OR l.citizen_id = $3)",
+            )
+            .bind(r.to_owned())
+            .bind(key.clone())
+            .bind(number.as_str().to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = previous {
+                let (local, old_key): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                let detail = json!({ "number": number.masked(), "local_account_id": local, "previous_citizen_key": old_key });
+                return match realm.on_new_subject {
+                    NewSubjectRule::Refuse => {
+                        self.event(
+                            &self.pool,
+                            "login",
+                            "relink_refused",
+                            Some(r),
+                            Some(&key),
+                            detail,
+                        )
+                        .await?;
+                        Ok(Resolution::NeedsRelink)
+                    }
+                    NewSubjectRule::Relink => {
+                        sqlx::query("UPDATE account_links SET citizen_key = $1 WHERE realm = $2 AND local_account_id = $3")
+                            .bind(key.clone())
+                            .bind(r.to_owned())
+                            .bind(local.clone())
+                            .execute(&self.pool)
+                            .await?;
+                        self.event(&self.pool, "login", "relinked", Some(r), Some(&key), detail)
+                            .await?;
+                        Ok(Resolution::Account {
+                            local_account_id: local,
+                            how: LinkSource::Relinked,
+                        })
+                    }
+                };
+            }
+        }
+        // 4. The realm's policy.
+        match realm.policy {
+            LinkPolicy::Linked => Ok(Resolution::NotLinked),
+            LinkPolicy::Provision => {
+                let local = new_key();
+                self.insert_link(r, &local, &key, "provision").await?;
+                Ok(Resolution::Account {
+                    local_account_id: local,
+                    how: LinkSource::Provision,
+                })
+            }
+            LinkPolicy::Lookup => {
+                let Some(config) = &realm.lookup else {
+                    return Ok(Resolution::LookupUnavailable(
+                        "no lookup endpoint configured".into(),
+                    ));
+                };
+                let request = LookupRequest {
+                    realm: r.to_owned(),
+                    citizen_id: citizen.citizen_id.map(|n| n.as_str().to_owned()),
+                    legacy_cmnd: citizen.legacy_cmnd.map(|n| n.as_str().to_owned()),
+                    name: citizen.name.map(str::to_owned),
+                    birthdate: citizen.birthdate.map(str::to_owned),
+                };
+                match lookup::lookup(http, config, &request).await {
+                    Ok(LookupAnswer::Found(local)) => {
+                        match self.insert_link(r, &local, &key, "lookup").await {
+                            Ok(()) => Ok(Resolution::Account {
+                                local_account_id: local,
+                                how: LinkSource::Lookup,
+                            }),
+                            Err(DirectoryError::Conflict(_)) => {
+                                let detail = json!({ "local_account_id": local, "reason": "already linked to another citizen" });
+                                self.event(
+                                    &self.pool,
+                                    "login",
+                                    "lookup_conflict",
+                                    Some(r),
+                                    Some(&key),
+                                    detail,
+                                )
+                                .await?;
+                                Ok(Resolution::NeedsRelink)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Ok(LookupAnswer::NotFound) => Ok(Resolution::NotLinked),
+                    Err(e) => Ok(Resolution::LookupUnavailable(e.to_string())),
+                }
+            }
+        }
+    }
+
+    async fn insert_link(
+        &self,
+        realm: &str,
+        local: &str,
+        key: &str,
+        source: &str,
+    ) -> Result<(), DirectoryError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query("INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+            .bind(realm.to_owned())
+            .bind(local.to_owned())
+            .bind(key.to_owned())
+            .bind(source.to_owned())
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(DirectoryError::Conflict(format!(
+                "account {local} is already linked in realm {realm}"
+            )));
+        }
+        self.event(
+            &mut *tx,
+            "login",
+            "link_created",
+            Some(realm),
+            Some(key),
+            json!({ "source": source, "local_account_id": local }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Links a number to a local account ahead of the citizen's first sign-in (admin API).
+    pub async fn link(
+        &self,
+        realm: &str,
+        number: &AccountNumber,
+        local: &str,
+        actor: &str,
+    ) -> Result<(), DirectoryError> {
+        let (citizen_id, cmnd) = number.columns();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query("INSERT INTO account_links (realm, local_account_id, citizen_id, legacy_cmnd, source, created_at) VALUES ($1, $2, $3, $4, 'admin', $5) ON CONFLICT DO NOTHING")
+            .bind(realm.to_owned())
+            .bind(local.to_owned())
+            .bind(citizen_id)
+            .bind(cmnd)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(DirectoryError::Conflict(
+                "the number or the account is already linked in this realm".into(),
+            ));
+        }
+        self.event(
+            &mut *tx,
+            actor,
+            "link_created",
+            Some(realm),
+            None,
+            json!({ "number": number.masked(), "local_account_id": local, "source": "admin" }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a link; returns whether there was one.
+    pub async fn unlink(
+        &self,
+        realm: &str,
+        local: &str,
+        actor: &str,
+    ) -> Result<bool, DirectoryError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted =
+            sqlx::query("DELETE FROM account_links WHERE realm = $1 AND local_account_id = $2")
+                .bind(realm.to_owned())
+                .bind(local.to_owned())
+                .execute(&mut *tx)
+                .await?;
+        let existed = deleted.rows_affected() == 1;
+        if existed {
+            self.event(
+                &mut *tx,
+                actor,
+                "link_removed",
+                Some(realm),
+                None,
+                json!({ "local_account_id": local }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(existed)
+    }
+
+    /// The link of a number in a realm, whether bound or not.
+    pub async fn find_link(
+        &self,
+        realm: &str,
+        number: &AccountNumber,
+    ) -> Result<Option<Link>, DirectoryError> {
+        let (column, value) = match number {
+            AccountNumber::Citizen(n) => ("citizen_id", n.as_str().to_owned()),
+            AccountNumber::Cmnd(n) => ("legacy_cmnd", n.as_str().to_owned()),
+        };
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM account_links l LEFT JOIN citizens c ON c.citizen_key = l.citizen_key \
+             WHERE l.realm = $1 AND (l.{column} = $2 OR c.{column} = $2) ORDER BY l.local_account_id LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(realm.to_owned())
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| link_from(&r)).transpose()?)
+    }
+
+    /// One page of a realm's links, by local account id, after `after`.
+    pub async fn list_links(
+        &self,
+        realm: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Link>, DirectoryError> {
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM account_links l LEFT JOIN citizens c ON c.citizen_key = l.citizen_key \
+             WHERE l.realm = $1 AND l.local_account_id > $2 ORDER BY l.local_account_id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(realm.to_owned())
+            .bind(after.unwrap_or("").to_owned())
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(link_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Records an action of an operator or client (the admin API's audit trail).
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        realm: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<(), DirectoryError> {
+        self.event(&self.pool, actor, action, realm, None, detail)
+            .await
+    }
+
+    /// Events, newest first (for `accounts show` and tests).
+    pub async fn events(
+        &self,
+        citizen_key: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Event>, DirectoryError> {
+        let rows = sqlx::query("SELECT at, actor, action, realm, detail FROM directory_events WHERE ($1 IS NULL OR citizen_key = $1) ORDER BY at DESC, event_id LIMIT $2")
+            .bind(citizen_key.map(str::to_owned))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get(4)?;
+                Ok(Event {
+                    at: r.try_get(0)?,
+                    actor: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    realm: r.try_get(3)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect()
+    }
+
+    /// Everything about one number: the citizen records holding it, their links, their history.
+    pub async fn show(&self, number: &AccountNumber) -> Result<CitizenView, DirectoryError> {
+        let (column, value) = match number {
+            AccountNumber::Citizen(n) => ("citizen_id", n.as_str().to_owned()),
+            AccountNumber::Cmnd(n) => ("legacy_cmnd", n.as_str().to_owned()),
+        };
+        let sql = format!(
+            "SELECT citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at FROM citizens WHERE {column} = $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value.clone())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut citizens = vec![];
+        let mut keys = vec![];
+        for r in &rows {
+            let key: String = r.try_get(0)?;
+            citizens.push(json!({
+                "citizen_key": key, "issuer": r.try_get::<String, _>(1)?, "subject": r.try_get::<String, _>(2)?,
+                "citizen_id": r.try_get::<Option<String>, _>(3)?, "legacy_cmnd": r.try_get::<Option<String>, _>(4)?,
+                "created_at": r.try_get::<i64, _>(5)?, "updated_at": r.try_get::<i64, _>(6)?,
+            }));
+            keys.push(key);
+        }
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM account_links l LEFT JOIN citizens c ON c.citizen_key = l.citizen_key \
+             WHERE l.{column} = $1 OR c.{column} = $1 ORDER BY l.realm, l.local_account_id"
+        );
+        let links = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut events = vec![];
+        for key in &keys {
+            events.extend(self.events(Some(key), 100).await?);
+        }
+        Ok(CitizenView {
+            citizens,
+            links: links.iter().map(link_from).collect::<Result<_, _>>()?,
+            events,
+        })
+    }
+}

@@ -1,0 +1,579 @@
+//! The account directory, specified once and run against both backends: SQLite (a temporary
+//! file) and PostgreSQL (a fresh database on the server named by LIENTHONG_TEST_POSTGRES_URL,
+//! default postgres://postgres@127.0.0.1:5432/postgres). Without a PostgreSQL server the
+//! PostgreSQL half is skipped with a loud notice, except when CI=true, where it fails.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use lienthong_adapter::directory::{
+    AccountNumber, CitizenInput, Directory, LinkSource, Resolution, parse_csv,
+};
+use lienthong_adapter::lookup;
+use lienthong_adapter::policy::{LinkPolicy, LookupConfig, NewSubjectRule, RealmConfig};
+use lienthong_adapter::{CitizenId, LegacyCmnd};
+use sqlx::{Connection, Executor};
+
+const IDP: &str = "https://idp.example";
+
+struct Backend {
+    name: &'static str,
+    dir: Directory,
+    /// The PostgreSQL admin URL and database, or the SQLite file, to remove afterwards.
+    cleanup: Option<(String, String)>,
+    file: Option<std::path::PathBuf>,
+}
+
+impl Backend {
+    async fn drop_database(self) {
+        self.dir.pool().close().await;
+        if let Some(file) = self.file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+        if let Some((admin_url, db)) = self.cleanup {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                )))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn unique() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+async fn sqlite() -> Backend {
+    let path = std::env::temp_dir().join(format!("lienthong-test-{}.db", unique()));
+    let dir = Directory::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    Backend {
+        name: "sqlite",
+        dir,
+        cleanup: None,
+        file: Some(path),
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut all = vec![sqlite().await];
+    let admin_url = std::env::var("LIENTHONG_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(mut admin) => {
+            let db = format!("lienthong_test_{}", unique());
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&db);
+            let dir = Directory::connect(url.as_str()).await.unwrap();
+            all.push(Backend {
+                name: "postgres",
+                dir,
+                cleanup: Some((admin_url, db)),
+                file: None,
+            });
+        }
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("PostgreSQL is required on CI ({admin_url}): {e}")
+        }
+        Err(e) => eprintln!(
+            "\n!!!!! SKIPPED: PostgreSQL at {admin_url} unreachable ({e}); directory tests ran on SQLite only !!!!!\n"
+        ),
+    }
+    all
+}
+
+fn realm(id: &str, policy: LinkPolicy) -> RealmConfig {
+    RealmConfig {
+        policy,
+        ..RealmConfig::provision(id)
+    }
+}
+
+fn number(s: &str) -> CitizenId {
+    CitizenId::parse(s).unwrap()
+}
+
+fn citizen<'a>(
+    subject: &'a str,
+    n: Option<&'a CitizenId>,
+    cmnd: Option<&'a LegacyCmnd>,
+) -> CitizenInput<'a> {
+    CitizenInput {
+        issuer: IDP,
+        subject,
+        citizen_id: n,
+        legacy_cmnd: cmnd,
+        name: Some("Nguyễn Văn An"),
+        birthdate: Some("1985-04-12"),
+    }
+}
+
+fn account(r: Resolution) -> (String, LinkSource) {
+    match r {
+        Resolution::Account {
+            local_account_id,
+            how,
+        } => (local_account_id, how),
+        other => panic!("expected an account, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn provision_is_stable_and_realms_see_different_ids() {
+    let http = reqwest::Client::new();
+    for b in backends().await {
+        let n = number("001085004512");
+        let c = citizen("sub-1", Some(&n), None);
+        let portal = realm("portal", LinkPolicy::Provision);
+        let (first, how) = account(b.dir.resolve(&portal, &c, &http).await.unwrap());
+        assert_eq!(how, LinkSource::Provision, "{}", b.name);
+        let (again, how) = account(b.dir.resolve(&portal, &c, &http).await.unwrap());
+        assert_eq!(
+            (again.as_str(), how),
+            (first.as_str(), LinkSource::Existing),
+            "{}",
+            b.name
+        );
+        let (other, _) = account(
+            b.dir
+                .resolve(&realm("health", LinkPolicy::Provision), &c, &http)
+                .await
+                .unwrap(),
+        );
+        assert_ne!(other, first, "{}", b.name);
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn linked_realms_admit_only_prelinked_citizens_and_bind_them_at_first_sign_in() {
+    let http = reqwest::Client::new();
+    for b in backends().await {
+        let onestop = RealmConfig {
+            match_legacy_cmnd: true,
+            ..realm("onestop", LinkPolicy::Linked)
+        };
+        let (rows, errors) = parse_csv(
+            "number,local_account_id\n001085004512,MC-0001\n040123456,MC-0002\n".as_bytes(),
+        );
+        assert!(errors.is_empty());
+        let report = b.dir.import("onestop", &rows, false, "test").await.unwrap();
+        assert_eq!((report.imported, report.committed), (2, true), "{}", b.name);
+
+        let an = number("001085004512");
+        let (id, how) = account(
+            b.dir
+                .resolve(&onestop, &citizen("sub-an", Some(&an), None), &http)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            (id.as_str(), how),
+            ("MC-0001", LinkSource::Bound),
+            "{}",
+            b.name
+        );
+        let (id, how) = account(
+            b.dir
+                .resolve(&onestop, &citizen("sub-an", Some(&an), None), &http)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((id.as_str(), how), ("MC-0001", LinkSource::Existing));
+
+        // Matched by the old CMND number alone.
+        let sang = number("011078003316");
+        let cmnd = LegacyCmnd::parse("040123456").unwrap();
+        let (id, _) = account(
+            b.dir
+                .resolve(
+                    &onestop,
+                    &citizen("sub-sang", Some(&sang), Some(&cmnd)),
+                    &http,
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!(id, "MC-0002", "{}", b.name);
+
+        let stranger = number("079099008841");
+        assert_eq!(
+            b.dir
+                .resolve(&onestop, &citizen("sub-x", Some(&stranger), None), &http)
+                .await
+                .unwrap(),
+            Resolution::NotLinked
+        );
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn an_id_number_change_keeps_the_link_and_is_recorded() {
+    let http = reqwest::Client::new();
+    for b in backends().await {
+        let portal = realm("portal", LinkPolicy::Provision);
+        let (old_n, new_n) = (number("001085004512"), number("001085009999"));
+        let (before, _) = account(
+            b.dir
+                .resolve(&portal, &citizen("sub-1", Some(&old_n), None), &http)
+                .await
+                .unwrap(),
+        );
+        let (after, how) = account(
+            b.dir
+                .resolve(&portal, &citizen("sub-1", Some(&new_n), None), &http)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            (after.as_str(), how),
+            (before.as_str(), LinkSource::Existing),
+            "{}",
+            b.name
+        );
+        let view = b
+            .dir
+            .show(&AccountNumber::Citizen(new_n.clone()))
+            .await
+            .unwrap();
+        assert_eq!(view.citizens.len(), 1);
+        let change = view
+            .events
+            .iter()
+            .find(|e| e.action == "id_number_changed")
+            .expect("the change is in the history");
+        assert_eq!(change.detail["old"], "001*******12");
+        assert!(
+            !change.detail.to_string().contains("085004512"),
+            "numbers are masked in the log"
+        );
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_known_number_under_a_new_subject_follows_the_realm_rule() {
+    let http = reqwest::Client::new();
+    for b in backends().await {
+        let n = number("001085004512");
+        let strict = realm("strict", LinkPolicy::Provision);
+        let lenient = RealmConfig {
+            on_new_subject: NewSubjectRule::Relink,
+            ..realm("lenient", LinkPolicy::Provision)
+        };
+        let (strict_id, _) = account(
+            b.dir
+                .resolve(&strict, &citizen("old-sub", Some(&n), None), &http)
+                .await
+                .unwrap(),
+        );
+        let (lenient_id, _) = account(
+            b.dir
+                .resolve(&lenient, &citizen("old-sub", Some(&n), None), &http)
+                .await
+                .unwrap(),
+        );
+
+        let newcomer = citizen("new-sub", Some(&n), None);
+        assert_eq!(
+            b.dir.resolve(&strict, &newcomer, &http).await.unwrap(),
+            Resolution::NeedsRelink,
+            "{}",
+            b.name
+        );
+        let (moved, how) = account(b.dir.resolve(&lenient, &newcomer, &http).await.unwrap());
+        assert_eq!(
+            (moved.as_str(), how),
+            (lenient_id.as_str(), LinkSource::Relinked),
+            "{}",
+            b.name
+        );
+        assert_ne!(strict_id, lenient_id);
+
+        let events = b.dir.events(None, 100).await.unwrap();
+        for action in ["known_number_new_subject", "relink_refused", "relinked"] {
+            assert!(
+                events.iter().any(|e| e.action == action),
+                "{}: {action} recorded",
+                b.name
+            );
+        }
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn an_import_reports_every_bad_row_and_is_all_or_nothing() {
+    for b in backends().await {
+        let file = "\
+number,local_account_id
+001085004512,A-1
+00108500451,A-2
+001192007731,A-3
+003195012345,A-4
+001192007731,A-5
+011078003316,A-3
+002301004418,
+12345678x,A-7
+040123456,A-8
+";
+        let (rows, errors) = parse_csv(file.as_bytes());
+        let lines: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 5, 6, 7, 8, 9], "{errors:?}");
+        assert!(errors[0].reason.contains("12 digits"));
+        assert!(errors[1].reason.contains("province"));
+        assert!(errors[2].reason.contains("already on line 4"));
+        assert!(
+            errors[3].reason.contains("already on line 4"),
+            "the account id repeats"
+        );
+        assert_eq!(rows.len(), 3);
+
+        // A conflict with what is stored is a bad row too; without --skip-invalid nothing lands.
+        b.dir
+            .link(
+                "r",
+                &AccountNumber::parse("040123456").unwrap(),
+                "OTHER",
+                "admin-test",
+            )
+            .await
+            .unwrap();
+        let report = b.dir.import("r", &rows, false, "test").await.unwrap();
+        assert_eq!(
+            (report.committed, report.imported),
+            (false, 0),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            report.conflicts.iter().map(|c| c.line).collect::<Vec<_>>(),
+            [10]
+        );
+        assert_eq!(
+            b.dir.list_links("r", None, 100).await.unwrap().len(),
+            1,
+            "{}: nothing imported",
+            b.name
+        );
+
+        let report = b.dir.import("r", &rows, true, "test").await.unwrap();
+        assert_eq!(
+            (report.committed, report.imported, report.conflicts.len()),
+            (true, 2, 1),
+            "{}",
+            b.name
+        );
+        let again = b.dir.import("r", &rows, true, "test").await.unwrap();
+        assert_eq!(
+            (again.imported, again.unchanged, again.conflicts.len()),
+            (0, 2, 1),
+            "{}: re-import is a no-op",
+            b.name
+        );
+
+        let mut csv = Vec::new();
+        assert_eq!(b.dir.export("r", &mut csv).await.unwrap(), 3);
+        let (back, errors) = parse_csv(csv.as_slice());
+        assert!(errors.is_empty());
+        assert_eq!(back.len(), 3, "the export is importable");
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn the_admin_operations_link_find_list_and_unlink_with_an_audit_trail() {
+    for b in backends().await {
+        for i in 0..25 {
+            let n = AccountNumber::parse(&format!("0010850{i:05}")).unwrap();
+            b.dir
+                .link("r", &n, &format!("ACC-{i:03}"), "client:admin")
+                .await
+                .unwrap();
+        }
+        let dup = b
+            .dir
+            .link(
+                "r",
+                &AccountNumber::parse("001085000001").unwrap(),
+                "ACC-999",
+                "client:admin",
+            )
+            .await;
+        assert!(
+            dup.is_err(),
+            "{}: a number is linked once per realm",
+            b.name
+        );
+        let page1 = b.dir.list_links("r", None, 10).await.unwrap();
+        let page3 = b.dir.list_links("r", Some("ACC-019"), 10).await.unwrap();
+        assert_eq!(
+            (page1.len(), page1[0].local_account_id.as_str()),
+            (10, "ACC-000")
+        );
+        assert_eq!(page3.len(), 5);
+        let found = b
+            .dir
+            .find_link("r", &AccountNumber::parse("001085000007").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.local_account_id.as_str(), found.bound),
+            ("ACC-007", false)
+        );
+        assert!(b.dir.unlink("r", "ACC-007", "client:admin").await.unwrap());
+        assert!(!b.dir.unlink("r", "ACC-007", "client:admin").await.unwrap());
+        let events = b.dir.events(None, 100).await.unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.action == "link_removed" && e.actor == "client:admin"),
+            "{}",
+            b.name
+        );
+        b.drop_database().await;
+    }
+}
+
+/// A provincial system's lookup endpoint: checks our signature, counts calls, knows one citizen.
+async fn lookup_endpoint(calls: Arc<AtomicUsize>, delay: Duration) -> String {
+    let app = Router::new().route(
+        "/lookup",
+        post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                let ts = headers[lookup::TIMESTAMP_HEADER].to_str().unwrap();
+                let sig = headers[lookup::SIGNATURE_HEADER].to_str().unwrap();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                if !lookup::verify("lookup-secret", ts, &body, sig, now, 300) {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let req: lookup::LookupRequest = serde_json::from_slice(&body).unwrap();
+                match req.citizen_id.as_deref() {
+                    Some("001085004512") => {
+                        (StatusCode::OK, r#"{"account_id":"BN-4512"}"#.to_owned())
+                    }
+                    _ => (StatusCode::NOT_FOUND, String::new()),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/lookup")
+}
+
+fn lookup_realm(url: String, timeout_ms: u64) -> RealmConfig {
+    RealmConfig {
+        lookup: Some(LookupConfig {
+            url,
+            secret: "lookup-secret".into(),
+            timeout_ms,
+        }),
+        ..realm("health", LinkPolicy::Lookup)
+    }
+}
+
+#[tokio::test]
+async fn lookup_links_on_first_sign_in_and_reuses_the_link_after() {
+    let http = reqwest::Client::new();
+    for b in backends().await {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let health = lookup_realm(lookup_endpoint(calls.clone(), Duration::ZERO).await, 2000);
+        let n = number("001085004512");
+        let (id, how) = account(
+            b.dir
+                .resolve(&health, &citizen("s", Some(&n), None), &http)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            (id.as_str(), how),
+            ("BN-4512", LinkSource::Lookup),
+            "{}",
+            b.name
+        );
+        let (id, how) = account(
+            b.dir
+                .resolve(&health, &citizen("s", Some(&n), None), &http)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((id.as_str(), how), ("BN-4512", LinkSource::Existing));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the endpoint is asked once"
+        );
+        let unknown = number("079099008841");
+        assert_eq!(
+            b.dir
+                .resolve(&health, &citizen("u", Some(&unknown), None), &http)
+                .await
+                .unwrap(),
+            Resolution::NotLinked
+        );
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_lookup_endpoint_gives_a_bounded_failure_not_a_hang() {
+    let http = reqwest::Client::new();
+    // Timing behaviour does not depend on the backend: SQLite alone.
+    let b = sqlite().await;
+    let slow = lookup_realm(
+        lookup_endpoint(Arc::new(AtomicUsize::new(0)), Duration::from_secs(5)).await,
+        300,
+    );
+    let n = number("001085004512");
+    let started = std::time::Instant::now();
+    let r = b
+        .dir
+        .resolve(&slow, &citizen("s", Some(&n), None), &http)
+        .await
+        .unwrap();
+    assert!(matches!(r, Resolution::LookupUnavailable(_)), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "bounded by the timeout"
+    );
+    let dead = lookup_realm("http://127.0.0.1:9/lookup".into(), 300);
+    assert!(matches!(
+        b.dir
+            .resolve(&dead, &citizen("s", Some(&n), None), &http)
+            .await
+            .unwrap(),
+        Resolution::LookupUnavailable(_)
+    ));
+    b.drop_database().await;
+}
