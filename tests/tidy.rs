@@ -89,6 +89,9 @@ fn assert_documented(config_rs: &str, example: &str) {
                 || l.starts_with(&format!("[{key}]"))
                 || l.starts_with(&format!("[[{key}]]"))
                 || l.contains(&format!(".{key}]"))
+                // a key of an inline table: `lookup = { url = ..., timeout_ms = ... }`
+                || l.contains(&format!("{{ {key} ="))
+                || l.contains(&format!(", {key} ="))
         });
         assert!(
             documented,
@@ -103,6 +106,7 @@ fn the_example_configurations_load_and_document_every_key() {
         toml::from_str(&fs::read_to_string(root().join("config/lienthong.example.toml")).unwrap())
             .unwrap();
     assert_eq!(broker.clients.len(), 1);
+    assert_eq!(broker.realms.len(), 2);
     let idp = lienthong_mock_idp::Config::from_toml(
         &fs::read_to_string(root().join("config/mock-idp.example.toml")).unwrap(),
     )
@@ -115,6 +119,10 @@ fn the_example_configurations_load_and_document_every_key() {
     assert_eq!(idp.clients[0].secret, broker.upstream.client_secret);
     assert_documented(
         "crates/broker/src/config.rs",
+        "config/lienthong.example.toml",
+    );
+    assert_documented(
+        "crates/adapter/src/policy.rs",
         "config/lienthong.example.toml",
     );
     assert_documented(

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
+use lienthong_adapter::lookup;
 use lienthong_broker::{Broker, MemoryStore};
 use lienthong_mock_idp::{
     ClaimProfile, ClientRegistration, Config as IdpConfig, MockIdp, Roster, Running,
@@ -43,11 +45,23 @@ pub struct Options {
     pub wrong_nonce: bool,
     pub consent: bool,
     pub idp_alg_es256: bool,
+    /// A roster of the test's own instead of the shipped one.
+    pub roster: Option<Roster>,
 }
+
+/// A linked realm: only citizens imported beforehand.
+pub const ONESTOP: &str = "onestop";
+pub const ONESTOP_OFFICE: &str = "Bộ phận một cửa, UBND tỉnh (thử nghiệm)";
+/// A lookup realm, answered by the environment's own endpoint.
+pub const HEALTH: &str = "health";
 
 pub struct Env {
     pub issuer: String,
     pub idp: Running,
+    pub directory: lienthong_broker::Directory,
+    /// How many times the health system's lookup endpoint was called.
+    pub lookups: Arc<AtomicUsize>,
+    idp_config: IdpConfig,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -57,6 +71,50 @@ impl Drop for Env {
             let _ = tx.send(());
         }
     }
+}
+
+/// The health system's lookup endpoint: checks the signature; knows citizens born before 2000.
+async fn lookup_endpoint(calls: Arc<AtomicUsize>) -> String {
+    use axum::http::HeaderMap;
+    let app = axum::Router::new().route(
+        "/lookup",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let header = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let (ts, sig) = (
+                    header(lookup::TIMESTAMP_HEADER),
+                    header(lookup::SIGNATURE_HEADER),
+                );
+                if !lookup::verify("health-lookup-secret", &ts, &body, &sig, now, 300) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+                }
+                let request: lookup::LookupRequest = serde_json::from_slice(&body).unwrap();
+                match request.citizen_id.as_deref() {
+                    Some(n) if &n[3..4] < "2" => (
+                        axum::http::StatusCode::OK,
+                        format!(r#"{{"account_id":"HS-{}"}}"#, &n[6..]),
+                    ),
+                    _ => (axum::http::StatusCode::NOT_FOUND, String::new()),
+                }
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/lookup", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }
 
 impl Env {
@@ -83,7 +141,13 @@ impl Env {
             idp_config.signing_alg = "ES256".into();
         }
         idp_config.faults.warning_wrong_id_token_nonce = o.wrong_nonce;
-        let idp = MockIdp::start(idp_config, Roster::builtin()).await.unwrap();
+        let idp = MockIdp::start(idp_config.clone(), o.roster.unwrap_or_else(Roster::builtin))
+            .await
+            .unwrap();
+        idp_config.bind = idp.addr;
+        idp_config.issuer = Some(idp.issuer.clone());
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let lookup_url = lookup_endpoint(lookups.clone()).await;
         let claims = r#"["name", "family_name", "given_name", "birthdate", "gender", "citizen_id", "legacy_id_number"]"#;
         let config = format!(
             r#"
@@ -95,7 +159,17 @@ impl Env {
             client_id = "lienthong"
             client_secret = "upstream-secret"
             userinfo = "{userinfo}"
+            metadata_ttl_secs = 0
             claims = {{ preset = "{preset}" }}
+            [[realms]]
+            id = "{ONESTOP}"
+            policy = "linked"
+            office = "{ONESTOP_OFFICE}"
+            match_legacy_cmnd = true
+            [[realms]]
+            id = "{HEALTH}"
+            policy = "lookup"
+            lookup = {{ url = "{lookup_url}", secret = "health-lookup-secret", timeout_ms = 2000 }}
             [[clients]]
             id = "{PORTAL_A}"
             secret = "{SECRET}"
@@ -111,17 +185,37 @@ impl Env {
             id_token_signed_response_alg = "RS256"
             claims = ["name", "birthdate"]
             require_consent = {consent}
+            [[clients]]
+            id = "{ONESTOP}"
+            secret = "{SECRET}"
+            name = "Một cửa"
+            redirect_uris = ["{ro}"]
+            realm = "{ONESTOP}"
+            require_consent = false
+            [[clients]]
+            id = "{HEALTH}"
+            secret = "{SECRET}"
+            name = "Sức khỏe"
+            redirect_uris = ["{rh}"]
+            realm = "{HEALTH}"
+            require_consent = false
             "#,
             idp_issuer = idp.issuer,
             userinfo = if o.vnconnect { "post" } else { "get" },
             preset = if o.vnconnect { "vnconnect" } else { "standard" },
             ra = redirect_uri(PORTAL_A),
             rb = redirect_uri(PORTAL_B),
+            ro = redirect_uri(ONESTOP),
+            rh = redirect_uri(HEALTH),
             consent = o.consent,
         );
+        let directory = lienthong_broker::Directory::connect("sqlite::memory:")
+            .await
+            .unwrap();
         let broker = Broker::new(
             toml::from_str(&config).unwrap(),
             Arc::new(MemoryStore::new()),
+            directory.clone(),
         )
         .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -131,8 +225,20 @@ impl Env {
         Env {
             issuer,
             idp,
+            directory,
+            lookups,
+            idp_config,
             shutdown: Some(tx),
         }
+    }
+
+    /// Restarts the national IdP at the same address with another roster: as if the national
+    /// data changed (a citizen's ID number re-established, say).
+    pub async fn restart_idp(&mut self, roster: Roster) {
+        self.idp.shutdown().await;
+        self.idp = MockIdp::start(self.idp_config.clone(), roster)
+            .await
+            .unwrap();
     }
 
     pub async fn jwks(&self) -> JwkSet {
@@ -385,13 +491,19 @@ pub async fn redeem(env: &Env, req: &AuthRequest, code: &str, verifier: &str) ->
 }
 
 /// A whole login and the token response: what a system holds after a successful sign-in.
+/// With a live SSO session the broker answers at once; otherwise the citizen signs in upstream.
 pub async fn tokens(
     env: &Env,
     browser: &Browser,
     req: &AuthRequest,
     number: &str,
 ) -> serde_json::Value {
-    let code = login_for_code(env, browser, req, number).await;
+    let first = browser.get(&req.url(&env.issuer)).await;
+    let code = if location(&first).starts_with(&redirect_uri(&req.client)) {
+        code_from(env, browser, req, first).await
+    } else {
+        login_for_code(env, browser, req, number).await
+    };
     let r = redeem(env, req, &code, &req.verifier).await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()

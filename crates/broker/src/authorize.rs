@@ -18,11 +18,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::config::SubjectType;
 use crate::error::{CitizenPage, ClientRedirect, FlowError, Problem};
 use crate::level::Level;
 use crate::session::LiveSession;
 use crate::upstream::{StartOptions, UpstreamError, UpstreamRequest};
 use crate::{Broker, Client, Inner, identity};
+use lienthong_adapter::LegacyCmnd;
+use lienthong_adapter::directory::{CitizenInput, Resolution};
 
 /// A validated authorization request: registered client, exact redirect URI, PKCE S256.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -338,6 +341,95 @@ pub struct PendingConsent {
     pub request: AuthorizeRequest,
     pub session_key: String,
     pub claims: Vec<String>,
+    /// The account the code will name.
+    pub sub: String,
+}
+
+/// Step 7: which account of this client's system belongs to the citizen, under its realm's
+/// policy; or the page that says why there is none.
+async fn account_for(
+    inner: &Inner,
+    request: &AuthorizeRequest,
+    session: &crate::session::SsoSession,
+) -> Result<String, FlowError> {
+    let client = &inner.clients[&request.client_id];
+    let identity = &session.identity;
+    if client.config.subject_type == SubjectType::Pairwise {
+        return Ok(lienthong_adapter::derived_account_id(
+            &inner.account_secret,
+            &client.realm,
+            &identity.issuer,
+            &identity.subject,
+        ));
+    }
+    let realm = &inner.realms[&client.realm];
+    let cmnd = identity
+        .legacy_id
+        .as_deref()
+        .and_then(|c| LegacyCmnd::parse(c).ok());
+    let input = CitizenInput {
+        issuer: &identity.issuer,
+        subject: &identity.subject,
+        citizen_id: identity.citizen_id.as_ref(),
+        legacy_cmnd: cmnd.as_ref(),
+        name: identity.name.as_deref(),
+        birthdate: identity.birthdate.as_deref(),
+    };
+    let resolution = inner
+        .directory
+        .resolve(realm, &input, &inner.http)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "directory failure");
+            request.page(
+                inner,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Problem::TemporarilyUnavailable,
+            )
+        })?;
+    let refuse = |status, problem, description: &str| {
+        if request.prompt_none {
+            return request.error(inner, "access_denied", description);
+        }
+        match request.page(inner, status, problem) {
+            FlowError::Page(mut page) => {
+                page.contact = realm.office.clone();
+                // Trying again cannot help until someone links the account.
+                if problem != Problem::SystemUnavailable {
+                    page.retry = None;
+                }
+                FlowError::Page(page)
+            }
+            other => other,
+        }
+    };
+    match resolution {
+        Resolution::Account {
+            local_account_id,
+            how,
+        } => {
+            tracing::info!(client = %client.config.id, realm = %realm.id, how = ?how, "account resolved");
+            Ok(local_account_id)
+        }
+        Resolution::NotLinked => Err(refuse(
+            StatusCode::FORBIDDEN,
+            Problem::NotLinked,
+            "no account linked in this system",
+        )),
+        Resolution::NeedsRelink => Err(refuse(
+            StatusCode::FORBIDDEN,
+            Problem::RelinkRequired,
+            "the account must be re-linked",
+        )),
+        Resolution::LookupUnavailable(reason) => {
+            tracing::warn!(realm = %realm.id, %reason, "lookup endpoint failed");
+            Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Problem::SystemUnavailable,
+                "the system's lookup failed",
+            ))
+        }
+    }
 }
 
 /// Where a citizen's recorded consent for one client is kept.
@@ -356,6 +448,7 @@ pub(crate) async fn complete(
     mut live: LiveSession,
 ) -> Result<Response, FlowError> {
     let client = &inner.clients[&request.client_id];
+    let sub = account_for(inner, request, &live.session).await?;
     let claims: Vec<String> = identity::releasable(&request.scopes, &client.config.claims)
         .map(str::to_owned)
         .collect();
@@ -375,6 +468,7 @@ pub(crate) async fn complete(
                 request: request.clone(),
                 session_key: live.key.clone(),
                 claims: claims.clone(),
+                sub,
             };
             let ttl = Duration::from_secs(inner.config.sessions.pending_login_secs);
             inner
@@ -398,7 +492,7 @@ pub(crate) async fn complete(
             ));
         }
     }
-    issue_code(inner, request, &mut live, claims).await
+    issue_code(inner, request, &mut live, claims, sub).await
 }
 
 /// Step 8: a one-time code bound to the client, redirect URI, PKCE challenge, nonce and session.
@@ -407,6 +501,7 @@ pub(crate) async fn issue_code(
     request: &AuthorizeRequest,
     live: &mut LiveSession,
     claims: Vec<String>,
+    sub: String,
 ) -> Result<Response, FlowError> {
     let client = &inner.clients[&request.client_id];
     let session = &live.session;
@@ -417,12 +512,7 @@ pub(crate) async fn issue_code(
         code_challenge: request.code_challenge.clone(),
         nonce: request.nonce.clone(),
         scopes: request.scopes.clone(),
-        sub: lienthong_adapter::derived_account_id(
-            &inner.account_secret,
-            &client.realm,
-            &identity.issuer,
-            &identity.subject,
-        ),
+        sub,
         claims: identity.released_claims(&request.scopes, &claims),
         acr: session.level.acr().to_owned(),
         amr: session.amr.clone(),

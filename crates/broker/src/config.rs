@@ -28,6 +28,34 @@ pub struct Config {
     /// The province's portal home page: the way back offered on error pages that cannot send the
     /// citizen back to the service that asked (an unknown client, an expired login).
     pub home_url: Option<String>,
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+    /// Account realms and their linking policies. A client whose realm is not listed here gets
+    /// `provision`.
+    #[serde(default)]
+    pub realms: Vec<lienthong_adapter::policy::RealmConfig>,
+}
+
+/// Where the account directory lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// `sqlite://data/lienthong.db?mode=rwc` (the default: a file in the data directory) or
+    /// `postgres://user@host/db`.
+    #[serde(default = "default_directory_url")]
+    pub url: String,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            url: default_directory_url(),
+        }
+    }
+}
+
+fn default_directory_url() -> String {
+    "sqlite://data/lienthong.db?mode=rwc".into()
 }
 
 fn default_bind() -> SocketAddr {
@@ -146,6 +174,18 @@ pub struct ClientConfig {
     /// Ask the citizen before releasing personal data (default true).
     #[serde(default = "yes")]
     pub require_consent: bool,
+    /// What `sub` is: `account` (the local account id from the directory, the default) or
+    /// `pairwise` (an opaque per-realm identifier, for systems that keep no accounts).
+    #[serde(default)]
+    pub subject_type: SubjectType,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectType {
+    #[default]
+    Account,
+    Pairwise,
 }
 
 fn default_client_alg() -> String {

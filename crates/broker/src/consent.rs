@@ -58,6 +58,7 @@ pub async fn decide(
             request,
             &mut live as &mut LiveSession,
             pending.claims,
+            pending.sub,
         )
         .await
     }

@@ -28,10 +28,13 @@ pub enum Problem {
     IdentityUnusable,
     ConsentExpired,
     TemporarilyUnavailable,
+    NotLinked,
+    RelinkRequired,
+    SystemUnavailable,
 }
 
 impl Problem {
-    pub const ALL: [Problem; 8] = [
+    pub const ALL: [Problem; 11] = [
         Self::UnknownClient,
         Self::InvalidRequest,
         Self::LoginExpired,
@@ -40,6 +43,9 @@ impl Problem {
         Self::IdentityUnusable,
         Self::ConsentExpired,
         Self::TemporarilyUnavailable,
+        Self::NotLinked,
+        Self::RelinkRequired,
+        Self::SystemUnavailable,
     ];
 
     pub fn key(self) -> &'static str {
@@ -52,6 +58,9 @@ impl Problem {
             Self::IdentityUnusable => "identity_unusable",
             Self::ConsentExpired => "consent_expired",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::NotLinked => "not_linked",
+            Self::RelinkRequired => "relink_required",
+            Self::SystemUnavailable => "system_unavailable",
         }
     }
 
@@ -87,6 +96,8 @@ pub struct CitizenPage {
     pub back: Option<String>,
     /// The province's home page, when there is no service to return to.
     pub home: Option<String>,
+    /// Where to go for help (a realm's office), shown as it is.
+    pub contact: Option<String>,
 }
 
 impl CitizenPage {
@@ -97,6 +108,7 @@ impl CitizenPage {
             retry: None,
             back: None,
             home: None,
+            contact: None,
         }
     }
 
@@ -117,6 +129,7 @@ impl IntoResponse for CitizenPage {
             retry: self.retry.as_deref(),
             back: self.back.as_deref(),
             home: self.home.as_deref(),
+            contact: self.contact.as_deref(),
         };
         pages::problem(self.status, self.problem.message(), links, &reference)
     }

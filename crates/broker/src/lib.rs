@@ -38,6 +38,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use config::ClientConfig;
 pub use config::Config;
+pub use lienthong_adapter::directory::Directory;
+use lienthong_adapter::policy::{LinkPolicy, RealmConfig};
 pub use store::{MemoryStore, Store};
 use upstream::Connector;
 
@@ -65,6 +67,10 @@ pub(crate) struct Inner {
     pub account_secret: Vec<u8>,
     /// Cookies get `Secure` and the `__Host-` prefix when the issuer is HTTPS.
     pub secure_cookies: bool,
+    pub directory: Directory,
+    pub realms: HashMap<String, RealmConfig>,
+    /// For provincial systems' lookup endpoints: no redirects, per-call timeouts.
+    pub http: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +84,13 @@ pub enum StartError {
 }
 
 impl Broker {
-    /// Checks the configuration, loads or generates the signing keys.
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+    /// Checks the configuration, loads or generates the signing keys. The directory is
+    /// connected by the caller (`Directory::connect(&config.directory.url)`).
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        directory: Directory,
+    ) -> Result<Self, StartError> {
         let issuer = config.issuer.trim_end_matches('/').to_owned();
         let issuer_url =
             url::Url::parse(&issuer).map_err(|e| StartError::Config(format!("issuer: {e}")))?;
@@ -131,6 +142,35 @@ impl Broker {
                 )));
             }
         }
+        let mut realms = HashMap::new();
+        for realm in &config.realms {
+            match (&realm.policy, &realm.lookup) {
+                (LinkPolicy::Lookup, None) => {
+                    return Err(StartError::Config(format!(
+                        "realm {}: policy lookup needs [realms.lookup]",
+                        realm.id
+                    )));
+                }
+                (_, Some(l)) => lienthong_adapter::lookup::check_url(&l.url)
+                    .map_err(|e| StartError::Config(format!("realm {}: {e}", realm.id)))?,
+                _ => {}
+            }
+            if realms.insert(realm.id.clone(), realm.clone()).is_some() {
+                return Err(StartError::Config(format!(
+                    "realm {} is configured twice",
+                    realm.id
+                )));
+            }
+        }
+        for client in clients.values() {
+            realms
+                .entry(client.realm.clone())
+                .or_insert_with(|| RealmConfig::provision(&client.realm));
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let keys = KeySet::new(vec![
             load_or_generate(Algorithm::ES256, config.keys.es256_pem.as_deref())?,
             load_or_generate(Algorithm::RS256, config.keys.rs256_pem.as_deref())?,
@@ -162,6 +202,9 @@ impl Broker {
                 clients,
                 account_secret,
                 secure_cookies,
+                directory,
+                realms,
+                http,
             }),
         })
     }

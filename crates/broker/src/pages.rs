@@ -23,6 +23,8 @@ pub struct Links<'a> {
     pub back: Option<&'a str>,
     /// The province's home page.
     pub home: Option<&'a str>,
+    /// Where to go for help.
+    pub contact: Option<&'a str>,
 }
 
 /// One claim on the consent page, labelled in both languages.

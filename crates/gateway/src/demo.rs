@@ -84,8 +84,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .to_vec(),
         realm: None,
         require_consent: true,
+        subject_type: Default::default(),
     });
-    let broker = Broker::new(broker_config, Arc::new(MemoryStore::new()))?;
+    let directory = crate::connect_directory("sqlite::memory:").await?;
+    let broker = Broker::new(broker_config, Arc::new(MemoryStore::new()), directory)?;
 
     let portal = lienthong_demo_portal::start_on(
         portal_listener,

@@ -116,7 +116,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.bind)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.bind))?;
-            let broker = Broker::new(config, Arc::new(MemoryStore::new()))?;
+            let directory = connect_directory(&config.directory.url).await?;
+            let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory)?;
             tracing::info!(issuer = broker.issuer(), addr = %listener.local_addr()?, "broker listening");
             broker.serve(listener, shutdown_signal()).await?;
             Ok(())
@@ -141,7 +142,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             let config: lienthong_broker::Config = settings::load(&config, "LIENTHONG")?;
             let clients = config.clients.len();
-            let broker = Broker::new(config, Arc::new(MemoryStore::new()))?;
+            let directory = connect_directory(&config.directory.url).await?;
+            let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory)?;
             println!(
                 "configuration is valid: issuer {}, {clients} client(s)",
                 broker.issuer()
@@ -153,6 +155,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             unreachable!("handled without a runtime")
         }
     }
+}
+
+/// Connects the account directory; for a SQLite file, creates its folder first.
+pub(crate) async fn connect_directory(url: &str) -> anyhow::Result<lienthong_broker::Directory> {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = std::path::Path::new(rest.split('?').next().unwrap_or(rest));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    lienthong_broker::Directory::connect(url)
+        .await
+        .with_context(|| "cannot open the account directory".to_string())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -91,6 +91,11 @@ pub struct Running {
 impl Running {
     /// Stops accepting, lets in-flight requests finish, and waits.
     pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    /// Like [`Running::stop`], in place: afterwards the address is free to bind again.
+    pub async fn shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
