@@ -1,6 +1,7 @@
 //! `lienthong`: the command line of the identity gateway. Argument parsing and wiring only; the
 //! logic lives in the broker, adapter and mock-idp crates.
 
+mod accounts;
 mod demo;
 mod settings;
 
@@ -44,6 +45,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The account directory: import, export, show.
+    Accounts {
+        #[command(flatten)]
+        target: accounts::Target,
+        #[command(subcommand)]
+        command: accounts::AccountsCommand,
+    },
     /// Personal ID numbers.
     CitizenId {
         #[command(subcommand)]
@@ -85,6 +93,17 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Generate { alg },
         } => generate_key(&alg),
+        Command::Accounts { target, command } => {
+            init_tracing();
+            let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+            match runtime.block_on(accounts::run(target, command)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("lienthong: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         command => {
             init_tracing();
             let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
@@ -151,8 +170,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::CitizenId { .. } | Command::Keys { .. } => {
-            unreachable!("handled without a runtime")
+        Command::CitizenId { .. } | Command::Keys { .. } | Command::Accounts { .. } => {
+            unreachable!("handled in main")
         }
     }
 }
