@@ -29,16 +29,25 @@ use tokio::sync::oneshot;
 const SESSION_COOKIE: &str = "portal_session";
 const LOGIN_COOKIE: &str = "portal_login";
 
-/// How the portal is registered at the broker.
+/// The province's site: its systems, each a separate client of the broker.
 #[derive(Debug, Clone)]
 pub struct PortalConfig {
     /// The broker's issuer URL.
     pub issuer: String,
+    /// The site's name.
+    pub title: String,
+    pub systems: Vec<SystemConfig>,
+}
+
+/// One provincial system and how it is registered at the broker.
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    /// The path it is served under: "" for the site's root, else e.g. "mot-cua".
+    pub slug: String,
+    pub title: String,
     pub client_id: String,
     pub client_secret: String,
     pub redirect_uri: String,
-    /// The portal's own name, shown on its page.
-    pub title: String,
     pub scopes: Vec<String>,
 }
 
@@ -47,8 +56,13 @@ struct Shared {
     http: openidconnect::reqwest::Client,
     metadata: tokio::sync::OnceCell<CoreProviderMetadata>,
     logins: Mutex<HashMap<String, (String, String)>>,
-    sessions: Mutex<HashMap<String, SignedIn>>,
+    /// Signed-in citizens, by (system index, session cookie).
+    sessions: Mutex<HashMap<(usize, String), SignedIn>>,
 }
+
+/// A request's system: its index in the configuration.
+#[derive(Clone, Copy)]
+struct Sys(usize);
 
 #[derive(Clone)]
 struct SignedIn {
@@ -87,12 +101,30 @@ pub async fn start_on(listener: TcpListener, config: PortalConfig) -> std::io::R
         logins: Mutex::default(),
         sessions: Mutex::default(),
     });
-    let app = Router::new()
-        .route("/", get(home))
-        .route("/login", get(login))
-        .route("/callback", get(callback))
-        .route("/logout", get(logout))
-        .with_state(shared);
+    let mut app = Router::new();
+    for (i, system) in shared.config.systems.iter().enumerate() {
+        let base = if system.slug.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", system.slug)
+        };
+        let sys = Sys(i);
+        app = app
+            .route(&format!("{base}/"), get(move |s, j| home(s, j, sys)))
+            .route(&format!("{base}/login"), get(move |s, j| login(s, j, sys)))
+            .route(
+                &format!("{base}/callback"),
+                get(move |s, j, q| callback(s, j, q, sys)),
+            )
+            .route(
+                &format!("{base}/logout"),
+                get(move |s, j| logout(s, j, sys)),
+            );
+        if !base.is_empty() {
+            app = app.route(&base, get(move |s, j| home(s, j, sys)));
+        }
+    }
+    let app = app.with_state(shared);
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -107,16 +139,53 @@ pub async fn start_on(listener: TcpListener, config: PortalConfig) -> std::io::R
     })
 }
 
+/// One system as listed on every page: where it is and whether this browser is signed in there.
+struct Tab {
+    title: String,
+    href: String,
+    current: bool,
+    account: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "portal.html")]
 struct Page<'a> {
+    site: &'a str,
     title: &'a str,
+    base: &'a str,
+    tabs: &'a [Tab],
     user: Option<&'a SignedIn>,
     error: Option<&'a str>,
 }
 
-fn page(title: &str, user: Option<&SignedIn>, error: Option<&str>) -> Response {
-    let html = Page { title, user, error }
+fn page(s: &Shared, jar: &CookieJar, sys: Sys, error: Option<&str>) -> Response {
+    let sessions = Shared::lock(&s.sessions);
+    let signed_in = |i: usize| {
+        jar.get(&cookie_name(SESSION_COOKIE, i))
+            .and_then(|c| sessions.get(&(i, c.value().to_owned())))
+    };
+    let tabs: Vec<Tab> = s
+        .config
+        .systems
+        .iter()
+        .enumerate()
+        .map(|(i, system)| Tab {
+            title: system.title.clone(),
+            href: home_of(s, Sys(i)),
+            current: i == sys.0,
+            account: signed_in(i).map(|u| u.sub.clone()),
+        })
+        .collect();
+    let base = home_of(s, sys).trim_end_matches('/').to_owned();
+    let page = Page {
+        site: &s.config.title,
+        title: &s.config.systems[sys.0].title,
+        base: &base,
+        tabs: &tabs,
+        user: signed_in(sys.0),
+        error,
+    };
+    let html = page
         .render()
         .unwrap_or_else(|e| format!("template error: {e}"));
     let status = if error.is_some() {
@@ -127,6 +196,11 @@ fn page(title: &str, user: Option<&SignedIn>, error: Option<&str>) -> Response {
     (status, Html(html)).into_response()
 }
 
+/// Cookies are per system (they share the host): `portal_session_0`, ...
+fn cookie_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}_{i}")
+}
+
 impl Shared {
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
@@ -134,6 +208,7 @@ impl Shared {
 
     async fn client(
         &self,
+        sys: Sys,
     ) -> Result<
         CoreClient<
             openidconnect::EndpointSet,
@@ -155,31 +230,30 @@ impl Shared {
                     .map_err(|e| e.to_string())
             })
             .await?;
+        let system = &self.config.systems[sys.0];
         Ok(CoreClient::from_provider_metadata(
             metadata.clone(),
-            ClientId::new(self.config.client_id.clone()),
-            Some(ClientSecret::new(self.config.client_secret.clone())),
+            ClientId::new(system.client_id.clone()),
+            Some(ClientSecret::new(system.client_secret.clone())),
         )
         .set_redirect_uri(
-            RedirectUrl::new(self.config.redirect_uri.clone()).map_err(|e| e.to_string())?,
+            RedirectUrl::new(system.redirect_uri.clone()).map_err(|e| e.to_string())?,
         ))
     }
 }
 
-async fn home(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
-    let user = jar
-        .get(SESSION_COOKIE)
-        .and_then(|c| Shared::lock(&s.sessions).get(c.value()).cloned());
-    page(&s.config.title, user.as_ref(), None)
+async fn home(State(s): State<Arc<Shared>>, jar: CookieJar, sys: Sys) -> Response {
+    page(&s, &jar, sys, None)
 }
 
-async fn login(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
-    let client = match s.client().await {
+async fn login(State(s): State<Arc<Shared>>, jar: CookieJar, sys: Sys) -> Response {
+    let client = match s.client(sys).await {
         Ok(c) => c,
         Err(e) => {
             return page(
-                &s.config.title,
-                None,
+                &s,
+                &jar,
+                sys,
                 Some(&format!(
                     "Không kết nối được máy chủ đăng nhập / cannot reach the sign-in server: {e}"
                 )),
@@ -194,7 +268,7 @@ async fn login(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
             Nonce::new_random,
         )
         .set_pkce_challenge(challenge);
-    for scope in &s.config.scopes {
+    for scope in &s.config.systems[sys.0].scopes {
         request = request.add_scope(Scope::new(scope.clone()));
     }
     let (url, state, nonce) = request.url();
@@ -202,7 +276,7 @@ async fn login(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
         state.secret().clone(),
         (nonce.secret().clone(), verifier.secret().clone()),
     );
-    let cookie = Cookie::build((LOGIN_COOKIE, state.secret().clone()))
+    let cookie = Cookie::build((cookie_name(LOGIN_COOKIE, sys.0), state.secret().clone()))
         .http_only(true)
         .same_site(SameSite::Lax)
         .path("/")
@@ -222,11 +296,15 @@ async fn callback(
     State(s): State<Arc<Shared>>,
     jar: CookieJar,
     Query(p): Query<CallbackParams>,
+    sys: Sys,
 ) -> Response {
-    let title = s.config.title.clone();
-    let fail = |msg: String| page(&title, None, Some(&msg));
+    let fail = |msg: String| page(&s, &jar, sys, Some(&msg));
     let state = p.state.unwrap_or_default();
-    if jar.get(LOGIN_COOKIE).map(|c| c.value().to_owned()) != Some(state.clone()) {
+    if jar
+        .get(&cookie_name(LOGIN_COOKIE, sys.0))
+        .map(|c| c.value().to_owned())
+        != Some(state.clone())
+    {
         return fail(
             "Yêu cầu đăng nhập không khớp, hãy thử lại / sign-in state mismatch, try again".into(),
         );
@@ -241,7 +319,7 @@ async fn callback(
         ));
     }
     let result = async {
-        let client = s.client().await?;
+        let client = s.client(sys).await?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(p.code.ok_or("no code")?))
             .map_err(|e| e.to_string())?
@@ -299,16 +377,17 @@ async fn callback(
     match result {
         Ok(user) => {
             let sid = random_token(32);
-            Shared::lock(&s.sessions).insert(sid.clone(), user);
-            let cookie = Cookie::build((SESSION_COOKIE, sid))
+            Shared::lock(&s.sessions).insert((sys.0, sid.clone()), user);
+            let cookie = Cookie::build((cookie_name(SESSION_COOKIE, sys.0), sid))
                 .http_only(true)
                 .same_site(SameSite::Lax)
                 .path("/")
                 .build();
+            let home = home_of(&s, sys);
             (
-                jar.remove(Cookie::build(LOGIN_COOKIE).path("/"))
+                jar.remove(Cookie::build(cookie_name(LOGIN_COOKIE, sys.0)).path("/"))
                     .add(cookie),
-                Redirect::to("/"),
+                Redirect::to(&home),
             )
                 .into_response()
         }
@@ -316,13 +395,24 @@ async fn callback(
     }
 }
 
-async fn logout(State(s): State<Arc<Shared>>, jar: CookieJar) -> Response {
-    if let Some(c) = jar.get(SESSION_COOKIE) {
-        Shared::lock(&s.sessions).remove(c.value());
+fn home_of(s: &Shared, sys: Sys) -> String {
+    let slug = &s.config.systems[sys.0].slug;
+    if slug.is_empty() {
+        "/".into()
+    } else {
+        format!("/{slug}/")
     }
+}
+
+async fn logout(State(s): State<Arc<Shared>>, jar: CookieJar, sys: Sys) -> Response {
+    let name = cookie_name(SESSION_COOKIE, sys.0);
+    if let Some(c) = jar.get(&name) {
+        Shared::lock(&s.sessions).remove(&(sys.0, c.value().to_owned()));
+    }
+    let home = home_of(&s, sys);
     (
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
-        Redirect::to("/"),
+        jar.remove(Cookie::build(name).path("/")),
+        Redirect::to(&home),
     )
         .into_response()
 }

@@ -9,15 +9,70 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use lienthong_broker::config::{ClientConfig, Config as BrokerConfig};
+use lienthong_adapter::directory::parse_csv;
+use lienthong_adapter::lookup;
+use lienthong_broker::config::Config as BrokerConfig;
 use lienthong_broker::{Broker, MemoryStore};
-use lienthong_demo_portal::PortalConfig;
+use lienthong_demo_portal::{PortalConfig, SystemConfig};
 use lienthong_mock_idp::{ClientRegistration, Config as IdpConfig, MockIdp, Roster};
 use tokio::net::TcpListener;
 
 /// The demo portal's registration, documented in README.md.
 pub const PORTAL_CLIENT_ID: &str = "demo-portal";
 pub const PORTAL_CLIENT_SECRET: &str = "demo-secret";
+const HEALTH_SECRET: &str = "demo-health-lookup-secret";
+
+/// The health-records system's lookup endpoint, as a provincial system would run it: checks
+/// Lienthong's signature and answers with its own record number. This demo system has records
+/// for everyone born before 2010 (children's records are kept elsewhere).
+async fn health_lookup_endpoint() -> anyhow::Result<String> {
+    use axum::http::{HeaderMap, StatusCode};
+    let app = axum::Router::new().route(
+        "/lookup",
+        axum::routing::post(|headers: HeaderMap, body: axum::body::Bytes| async move {
+            let header = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            if !lookup::verify(
+                HEALTH_SECRET,
+                &header(lookup::TIMESTAMP_HEADER),
+                &body,
+                &header(lookup::SIGNATURE_HEADER),
+                now,
+                300,
+            ) {
+                return (StatusCode::UNAUTHORIZED, String::new());
+            }
+            let Ok(request) = serde_json::from_slice::<lookup::LookupRequest>(&body) else {
+                return (StatusCode::BAD_REQUEST, String::new());
+            };
+            match request
+                .citizen_id
+                .as_deref()
+                .and_then(|n| lienthong_adapter::CitizenId::parse(n).ok())
+            {
+                Some(id) if id.birth_year() < 2010 => (
+                    StatusCode::OK,
+                    serde_json::json!({ "account_id": format!("SK-{}", &id.as_str()[3..]) })
+                        .to_string(),
+                ),
+                _ => (StatusCode::NOT_FOUND, String::new()),
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/lookup", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -45,7 +100,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (idp_listener, _) = bind(args.idp_addr, "idp").await?;
     let (portal_listener, portal_addr) = bind(args.portal_addr, "portal").await?;
     let broker_issuer = format!("http://{broker_addr}");
-    let portal_redirect = format!("http://{portal_addr}/callback");
 
     let upstream_secret = lienthong_protocol::secret::random_token(24);
     let idp_config = IdpConfig::with_client(
@@ -61,43 +115,101 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
 
-    let mut broker_config: BrokerConfig = toml::from_str(&format!(
-        "issuer = {broker_issuer:?}\nhome_url = \"http://{portal_addr}/\"\naccount_id_secret = \"demo-only-account-id-secret\"\n[upstream]\nissuer = {:?}\nclient_id = \"lienthong\"\nclient_secret = {upstream_secret:?}\n",
-        idp.issuer
+    let lookup_url = health_lookup_endpoint().await?;
+    let portal = format!("http://{portal_addr}");
+    let broker_config: BrokerConfig = toml::from_str(&format!(
+        r#"
+        issuer = "{broker_issuer}"
+        home_url = "{portal}/"
+        account_id_secret = "demo-only-account-id-secret"
+        [upstream]
+        issuer = "{idp_issuer}"
+        client_id = "lienthong"
+        client_secret = "{upstream_secret}"
+
+        [[realms]]
+        id = "cong-dvc"
+        policy = "provision"
+        [[realms]]
+        id = "mot-cua"
+        policy = "linked"
+        office = "Bộ phận tiếp nhận và trả kết quả, Trung tâm Phục vụ hành chính công tỉnh (demo)"
+        match_legacy_cmnd = true
+        [[realms]]
+        id = "suc-khoe"
+        policy = "lookup"
+        lookup = {{ url = "{lookup_url}", secret = "{HEALTH_SECRET}", timeout_ms = 2000 }}
+
+        [[clients]]
+        id = "{PORTAL_CLIENT_ID}"
+        secret = "{PORTAL_CLIENT_SECRET}"
+        name = "Cổng dịch vụ công tỉnh (demo)"
+        redirect_uris = ["{portal}/callback"]
+        realm = "cong-dvc"
+        claims = ["name", "family_name", "given_name", "birthdate", "gender", "citizen_id"]
+        [[clients]]
+        id = "demo-mot-cua"
+        secret = "demo-secret-mot-cua"
+        name = "Hệ thống một cửa điện tử (demo)"
+        redirect_uris = ["{portal}/mot-cua/callback"]
+        realm = "mot-cua"
+        claims = ["name"]
+        [[clients]]
+        id = "demo-suc-khoe"
+        secret = "demo-secret-suc-khoe"
+        name = "Hồ sơ sức khỏe điện tử (demo)"
+        redirect_uris = ["{portal}/suc-khoe/callback"]
+        realm = "suc-khoe"
+        claims = ["citizen_id", "birthdate"]
+        "#,
+        idp_issuer = idp.issuer,
     ))?;
-    broker_config.clients.push(ClientConfig {
-        id: PORTAL_CLIENT_ID.into(),
-        secret: PORTAL_CLIENT_SECRET.into(),
-        name: "Cổng dịch vụ công tỉnh (demo)".into(),
-        redirect_uris: vec![portal_redirect.clone()],
-        post_logout_redirect_uris: vec![format!("http://{portal_addr}/")],
-        id_token_signed_response_alg: "ES256".into(),
-        claims: [
-            "name",
-            "family_name",
-            "given_name",
-            "birthdate",
-            "gender",
-            "citizen_id",
-        ]
-        .map(String::from)
-        .to_vec(),
-        realm: None,
-        require_consent: true,
-        subject_type: Default::default(),
-    });
     let directory = crate::connect_directory("sqlite::memory:").await?;
+    let (rows, bad) = parse_csv(include_str!("../../../config/demo/mot-cua-links.csv").as_bytes());
+    anyhow::ensure!(bad.is_empty(), "config/demo/mot-cua-links.csv: {bad:?}");
+    directory.import("mot-cua", &rows, false, "demo").await?;
     let broker = Broker::new(broker_config, Arc::new(MemoryStore::new()), directory)?;
 
+    let system = |slug: &str, title: &str, id: &str, secret: &str, scopes: &[&str]| SystemConfig {
+        slug: slug.into(),
+        title: title.into(),
+        client_id: id.into(),
+        client_secret: secret.into(),
+        redirect_uri: if slug.is_empty() {
+            format!("{portal}/callback")
+        } else {
+            format!("{portal}/{slug}/callback")
+        },
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    };
     let portal = lienthong_demo_portal::start_on(
         portal_listener,
         PortalConfig {
             issuer: broker_issuer.clone(),
-            client_id: PORTAL_CLIENT_ID.into(),
-            client_secret: PORTAL_CLIENT_SECRET.into(),
-            redirect_uri: portal_redirect,
-            title: "Cổng dịch vụ công tỉnh (demo)".into(),
-            scopes: vec!["profile".into(), "citizen_id".into()],
+            title: "Tỉnh Lạc Hồng (demo)".into(),
+            systems: vec![
+                system(
+                    "",
+                    "Cổng dịch vụ công",
+                    PORTAL_CLIENT_ID,
+                    PORTAL_CLIENT_SECRET,
+                    &["profile", "citizen_id"],
+                ),
+                system(
+                    "mot-cua",
+                    "Một cửa điện tử",
+                    "demo-mot-cua",
+                    "demo-secret-mot-cua",
+                    &["profile"],
+                ),
+                system(
+                    "suc-khoe",
+                    "Hồ sơ sức khỏe",
+                    "demo-suc-khoe",
+                    "demo-secret-suc-khoe",
+                    &["profile", "citizen_id"],
+                ),
+            ],
         },
     )
     .await?;
