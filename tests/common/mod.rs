@@ -193,6 +193,12 @@ impl Env {
             realm = "{ONESTOP}"
             require_consent = false
             [[clients]]
+            id = "ops"
+            secret = "{SECRET}"
+            name = "Vận hành"
+            redirect_uris = ["http://127.0.0.1:9/ops/callback"]
+            admin_realms = ["{ONESTOP}"]
+            [[clients]]
             id = "{HEALTH}"
             secret = "{SECRET}"
             name = "Sức khỏe"

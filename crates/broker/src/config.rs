@@ -178,6 +178,10 @@ pub struct ClientConfig {
     /// `pairwise` (an opaque per-realm identifier, for systems that keep no accounts).
     #[serde(default)]
     pub subject_type: SubjectType,
+    /// Account realms this client may administer through the admin API (with a token from the
+    /// client_credentials grant, scope `accounts:admin`). Empty: no admin access.
+    #[serde(default)]
+    pub admin_realms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

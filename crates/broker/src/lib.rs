@@ -8,6 +8,7 @@
 //! a one-time code; the system redeems it at [`token`] for an ID token and an access token, and
 //! reads [`userinfo`]. All short-lived state is in the [`store`], so any node serves any step.
 
+pub mod admin;
 pub mod authorize;
 pub mod callback;
 pub mod config;
@@ -226,6 +227,19 @@ impl Broker {
             .route("/consent", post(consent::decide))
             .route("/token", post(token::token))
             .route("/userinfo", get(userinfo::get).post(userinfo::post))
+            .route("/admin/openapi.json", get(admin::openapi))
+            .route(
+                "/admin/realms/{realm}/links",
+                get(admin::list).post(admin::link),
+            )
+            .route(
+                "/admin/realms/{realm}/links/by-number/{number}",
+                get(admin::find),
+            )
+            .route(
+                "/admin/realms/{realm}/links/{local_account_id}",
+                axum::routing::delete(admin::unlink),
+            )
             .with_state(self.clone())
             // Bounded work per request: small bodies, no endless waits.
             .layer(RequestBodyLimitLayer::new(64 * 1024))

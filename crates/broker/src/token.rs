@@ -18,6 +18,7 @@ use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenPar
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::admin::{ADMIN_SCOPE, admin_audience};
 use crate::authorize::CodeRecord;
 use crate::{Broker, Inner, now};
 
@@ -58,6 +59,9 @@ pub async fn token(
     creds.check_secret(&client.config.secret)?;
     match form.grant_type.as_deref() {
         Some("authorization_code") => {}
+        Some("client_credentials") => {
+            return client_credentials(inner, client, form.scope.as_deref());
+        }
         Some(_) => {
             return Err(OAuthError::new(
                 OAuthErrorCode::UnsupportedGrantType,
@@ -188,5 +192,49 @@ pub async fn token(
     response
         .headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// RFC 6749 §4.4: a client's own access token, for the admin API only.
+fn client_credentials(
+    inner: &Inner,
+    client: &crate::Client,
+    scope: Option<&str>,
+) -> Result<Response, OAuthError> {
+    if client.config.admin_realms.is_empty() {
+        return Err(OAuthError::new(
+            OAuthErrorCode::UnauthorizedClient,
+            "this client has no admin access",
+        ));
+    }
+    let scope = scope.unwrap_or(ADMIN_SCOPE);
+    if scope.split(' ').any(|s| s != ADMIN_SCOPE) {
+        return Err(OAuthError::new(
+            OAuthErrorCode::InvalidScope,
+            format!("only {ADMIN_SCOPE} can be granted to a client"),
+        ));
+    }
+    let now = now();
+    let lifetime = inner.config.tokens.access_token_secs;
+    let claims = json!({
+        "iss": inner.issuer,
+        "aud": admin_audience(inner),
+        "sub": client.config.id,
+        "client_id": client.config.id,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": random_token(24),
+        "scope": ADMIN_SCOPE,
+    });
+    let token = inner
+        .keys
+        .sign(Algorithm::ES256, "at+jwt", &claims)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    tracing::info!(client = %client.config.id, "admin access token issued");
+    let body = json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": ADMIN_SCOPE });
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

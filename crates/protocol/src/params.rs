@@ -44,6 +44,8 @@ pub struct TokenParams {
     pub code_verifier: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// For the client_credentials grant (RFC 6749 §4.4.2).
+    pub scope: Option<String>,
 }
 
 impl TokenParams {
