@@ -13,8 +13,8 @@ CREATE TABLE citizens (
     updated_at  BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX citizens_by_subject ON citizens (issuer, subject);
-CREATE INDEX citizens_by_number ON citizens (citizen_id);
-CREATE INDEX citizens_by_cmnd ON citizens (legacy_cmnd);
+CREATE INDEX citizens_by_number ON citizens (citizen_id) WHERE citizen_id IS NOT NULL;
+CREATE INDEX citizens_by_cmnd ON citizens (legacy_cmnd) WHERE legacy_cmnd IS NOT NULL;
 
 -- Realm + citizen -> the local account id of one provincial system (or of several clients of
 -- the same system). An imported link names the citizen by number until they first sign in;
@@ -29,9 +29,11 @@ CREATE TABLE account_links (
     created_at       BIGINT NOT NULL,
     PRIMARY KEY (realm, local_account_id)
 );
-CREATE UNIQUE INDEX account_links_by_citizen ON account_links (realm, citizen_key);
-CREATE UNIQUE INDEX account_links_by_number ON account_links (realm, citizen_id);
-CREATE UNIQUE INDEX account_links_by_cmnd ON account_links (realm, legacy_cmnd);
+-- Partial: a link carries only some of these keys, and an index entry for every NULL would
+-- double the work of a bulk import for nothing.
+CREATE UNIQUE INDEX account_links_by_citizen ON account_links (realm, citizen_key) WHERE citizen_key IS NOT NULL;
+CREATE UNIQUE INDEX account_links_by_number ON account_links (realm, citizen_id) WHERE citizen_id IS NOT NULL;
+CREATE UNIQUE INDEX account_links_by_cmnd ON account_links (realm, legacy_cmnd) WHERE legacy_cmnd IS NOT NULL;
 
 -- What happened to whom, by whom: ID-number changes, new subjects for known numbers, links made
 -- and removed, imports, admin calls. Numbers in `detail` are masked. Append-only.

@@ -404,6 +404,79 @@ number,local_account_id
 }
 
 #[tokio::test]
+async fn a_streamed_csv_import_reports_every_bad_row_and_keeps_nothing_unless_told() {
+    for b in backends().await {
+        let file = "001085004512,A-1\n00108500451,A-2\n040123456,A-3\n001085004512,A-4\n";
+        let (report, errors) = b
+            .dir
+            .import_csv(
+                "r",
+                std::io::Cursor::new(file.as_bytes().to_vec()),
+                false,
+                "test",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [2, 4],
+            "{}",
+            b.name
+        );
+        assert_eq!((report.committed, report.imported), (false, 0));
+        assert!(
+            b.dir.list_links("r", None, 10).await.unwrap().is_empty(),
+            "{}: nothing kept",
+            b.name
+        );
+        let (report, errors) = b
+            .dir
+            .import_csv(
+                "r",
+                std::io::Cursor::new(file.as_bytes().to_vec()),
+                true,
+                "test",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.committed, report.imported, errors.len()),
+            (true, 2, 2),
+            "{}",
+            b.name
+        );
+        // Larger than one batch, and again: a no-op.
+        let big: String = (0..25_000)
+            .map(|i| format!("0010850{i:05},B-{i}\n"))
+            .collect();
+        let (first, errors) = b
+            .dir
+            .import_csv(
+                "big",
+                std::io::Cursor::new(big.clone().into_bytes()),
+                false,
+                "test",
+            )
+            .await
+            .unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(first.imported, 25_000, "{}", b.name);
+        let (again, _) = b
+            .dir
+            .import_csv("big", std::io::Cursor::new(big.into_bytes()), false, "test")
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.imported, again.unchanged, again.committed),
+            (0, 25_000, true),
+            "{}",
+            b.name
+        );
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
 async fn the_admin_operations_link_find_list_and_unlink_with_an_audit_trail() {
     for b in backends().await {
         for i in 0..25 {

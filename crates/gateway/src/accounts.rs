@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lienthong_adapter::directory::{AccountNumber, parse_csv};
+use lienthong_adapter::directory::AccountNumber;
 
 #[derive(clap::Args)]
 pub struct Target {
@@ -64,14 +64,11 @@ pub async fn run(target: Target, command: AccountsCommand) -> anyhow::Result<Exi
         } => {
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let (rows, mut bad) = parse_csv(std::io::BufReader::new(input));
-            let report = if bad.is_empty() || skip_invalid {
-                let report = dir.import(&realm, &rows, skip_invalid, "cli").await?;
-                bad.extend(report.conflicts.iter().cloned());
-                Some(report)
-            } else {
-                None
-            };
+            let (report, mut bad) = dir
+                .import_csv(&realm, std::io::BufReader::new(input), skip_invalid, "cli")
+                .await?;
+            bad.extend(report.conflicts.iter().cloned());
+            let report = Some(report);
             bad.sort_by_key(|e| e.line);
             for e in &bad {
                 eprintln!("{}:{}: {}", file.display(), e.line, e.reason);

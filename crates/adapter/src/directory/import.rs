@@ -92,86 +92,120 @@ const MAX_ACCOUNT_ID: usize = 200;
 /// rows and every bad one with its line and reason, including numbers or accounts that appear
 /// twice in the file.
 pub fn parse_csv(input: impl Read) -> (Vec<ImportRow>, Vec<RowError>) {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let (mut rows, mut errors) = (Vec::new(), Vec::new());
-    let (mut numbers, mut accounts) = (HashMap::new(), HashMap::new());
-    for (i, record) in reader.records().enumerate() {
-        let line = i as u64 + 1;
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(RowError {
-                    line,
-                    reason: format!("unreadable CSV: {e}"),
-                });
-                continue;
+    let mut rows = CsvRows::new(input);
+    let mut all = Vec::new();
+    while let Some(chunk) = rows.next_chunk(BATCH) {
+        all.extend(chunk);
+    }
+    (all, rows.errors)
+}
+
+/// An import file read incrementally, a chunk of good rows at a time; bad rows collect in
+/// `errors`.
+pub struct CsvRows<R: Read> {
+    reader: csv::Reader<R>,
+    record: csv::StringRecord,
+    line: u64,
+    numbers: HashMap<AccountNumber, u64>,
+    accounts: HashMap<String, u64>,
+    pub errors: Vec<RowError>,
+}
+
+impl<R: Read> CsvRows<R> {
+    pub fn new(input: R) -> Self {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        Self {
+            reader,
+            record: csv::StringRecord::new(),
+            line: 0,
+            numbers: HashMap::new(),
+            accounts: HashMap::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Up to `size` good rows; `None` at the end of the file.
+    pub fn next_chunk(&mut self, size: usize) -> Option<Vec<ImportRow>> {
+        let mut chunk = Vec::with_capacity(size);
+        while chunk.len() < size {
+            self.line += 1;
+            let line = self.line;
+            match self.reader.read_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    self.errors.push(RowError {
+                        line,
+                        reason: format!("unreadable CSV: {e}"),
+                    });
+                    continue;
+                }
             }
-        };
+            if let Some(row) = self.check(line) {
+                chunk.push(row);
+            }
+        }
+        (!chunk.is_empty()).then_some(chunk)
+    }
+
+    /// The current record as a good row, or its error recorded.
+    fn check(&mut self, line: u64) -> Option<ImportRow> {
+        let record = &self.record;
         if line == 1
             && record
                 .get(0)
                 .is_some_and(|f| !f.is_empty() && !f.bytes().all(|b| b.is_ascii_digit()))
         {
-            continue; // a header
+            return None; // a header
         }
         if record.len() == 1 && record.get(0) == Some("") {
-            continue; // a blank line
+            return None; // a blank line
         }
+        let mut fail = |reason: String| {
+            self.errors.push(RowError { line, reason });
+            None
+        };
         if record.len() != 2 {
-            errors.push(RowError {
-                line,
-                reason: format!(
-                    "expected 2 columns (number, local account id), found {}",
-                    record.len()
-                ),
-            });
-            continue;
+            return fail(format!(
+                "expected 2 columns (number, local account id), found {}",
+                record.len()
+            ));
         }
         let number = match AccountNumber::parse(&record[0]) {
             Ok(n) => n,
-            Err(reason) => {
-                errors.push(RowError { line, reason });
-                continue;
-            }
+            Err(reason) => return fail(reason),
         };
-        let local = record[1].to_owned();
+        let local = &record[1];
         if local.is_empty() || local.len() > MAX_ACCOUNT_ID || local.chars().any(char::is_control) {
-            errors.push(RowError {
-                line,
-                reason: format!(
-                    "local account id must be 1 to {MAX_ACCOUNT_ID} printable characters"
-                ),
-            });
-            continue;
+            return fail(format!(
+                "local account id must be 1 to {MAX_ACCOUNT_ID} printable characters"
+            ));
         }
-        if let Some(first) = numbers.insert(number.clone(), line) {
-            errors.push(RowError {
-                line,
-                reason: format!("number {} already on line {first}", number.masked()),
-            });
-            continue;
+        let local = local.to_owned();
+        if let Some(first) = self.numbers.get(&number) {
+            let reason = format!("number {} already on line {first}", number.masked());
+            return fail(reason);
         }
-        if let Some(first) = accounts.insert(local.clone(), line) {
-            errors.push(RowError {
-                line,
-                reason: format!("local account id already on line {first}"),
-            });
-            continue;
+        if let Some(first) = self.accounts.get(&local) {
+            let reason = format!("local account id already on line {first}");
+            return fail(reason);
         }
-        rows.push(ImportRow {
+        self.numbers.insert(number.clone(), line);
+        self.accounts.insert(local.clone(), line);
+        Some(ImportRow {
             line,
             number,
             local_account_id: local,
-        });
+        })
     }
-    (rows, errors)
 }
 
-const BATCH: usize = 1000;
+/// Rows per INSERT statement: 30,002 parameters, under SQLite's limit of 32,766.
+const BATCH: usize = 10_000;
 
 impl Directory {
     /// Imports validated rows into `realm` in one transaction. With `keep_partial` false, any
@@ -187,45 +221,115 @@ impl Directory {
         let mut tx = self.pool.begin().await?;
         let created_at = now();
         for batch in rows.chunks(BATCH) {
-            let mut sql = String::from(
-                "INSERT INTO account_links (realm, local_account_id, citizen_id, legacy_cmnd, source, created_at) VALUES ",
-            );
-            for i in 0..batch.len() {
-                let p = i * 4;
-                if i > 0 {
-                    sql.push(',');
+            self.insert_batch(&mut tx, realm, batch, created_at, &mut report)
+                .await?;
+        }
+        self.finish_import(tx, realm, report, keep_partial, true, actor)
+            .await
+    }
+
+    /// Reads and imports a CSV file at once: a blocking thread parses the next batch while
+    /// the database writes the previous one, in one transaction. Bad rows are all reported; if
+    /// there is any (or any conflict) and not `keep_partial`, nothing is kept.
+    pub async fn import_csv<R: Read + Send + 'static>(
+        &self,
+        realm: &str,
+        input: R,
+        keep_partial: bool,
+        actor: &str,
+    ) -> Result<(ImportReport, Vec<RowError>), DirectoryError> {
+        let bad_row_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<ImportRow>>(2);
+        let flag = bad_row_seen.clone();
+        let parser = tokio::task::spawn_blocking(move || {
+            let mut rows = CsvRows::new(input);
+            while let Some(chunk) = rows.next_chunk(BATCH) {
+                flag.store(
+                    !rows.errors.is_empty(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                if sender.blocking_send(chunk).is_err() {
+                    break;
                 }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, 'import', ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    batch.len() * 4 + 1
-                ));
             }
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in batch {
-                let (citizen_id, cmnd) = row.number.columns();
-                query = query
-                    .bind(realm.to_owned())
-                    .bind(row.local_account_id.clone())
-                    .bind(citizen_id)
-                    .bind(cmnd);
-            }
-            let inserted = query
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            report.imported += inserted;
-            if inserted < batch.len() as u64 {
-                self.classify_skipped(&mut tx, realm, batch, inserted, &mut report)
+            rows.errors
+        });
+        let mut report = ImportReport::default();
+        let mut tx = self.pool.begin().await?;
+        let created_at = now();
+        while let Some(batch) = batches.recv().await {
+            // Once a bad row is known and the import is all-or-nothing, writing more is waste;
+            // reading on still reports every bad row.
+            if keep_partial || !bad_row_seen.load(std::sync::atomic::Ordering::Relaxed) {
+                self.insert_batch(&mut tx, realm, &batch, created_at, &mut report)
                     .await?;
             }
         }
-        let ok = report.conflicts.is_empty() || keep_partial;
+        let errors = parser
+            .await
+            .map_err(|e| DirectoryError::Conflict(format!("CSV reader failed: {e}")))?;
+        let report = self
+            .finish_import(tx, realm, report, keep_partial, errors.is_empty(), actor)
+            .await?;
+        Ok((report, errors))
+    }
+
+    async fn insert_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        realm: &str,
+        batch: &[ImportRow],
+        created_at: i64,
+        report: &mut ImportReport,
+    ) -> Result<(), DirectoryError> {
+        // Realm and time are bound once per statement, the three per-row values for each row
+        // (both SQLite and PostgreSQL name VALUES columns column1..n; SQLite needs the WHERE
+        // to parse ON CONFLICT after a SELECT).
+        let mut sql = format!(
+            "INSERT INTO account_links (realm, local_account_id, citizen_id, legacy_cmnd, source, created_at) \
+             SELECT {}, column1, column2, column3, 'import', {} FROM (VALUES ",
+            self.params(1, 1),
+            self.params(2, 1)
+        );
+        for i in 0..batch.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            sql.push_str(&self.params(i * 3 + 3, 3));
+            sql.push(')');
+        }
+        sql.push_str(") AS v WHERE true ON CONFLICT DO NOTHING");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(realm.to_owned())
+            .bind(created_at);
+        for row in batch {
+            let (citizen_id, cmnd) = row.number.columns();
+            query = query
+                .bind(row.local_account_id.clone())
+                .bind(citizen_id)
+                .bind(cmnd);
+        }
+        let inserted = query.execute(&mut **tx).await?.rows_affected();
+        report.imported += inserted;
+        if inserted < batch.len() as u64 {
+            self.classify_skipped(tx, realm, batch, inserted, report)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Commits when everything was good or partial imports are allowed; else rolls back.
+    async fn finish_import(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        realm: &str,
+        mut report: ImportReport,
+        keep_partial: bool,
+        rows_all_good: bool,
+        actor: &str,
+    ) -> Result<ImportReport, DirectoryError> {
+        let ok = (rows_all_good && report.conflicts.is_empty()) || keep_partial;
         if ok {
             let detail = json!({ "imported": report.imported, "unchanged": report.unchanged, "conflicts": report.conflicts.len() });
             self.event(&mut *tx, actor, "import", Some(realm), None, detail)
@@ -234,6 +338,7 @@ impl Directory {
         } else {
             tx.rollback().await?;
             report.imported = 0;
+            report.unchanged = 0;
         }
         report.committed = ok;
         Ok(report)
@@ -252,10 +357,10 @@ impl Directory {
         inserted: u64,
         report: &mut ImportReport,
     ) -> Result<(), DirectoryError> {
-        let placeholders: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
-            "SELECT local_account_id, citizen_id, legacy_cmnd FROM account_links WHERE realm = $1 AND local_account_id IN ({})",
-            placeholders.join(",")
+            "SELECT local_account_id, citizen_id, legacy_cmnd FROM account_links WHERE realm = {} AND local_account_id IN ({})",
+            self.params(1, 1),
+            self.params(2, batch.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(realm.to_owned());
         for row in batch {

@@ -107,6 +107,10 @@ pub struct CitizenView {
 #[derive(Clone)]
 pub struct Directory {
     pool: AnyPool,
+    /// SQLite binds anonymous `?` parameters in constant time but looks named ones (`$n`) up in
+    /// a list, which makes a statement with thousands of them quadratic to bind. Large
+    /// statements (the import's batches) therefore use `?` there, `$n` on PostgreSQL.
+    sqlite: bool,
 }
 
 pub(crate) fn now() -> i64 {
@@ -172,7 +176,7 @@ impl Directory {
                     if sqlite {
                         // WAL lets readers run beside the writer; NORMAL is durable across
                         // application crashes, which is what a directory needs.
-                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144;")
                             .execute(conn)
                             .await?;
                     }
@@ -182,11 +186,26 @@ impl Directory {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// `count` bind parameters numbered from `first`: `?, ?` on SQLite, `$3, $4` elsewhere.
+    pub(crate) fn params(&self, first: usize, count: usize) -> String {
+        let one = |n: usize| {
+            if self.sqlite {
+                "?".to_owned()
+            } else {
+                format!("${n}")
+            }
+        };
+        (first..first + count)
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     async fn event(
