@@ -82,25 +82,16 @@ async fn lookup_endpoint(calls: Arc<AtomicUsize>) -> String {
             let calls = calls.clone();
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
-                let header = |n: &str| {
-                    headers
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                let (ts, sig) = (
+                let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+                let signed = (
                     header(lookup::TIMESTAMP_HEADER),
                     header(lookup::SIGNATURE_HEADER),
                 );
-                if !lookup::verify("health-lookup-secret", &ts, &body, &sig, now, 300) {
+                let Some(request) =
+                    lookup::accept("health-lookup-secret", signed.0, signed.1, &body)
+                else {
                     return (axum::http::StatusCode::UNAUTHORIZED, String::new());
-                }
-                let request: lookup::LookupRequest = serde_json::from_slice(&body).unwrap();
+                };
                 match request.citizen_id.as_deref() {
                     Some(n) if &n[3..4] < "2" => (
                         axum::http::StatusCode::OK,

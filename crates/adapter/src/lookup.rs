@@ -87,6 +87,23 @@ pub fn verify(
             == 0
 }
 
+/// For the provincial system's side: the lookup request, if its signature (from the two
+/// headers' values) is valid and at most five minutes old.
+pub fn accept(
+    secret: &str,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Option<LookupRequest> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    verify(secret, timestamp?, body, signature?, now, 300)
+        .then(|| serde_json::from_slice(body).ok())
+        .flatten()
+}
+
 /// Checks the URL rule once, at start.
 pub fn check_url(url: &str) -> Result<(), LookupError> {
     let parsed = url::Url::parse(url).map_err(|e| LookupError::Insecure(format!("{url}: {e}")))?;

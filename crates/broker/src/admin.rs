@@ -9,12 +9,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::{Algorithm, Validation};
 use lienthong_adapter::directory::{AccountNumber, DirectoryError};
 use lienthong_protocol::bearer_token;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::token::verify_access_token;
 use crate::{Broker, Inner};
 
 pub const ADMIN_SCOPE: &str = "accounts:admin";
@@ -86,18 +86,8 @@ struct AdminClaims {
 async fn caller(inner: &Inner, headers: &HeaderMap, realm: &str) -> Result<String, AdminError> {
     let unauthorized = |d: &str| AdminError::new(StatusCode::UNAUTHORIZED, "invalid_token", d);
     let token = bearer_token(headers).ok_or_else(|| unauthorized("a bearer token is required"))?;
-    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err(unauthorized("not an access token"));
-    }
-    let mut v = Validation::new(Algorithm::ES256);
-    v.set_issuer(&[&inner.issuer]);
-    v.set_audience(&[admin_audience(inner)]);
-    v.leeway = 0;
-    let claims: AdminClaims = inner
-        .keys
-        .verify(token, v)
-        .map_err(|_| unauthorized("invalid or expired token"))?;
+    let claims: AdminClaims =
+        verify_access_token(inner, token, &admin_audience(inner)).map_err(unauthorized)?;
     let forbidden = |d: String| AdminError::new(StatusCode::FORBIDDEN, "insufficient_scope", d);
     if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
         return Err(forbidden(format!("scope {ADMIN_SCOPE} is required")));

@@ -35,6 +35,27 @@ pub(crate) fn grant_key(jti: &str) -> String {
     format!("grant:{jti}")
 }
 
+/// The access-token rule, in one place: one of our own RFC 9068 `at+jwt` tokens, signed by our
+/// key, unexpired (no leeway), for `audience`. The error says why, for the `WWW-Authenticate`.
+pub(crate) fn verify_access_token<T: serde::de::DeserializeOwned>(
+    inner: &Inner,
+    token: &str,
+    audience: &str,
+) -> Result<T, &'static str> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err("not an access token");
+    }
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[&inner.issuer]);
+    validation.set_audience(&[audience]);
+    validation.leeway = 0;
+    inner
+        .keys
+        .verify(token, validation)
+        .map_err(|_| "invalid or expired token")
+}
+
 pub(crate) fn userinfo_audience(inner: &Inner) -> String {
     format!("{}/userinfo", inner.issuer)
 }

@@ -6,13 +6,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use jsonwebtoken::{Algorithm, Validation};
 use lienthong_protocol::{OAuthError, bearer_token, form_access_token};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Broker;
-use crate::token::{Grant, grant_key, userinfo_audience};
+use crate::token::{Grant, grant_key, userinfo_audience, verify_access_token};
 
 #[derive(Deserialize)]
 struct AccessClaims {
@@ -44,19 +43,8 @@ pub async fn post(
 async fn claims_for(broker: &Broker, token: Option<&str>) -> Result<Json<Value>, OAuthError> {
     let inner = broker.inner();
     let token = token.ok_or_else(|| OAuthError::invalid_token("an access token is required"))?;
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|_| OAuthError::invalid_token("malformed token"))?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err(OAuthError::invalid_token("not an access token"));
-    }
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[&inner.issuer]);
-    validation.set_audience(&[userinfo_audience(inner)]);
-    validation.leeway = 0;
-    let claims: AccessClaims = inner
-        .keys
-        .verify(token, validation)
-        .map_err(|_| OAuthError::invalid_token("invalid or expired token"))?;
+    let claims: AccessClaims = verify_access_token(inner, token, &userinfo_audience(inner))
+        .map_err(OAuthError::invalid_token)?;
     let grant: Option<Grant> = inner
         .store
         .get_json(&grant_key(&claims.jti))

@@ -30,29 +30,13 @@ async fn health_lookup_endpoint() -> anyhow::Result<String> {
     let app = axum::Router::new().route(
         "/lookup",
         axum::routing::post(|headers: HeaderMap, body: axum::body::Bytes| async move {
-            let header = |n: &str| {
-                headers
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            if !lookup::verify(
-                HEALTH_SECRET,
-                &header(lookup::TIMESTAMP_HEADER),
-                &body,
-                &header(lookup::SIGNATURE_HEADER),
-                now,
-                300,
-            ) {
+            let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+            let signed = (
+                header(lookup::TIMESTAMP_HEADER),
+                header(lookup::SIGNATURE_HEADER),
+            );
+            let Some(request) = lookup::accept(HEALTH_SECRET, signed.0, signed.1, &body) else {
                 return (StatusCode::UNAUTHORIZED, String::new());
-            }
-            let Ok(request) = serde_json::from_slice::<lookup::LookupRequest>(&body) else {
-                return (StatusCode::BAD_REQUEST, String::new());
             };
             match request
                 .citizen_id
