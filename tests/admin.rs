@@ -56,6 +56,12 @@ async fn an_admin_client_links_finds_lists_and_unlinks_and_every_call_is_recorde
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let refused = env.directory.events(None, 100).await.unwrap();
+    let count = refused
+        .iter()
+        .filter(|e| e.action == "admin_link_refused")
+        .count();
+    assert_eq!(count, 2, "the conflict and the bad number are recorded");
 
     let page: Value = http
         .get(format!("{links}?limit=2"))
@@ -169,6 +175,13 @@ async fn the_admin_api_refuses_without_a_token_outside_the_clients_realms_and_fo
         .await
         .unwrap();
     assert_eq!(other_realm.status(), StatusCode::FORBIDDEN);
+    let events = env.directory.events(None, 10).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "admin_denied" && e.actor == "client:ops"),
+        "a refused call is recorded with its caller"
+    );
 
     let ordinary = admin_token(&env, PORTAL_A).await;
     assert_eq!(ordinary.status(), StatusCode::BAD_REQUEST);

@@ -96,13 +96,20 @@ async fn caller(inner: &Inner, headers: &HeaderMap, realm: &str) -> Result<Strin
         .clients
         .get(&claims.client_id)
         .is_some_and(|c| c.config.admin_realms.iter().any(|r| r == realm || r == "*"));
+    let actor = format!("client:{}", claims.client_id);
     if !allowed {
+        // A refused call is recorded too: who tried what.
+        let detail = json!({ "reason": "realm not permitted" });
+        inner
+            .directory
+            .record(&actor, "admin_denied", Some(realm), detail)
+            .await?;
         return Err(forbidden(format!(
             "client {} may not administer realm {realm}",
             claims.client_id
         )));
     }
-    Ok(format!("client:{}", claims.client_id))
+    Ok(actor)
 }
 
 fn parse_number(raw: &str) -> Result<AccountNumber, AdminError> {
@@ -160,7 +167,24 @@ pub async fn link(
 ) -> Result<Response, AdminError> {
     let inner = b.inner();
     let actor = caller(inner, &headers, &realm).await?;
-    let new: NewLink = serde_json::from_slice(&body).map_err(|e| {
+    let result = create_link(inner, &realm, &body, &actor).await;
+    if let Err(e) = &result {
+        let detail = json!({ "error": e.error, "reason": e.description });
+        inner
+            .directory
+            .record(&actor, "admin_link_refused", Some(&realm), detail)
+            .await?;
+    }
+    result
+}
+
+async fn create_link(
+    inner: &Inner,
+    realm: &str,
+    body: &[u8],
+    actor: &str,
+) -> Result<Response, AdminError> {
+    let new: NewLink = serde_json::from_slice(body).map_err(|e| {
         AdminError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -176,8 +200,8 @@ pub async fn link(
             "local_account_id must be 1 to 200 printable characters",
         ));
     }
-    inner.directory.link(&realm, &number, local, &actor).await?;
-    let created = inner.directory.find_link(&realm, &number).await?;
+    inner.directory.link(realm, &number, local, actor).await?;
+    let created = inner.directory.find_link(realm, &number).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
