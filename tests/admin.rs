@@ -63,26 +63,14 @@ async fn an_admin_client_links_finds_lists_and_unlinks_and_every_call_is_recorde
         .count();
     assert_eq!(count, 2, "the conflict and the bad number are recorded");
 
-    let page: Value = http
-        .get(format!("{links}?limit=2"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = json_of(http.get(format!("{links}?limit=2")).bearer_auth(&token)).await;
     assert_eq!(page["links"].as_array().unwrap().len(), 2);
     let next = page["next"].as_str().unwrap();
-    let last: Value = http
-        .get(format!("{links}?limit=2&after={next}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let last: Value = json_of(
+        http.get(format!("{links}?limit=2&after={next}"))
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(
         (last["links"].as_array().unwrap().len(), &last["next"]),
         (1, &Value::Null)
@@ -95,45 +83,30 @@ async fn an_admin_client_links_finds_lists_and_unlinks_and_every_call_is_recorde
             .await["sub"],
         "MC-1"
     );
-    let found: Value = http
-        .get(format!("{links}/by-number/{MAI}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Value = json_of(
+        http.get(format!("{links}/by-number/{MAI}"))
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(
         (found["local_account_id"].as_str(), found["bound"].as_bool()),
         (Some("MC-1"), Some(true))
     );
 
     assert_eq!(
-        http.delete(format!("{links}/MC-1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(http.delete(format!("{links}/MC-1")).bearer_auth(&token)).await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        http.delete(format!("{links}/MC-1"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(http.delete(format!("{links}/MC-1")).bearer_auth(&token)).await,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        http.get(format!("{links}/by-number/{MAI}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_of(
+            http.get(format!("{links}/by-number/{MAI}"))
+                .bearer_auth(&token)
+        )
+        .await,
         StatusCode::NOT_FOUND
     );
 

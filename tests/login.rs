@@ -42,15 +42,12 @@ async fn a_citizen_signs_in_and_the_portal_receives_a_verifiable_id_token() {
     );
 
     let access = body["access_token"].as_str().unwrap();
-    let info: Value = reqwest::Client::new()
-        .get(format!("{}/userinfo", env.issuer))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = json_of(
+        reqwest::Client::new()
+            .get(format!("{}/userinfo", env.issuer))
+            .bearer_auth(access),
+    )
+    .await;
     assert_eq!(info["sub"], claims["sub"]);
     assert_eq!(info["name"], "Nguyễn Văn An");
     assert_eq!(info["birthdate"], "1985-04-12");
@@ -208,15 +205,7 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
         .unwrap();
     let userinfo = |token: String| {
         let url = format!("{}/userinfo", env.issuer);
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { status_of(reqwest::Client::new().get(url).bearer_auth(token)).await }
     };
     let access = first["access_token"].as_str().unwrap().to_owned();
     assert_eq!(userinfo(access.clone()).await, StatusCode::OK);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Browser, hidden_field, location, pkce, query};
+use common::{Browser, hidden_field, json_of, location, pkce, query};
 use lienthong_mock_idp::{ClientRegistration, Config, MockIdp, Roster, Running};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -147,15 +147,7 @@ async fn client_secret_post_pkce_and_userinfo_by_post() {
         ]
     };
     let (wrong, _) = pkce();
-    let refused: Value = http
-        .post(&token_url)
-        .form(&form(&wrong))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused: Value = json_of(http.post(&token_url).form(&form(&wrong))).await;
     assert_eq!(refused["error"], "invalid_grant");
     // The refused attempt consumed the code: sign in again (the IdP session answers at once).
     let (verifier2, challenge2) = pkce();
@@ -163,24 +155,12 @@ async fn client_secret_post_pkce_and_userinfo_by_post() {
     let q2 = query(&location(&again));
     let mut f = form(&verifier2);
     f[1].1 = q2["code"].clone();
-    let tokens: Value = http
-        .post(&token_url)
-        .form(&f)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let info: Value = http
-        .post(format!("{}/protocol/openid-connect/userinfo", idp.issuer))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens: Value = json_of(http.post(&token_url).form(&f)).await;
+    let info: Value = json_of(
+        http.post(format!("{}/protocol/openid-connect/userinfo", idp.issuer))
+            .bearer_auth(tokens["access_token"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(info["preferred_username"], common::MAI);
     assert_eq!(info["name"], "Giàng Thị Mai");
 }

@@ -505,3 +505,13 @@ pub async fn tokens(
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
 }
+
+/// Sends a request and returns its status.
+pub async fn status_of(request: reqwest::RequestBuilder) -> StatusCode {
+    request.send().await.unwrap().status()
+}
+
+/// Sends a request and returns its JSON body.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
