@@ -110,12 +110,29 @@ struct ClaimNames {
     acr: String,
 }
 
+/// The upstream client, as the typestates of `openidconnect` name it once configured.
+type UpstreamClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// One discovery of the IdP and the client configured from it.
+struct Discovered {
+    at: Instant,
+    metadata: Metadata,
+    client: UpstreamClient,
+}
+
 pub struct Connector {
     config: UpstreamConfig,
     redirect_uri: RedirectUrl,
     http: openidconnect::reqwest::Client,
     names: ClaimNames,
-    metadata: RwLock<Option<(Instant, Arc<Metadata>)>>,
+    discovered: RwLock<Option<Arc<Discovered>>>,
 }
 
 impl Connector {
@@ -167,7 +184,7 @@ impl Connector {
             redirect_uri,
             http,
             names,
-            metadata: RwLock::new(None),
+            discovered: RwLock::new(None),
         })
     }
 
@@ -177,54 +194,45 @@ impl Connector {
 
     /// Discovery, cached for `metadata_ttl_secs`. Fetched lazily, so the broker starts (and shows
     /// a clear page) even while the IdP is down.
-    async fn metadata(&self) -> Result<Arc<Metadata>, UpstreamError> {
+    /// Discovery and the client built from it, cached for `metadata_ttl_secs`. Fetched lazily,
+    /// so the broker starts (and shows a clear page) even while the IdP is down; built once per
+    /// refresh, not per login.
+    async fn discovered(&self) -> Result<Arc<Discovered>, UpstreamError> {
         let ttl = Duration::from_secs(self.config.metadata_ttl_secs);
-        if let Some((at, m)) = self.metadata.read().await.as_ref()
-            && at.elapsed() < ttl
+        if let Some(d) = self.discovered.read().await.as_ref()
+            && d.at.elapsed() < ttl
         {
-            return Ok(m.clone());
+            return Ok(d.clone());
         }
-        let mut slot = self.metadata.write().await;
-        if let Some((at, m)) = slot.as_ref()
-            && at.elapsed() < ttl
+        let mut slot = self.discovered.write().await;
+        if let Some(d) = slot.as_ref()
+            && d.at.elapsed() < ttl
         {
-            return Ok(m.clone());
+            return Ok(d.clone());
         }
         let issuer = IssuerUrl::new(self.config.issuer.clone())
             .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-        let fresh = Metadata::discover_async(issuer, &self.http)
+        let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| UpstreamError::Unavailable(format!("discovery: {e}")))?;
-        let fresh = Arc::new(fresh);
-        *slot = Some((Instant::now(), fresh.clone()));
-        Ok(fresh)
-    }
-
-    async fn client(
-        &self,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        UpstreamError,
-    > {
-        let metadata = self.metadata().await?;
         let auth = match self.config.token_endpoint_auth_method.as_str() {
             "client_secret_post" => AuthType::RequestBody,
             _ => AuthType::BasicAuth,
         };
-        Ok(CoreClient::from_provider_metadata(
-            (*metadata).clone(),
+        let client = CoreClient::from_provider_metadata(
+            metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
             Some(ClientSecret::new(self.config.client_secret.clone())),
         )
         .set_redirect_uri(self.redirect_uri.clone())
-        .set_auth_type(auth))
+        .set_auth_type(auth);
+        let fresh = Arc::new(Discovered {
+            at: Instant::now(),
+            metadata,
+            client,
+        });
+        *slot = Some(fresh.clone());
+        Ok(fresh)
     }
 
     /// The upstream authorization URL for a login whose `state` is given, with fresh nonce and
@@ -234,7 +242,8 @@ impl Connector {
         state: &str,
         opts: StartOptions<'_>,
     ) -> Result<(String, UpstreamRequest), UpstreamError> {
-        let client = self.client().await?;
+        let discovered = self.discovered().await?;
+        let client = &discovered.client;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let nonce = lienthong_protocol::secret::random_token(32);
         let (state, nonce_for_url) = (state.to_owned(), nonce.clone());
@@ -285,7 +294,8 @@ impl Connector {
     /// RFC 9207: when the IdP sends `iss` it must be its issuer; when it says it always sends
     /// one, a missing one is a mix-up attempt.
     pub async fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), UpstreamError> {
-        let metadata = self.metadata().await?;
+        let discovered = self.discovered().await?;
+        let metadata = &discovered.metadata;
         let required = metadata
             .additional_metadata()
             .authorization_response_iss_parameter_supported
@@ -308,7 +318,8 @@ impl Connector {
         code: &str,
         request: &UpstreamRequest,
     ) -> Result<UpstreamLogin, UpstreamError> {
-        let client = self.client().await?;
+        let discovered = self.discovered().await?;
+        let client = &discovered.client;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| UpstreamError::Unavailable(e.to_string()))?
@@ -343,8 +354,7 @@ impl Connector {
         // The signature is verified; read every claim, including names the core type ignores.
         let mut claims = jwt_payload(&id_token_text)?;
         if self.config.userinfo != "none" {
-            let metadata = self.metadata().await?;
-            let url = metadata.userinfo_endpoint().ok_or_else(|| {
+            let url = discovered.metadata.userinfo_endpoint().ok_or_else(|| {
                 UpstreamError::Rejected("the IdP has no userinfo endpoint".into())
             })?;
             let userinfo = self
