@@ -42,34 +42,22 @@ fn accounts_import_reports_bad_rows_is_all_or_nothing_and_idempotent() {
         "only the header: nothing was imported"
     );
 
-    let out = lienthong(
-        &[
-            "accounts",
-            "import",
-            "--realm",
-            "mc",
-            "--skip-invalid",
-            file,
-        ],
-        &db,
-    );
+    let skip_invalid = [
+        "accounts",
+        "import",
+        "--realm",
+        "mc",
+        "--skip-invalid",
+        file,
+    ];
+    let out = lienthong(&skip_invalid, &db);
     assert_eq!(out.status.code(), Some(1), "bad rows are still reported");
     assert!(
         text(&out.stdout).contains("2 imported, 0 unchanged, 2 rejected"),
         "{}",
         text(&out.stdout)
     );
-    let again = lienthong(
-        &[
-            "accounts",
-            "import",
-            "--realm",
-            "mc",
-            "--skip-invalid",
-            file,
-        ],
-        &db,
-    );
+    let again = lienthong(&skip_invalid, &db);
     assert!(
         text(&again.stdout).contains("0 imported, 2 unchanged"),
         "re-import is a no-op"

@@ -59,6 +59,17 @@ async fn fresh(tag: &str) -> (Directory, std::path::PathBuf) {
     )
 }
 
+fn citizen<'a>(subject: &'a str, n: &'a CitizenId) -> CitizenInput<'a> {
+    CitizenInput {
+        issuer: "https://idp",
+        subject,
+        citizen_id: Some(n),
+        legacy_cmnd: None,
+        name: None,
+        birthdate: None,
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -127,14 +138,7 @@ async fn main() {
         })
         .collect();
     for (subject, n) in &people {
-        let c = CitizenInput {
-            issuer: "https://idp",
-            subject,
-            citizen_id: Some(n),
-            legacy_cmnd: None,
-            name: None,
-            birthdate: None,
-        };
+        let c = citizen(subject, n);
         assert!(matches!(
             dir.resolve(&realm, &c, &http).await.unwrap(),
             Resolution::Account { .. }
@@ -143,14 +147,7 @@ async fn main() {
     let mut times = Vec::with_capacity(LOOKUPS);
     for i in 0..LOOKUPS {
         let (subject, n) = &people[(i * 7919) % people.len()];
-        let c = CitizenInput {
-            issuer: "https://idp",
-            subject,
-            citizen_id: Some(n),
-            legacy_cmnd: None,
-            name: None,
-            birthdate: None,
-        };
+        let c = citizen(subject, n);
         let started = Instant::now();
         let r = dir.resolve(&realm, &c, &http).await.unwrap();
         times.push(started.elapsed());

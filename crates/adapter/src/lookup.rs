@@ -87,19 +87,20 @@ pub fn verify(
             == 0
 }
 
-/// For the provincial system's side: the lookup request, if its signature (from the two
-/// headers' values) is valid and at most five minutes old.
+/// For the provincial system's side: the lookup request, if the signature in its headers is
+/// valid and at most five minutes old. (`http::HeaderMap`, as axum and reqwest both use it.)
 pub fn accept(
     secret: &str,
-    timestamp: Option<&str>,
-    signature: Option<&str>,
+    headers: &reqwest::header::HeaderMap,
     body: &[u8],
 ) -> Option<LookupRequest> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    verify(secret, timestamp?, body, signature?, now, 300)
+    let (timestamp, signature) = (header(TIMESTAMP_HEADER)?, header(SIGNATURE_HEADER)?);
+    verify(secret, timestamp, body, signature, now, 300)
         .then(|| serde_json::from_slice(body).ok())
         .flatten()
 }

@@ -204,6 +204,45 @@ impl<R: Read> CsvRows<R> {
     }
 }
 
+/// The batch INSERT for a number of rows. Every full batch is the same statement, so it is
+/// built once per size and shared (`Arc<str>`, which sqlx takes without copying).
+#[derive(Default)]
+struct InsertStatement {
+    rows: usize,
+    sql: Option<std::sync::Arc<str>>,
+}
+
+impl InsertStatement {
+    fn for_rows(&mut self, dir: &Directory, rows: usize) -> std::sync::Arc<str> {
+        match &self.sql {
+            Some(sql) if self.rows == rows => sql.clone(),
+            _ => {
+                // Realm and time are bound once, the three per-row values for each row (both
+                // SQLite and PostgreSQL name VALUES columns column1..n; SQLite needs the WHERE
+                // to parse ON CONFLICT after a SELECT).
+                let mut sql = format!(
+                    "INSERT INTO account_links (realm, local_account_id, citizen_id, legacy_cmnd, source, created_at) \
+                     SELECT {}, column1, column2, column3, 'import', {} FROM (VALUES ",
+                    dir.params(1, 1),
+                    dir.params(2, 1)
+                );
+                for i in 0..rows {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push('(');
+                    sql.push_str(&dir.params(i * 3 + 3, 3));
+                    sql.push(')');
+                }
+                sql.push_str(") AS v WHERE true ON CONFLICT DO NOTHING");
+                let sql: std::sync::Arc<str> = sql.into();
+                (self.rows, self.sql) = (rows, Some(sql.clone()));
+                sql
+            }
+        }
+    }
+}
+
 /// Rows per INSERT statement: 30,002 parameters, under SQLite's limit of 32,766.
 const BATCH: usize = 10_000;
 
@@ -220,9 +259,17 @@ impl Directory {
         let mut report = ImportReport::default();
         let mut tx = self.pool.begin().await?;
         let created_at = now();
+        let mut statement = InsertStatement::default();
         for batch in rows.chunks(BATCH) {
-            self.insert_batch(&mut tx, realm, batch, created_at, &mut report)
-                .await?;
+            self.insert_batch(
+                &mut tx,
+                realm,
+                batch,
+                created_at,
+                &mut statement,
+                &mut report,
+            )
+            .await?;
         }
         self.finish_import(tx, realm, report, keep_partial, true, actor)
             .await
@@ -257,12 +304,20 @@ impl Directory {
         let mut report = ImportReport::default();
         let mut tx = self.pool.begin().await?;
         let created_at = now();
+        let mut statement = InsertStatement::default();
         while let Some(batch) = batches.recv().await {
             // Once a bad row is known and the import is all-or-nothing, writing more is waste;
             // reading on still reports every bad row.
             if keep_partial || !bad_row_seen.load(std::sync::atomic::Ordering::Relaxed) {
-                self.insert_batch(&mut tx, realm, &batch, created_at, &mut report)
-                    .await?;
+                self.insert_batch(
+                    &mut tx,
+                    realm,
+                    &batch,
+                    created_at,
+                    &mut statement,
+                    &mut report,
+                )
+                .await?;
             }
         }
         let errors = parser
@@ -280,26 +335,10 @@ impl Directory {
         realm: &str,
         batch: &[ImportRow],
         created_at: i64,
+        statement: &mut InsertStatement,
         report: &mut ImportReport,
     ) -> Result<(), DirectoryError> {
-        // Realm and time are bound once per statement, the three per-row values for each row
-        // (both SQLite and PostgreSQL name VALUES columns column1..n; SQLite needs the WHERE
-        // to parse ON CONFLICT after a SELECT).
-        let mut sql = format!(
-            "INSERT INTO account_links (realm, local_account_id, citizen_id, legacy_cmnd, source, created_at) \
-             SELECT {}, column1, column2, column3, 'import', {} FROM (VALUES ",
-            self.params(1, 1),
-            self.params(2, 1)
-        );
-        for i in 0..batch.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            sql.push_str(&self.params(i * 3 + 3, 3));
-            sql.push(')');
-        }
-        sql.push_str(") AS v WHERE true ON CONFLICT DO NOTHING");
+        let sql = statement.for_rows(self, batch.len());
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(realm.to_owned())
             .bind(created_at);
