@@ -2,6 +2,7 @@
 //! logic lives in the broker, adapter and mock-idp crates.
 
 mod accounts;
+mod bench;
 mod demo;
 mod settings;
 
@@ -57,6 +58,9 @@ enum Command {
         #[command(subcommand)]
         command: CitizenIdCommand,
     },
+    /// Drive complete logins against a running broker and mock IdP; report rate, latency and
+    /// the processes' CPU per login.
+    Bench(bench::BenchArgs),
     /// Signing keys.
     Keys {
         #[command(subcommand)]
@@ -170,6 +174,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::CitizenId { .. } | Command::Keys { .. } | Command::Accounts { .. } => {
             unreachable!("handled in main")
         }
