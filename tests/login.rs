@@ -2,7 +2,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
+use lienthong_protocol::MockClock;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -375,10 +378,15 @@ async fn prompt_none_answers_login_required_without_a_session_and_a_code_with_on
 
 #[tokio::test]
 async fn prompt_login_and_an_exceeded_max_age_send_the_citizen_back_to_the_idp() {
-    let env = Env::start().await;
+    let clock = MockClock::starting_now();
+    let env = Env::with(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
     let browser = Browser::new();
     login_for_code(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_secs(2));
     for req in [
         AuthRequest::new(PORTAL_A).with("prompt", "login"),
         AuthRequest::new(PORTAL_A).with("max_age", "0"),
@@ -572,4 +580,83 @@ async fn discovery_describes_the_provider_exactly() {
     );
     let jwks = env.jwks().await;
     assert_eq!(jwks.keys.len(), 2, "one ES256 and one RS256 key");
+}
+
+/// An environment whose broker (and its Store) reads a clock the test moves.
+async fn env_with_clock() -> (Env, std::sync::Arc<MockClock>) {
+    let clock = MockClock::starting_now();
+    let env = Env::with(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    (env, clock)
+}
+
+#[tokio::test]
+async fn a_pending_login_expires_and_the_callback_shows_a_page_not_a_code() {
+    let (env, clock) = env_with_clock().await;
+    let browser = Browser::new();
+    let req = AuthRequest::new(PORTAL_A);
+    let to_idp = location(&browser.get(&req.url(&env.issuer)).await);
+    // pending_login_secs is 600 by default.
+    clock.advance(Duration::from_secs(601));
+    let back = sign_in_at_idp(&browser, &to_idp, AN).await;
+    let r = browser.get(&location(&back)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("hết hạn"), "the login-expired page: {page}");
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused_at_the_token_endpoint() {
+    let (env, clock) = env_with_clock().await;
+    let browser = Browser::new();
+    let req = AuthRequest::new(PORTAL_A);
+    let code = login_for_code(&env, &browser, &req, AN).await;
+    // code_secs is 60 by default.
+    clock.advance(Duration::from_secs(61));
+    let r = redeem(&env, &req, &code, &req.verifier).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_the_next_sign_in_goes_to_the_idp() {
+    let (env, clock) = env_with_clock().await;
+    let browser = Browser::new();
+    login_for_code(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    // idle_secs is 1800: used within it, the session lives on (and its idle clock restarts).
+    clock.advance(Duration::from_secs(1700));
+    let sso = AuthRequest::new(PORTAL_B);
+    assert!(
+        location(&browser.get(&sso.url(&env.issuer)).await).starts_with(&redirect_uri(PORTAL_B)),
+        "still signed in"
+    );
+    clock.advance(Duration::from_secs(1801));
+    let after = AuthRequest::new(PORTAL_A);
+    let to = location(&browser.get(&after.url(&env.issuer)).await);
+    assert!(to.starts_with(&env.idp.issuer), "idle session ended: {to}");
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused_at_userinfo() {
+    let (env, clock) = env_with_clock().await;
+    let browser = Browser::new();
+    let req = AuthRequest::new(PORTAL_A);
+    let tokens = tokens(&env, &browser, &req, AN).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let userinfo = format!("{}/userinfo", env.issuer);
+    let http = reqwest::Client::new();
+    assert_eq!(
+        status_of(http.get(&userinfo).bearer_auth(access)).await,
+        StatusCode::OK
+    );
+    // access_token_secs is 300 by default.
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        status_of(http.get(&userinfo).bearer_auth(access)).await,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -12,6 +12,7 @@ const REDIRECT: &str = "http://127.0.0.1:9/rp/callback";
 const AFTER_LOGOUT: &str = "http://127.0.0.1:9/rp/";
 
 async fn idp(alg: &str) -> Running {
+    lienthong_protocol::crypto::install();
     let mut config = Config::with_client(
         "127.0.0.1:0".parse().unwrap(),
         ClientRegistration {

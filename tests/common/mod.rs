@@ -7,19 +7,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
-use lienthong_adapter::lookup;
 use lienthong_broker::{Broker, MemoryStore};
+use lienthong_citizen::lookup_signature;
 use lienthong_mock_idp::{
     ClaimProfile, ClientRegistration, Config as IdpConfig, MockIdp, Roster, Running,
 };
+use lienthong_protocol::{Clock, MockClock, SharedClock, SystemClock};
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use url::Url;
@@ -47,6 +45,8 @@ pub struct Options {
     pub idp_alg_es256: bool,
     /// A roster of the test's own instead of the shipped one.
     pub roster: Option<Roster>,
+    /// A clock the test moves (the broker and its Store read it); default: the system clock.
+    pub clock: Option<Arc<MockClock>>,
 }
 
 /// A linked realm: only citizens imported beforehand.
@@ -82,7 +82,12 @@ async fn lookup_endpoint(calls: Arc<AtomicUsize>) -> String {
             let calls = calls.clone();
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
-                let Some(request) = lookup::accept("health-lookup-secret", &headers, &body) else {
+                let Some(request) = lookup_signature::accept(
+                    "health-lookup-secret",
+                    &headers,
+                    &body,
+                    SystemClock.now_secs(),
+                ) else {
                     return (axum::http::StatusCode::UNAUTHORIZED, String::new());
                 };
                 match request.citizen_id.as_deref() {
@@ -107,6 +112,7 @@ impl Env {
     }
 
     pub async fn with(o: Options) -> Self {
+        lienthong_protocol::crypto::install();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
         let mut idp_config = IdpConfig::with_client(
@@ -202,10 +208,15 @@ impl Env {
         let directory = lienthong_broker::Directory::connect("sqlite::memory:")
             .await
             .unwrap();
-        let broker = Broker::new(
+        let clock: SharedClock = match o.clock {
+            Some(mock) => mock,
+            None => SystemClock::shared(),
+        };
+        let broker = Broker::with_clock(
             toml::from_str(&config).unwrap(),
-            Arc::new(MemoryStore::new()),
+            Arc::new(MemoryStore::with_clock(clock.clone())),
             directory.clone(),
+            clock,
         )
         .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -260,7 +271,7 @@ impl Env {
 /// A PKCE pair.
 pub fn pkce() -> (String, String) {
     let verifier = lienthong_protocol::secret::random_token(32);
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let challenge = lienthong_protocol::secret::sha256_b64url(&verifier);
     (verifier, challenge)
 }
 
@@ -277,6 +288,7 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Self {
+        lienthong_protocol::crypto::install();
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())

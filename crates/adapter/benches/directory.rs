@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use lienthong_adapter::directory::{CitizenInput, Directory, Resolution};
 use lienthong_adapter::policy::{LinkPolicy, RealmConfig};
-use lienthong_adapter::{CitizenId, province};
+use lienthong_citizen::{CitizenId, province};
 
 const LOOKUPS: usize = 20_000;
 
@@ -128,6 +128,7 @@ async fn main() {
         policy: LinkPolicy::Linked,
         ..RealmConfig::provision("bench")
     };
+    lienthong_protocol::crypto::install();
     let http = reqwest::Client::new();
     let people: Vec<(String, CitizenId)> = (0..2000)
         .map(|i| {

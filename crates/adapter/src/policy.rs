@@ -48,7 +48,7 @@ pub struct LookupConfig {
     /// HTTPS (plain HTTP only on loopback).
     pub url: String,
     /// Shared secret for the request signature.
-    pub secret: String,
+    pub secret: lienthong_protocol::secret::Secret,
     #[serde(default = "default_lookup_timeout")]
     pub timeout_ms: u64,
 }

@@ -13,9 +13,10 @@ use axum::routing::post;
 use lienthong_adapter::directory::{
     AccountNumber, CitizenInput, Directory, LinkSource, Resolution, parse_csv,
 };
-use lienthong_adapter::lookup;
 use lienthong_adapter::policy::{LinkPolicy, LookupConfig, NewSubjectRule, RealmConfig};
-use lienthong_adapter::{CitizenId, LegacyCmnd};
+use lienthong_citizen::lookup_signature;
+use lienthong_citizen::{CitizenId, LegacyCmnd};
+use lienthong_protocol::{Clock, SystemClock};
 use sqlx::{Connection, Executor};
 
 const IDP: &str = "https://idp.example";
@@ -52,10 +53,9 @@ fn unique() -> String {
     format!(
         "{}_{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        lienthong_protocol::secret::random_token(6)
+            .to_lowercase()
+            .replace(['-', '_'], "x")
     )
 }
 
@@ -70,6 +70,12 @@ async fn sqlite() -> Backend {
         cleanup: None,
         file: Some(path),
     }
+}
+
+/// The lookup client's HTTP client; reqwest needs the process's TLS provider installed first.
+fn http_client() -> reqwest::Client {
+    lienthong_protocol::crypto::install();
+    reqwest::Client::new()
 }
 
 async fn backends() -> Vec<Backend> {
@@ -141,7 +147,7 @@ fn account(r: Resolution) -> (String, LinkSource) {
 
 #[tokio::test]
 async fn provision_is_stable_and_realms_see_different_ids() {
-    let http = reqwest::Client::new();
+    let http = http_client();
     for b in backends().await {
         let n = number("001085004512");
         let c = citizen("sub-1", Some(&n), None);
@@ -168,7 +174,7 @@ async fn provision_is_stable_and_realms_see_different_ids() {
 
 #[tokio::test]
 async fn linked_realms_admit_only_prelinked_citizens_and_bind_them_at_first_sign_in() {
-    let http = reqwest::Client::new();
+    let http = http_client();
     for b in backends().await {
         let onestop = RealmConfig {
             match_legacy_cmnd: true,
@@ -231,7 +237,7 @@ async fn linked_realms_admit_only_prelinked_citizens_and_bind_them_at_first_sign
 
 #[tokio::test]
 async fn an_id_number_change_keeps_the_link_and_is_recorded() {
-    let http = reqwest::Client::new();
+    let http = http_client();
     for b in backends().await {
         let portal = realm("portal", LinkPolicy::Provision);
         let (old_n, new_n) = (number("001085004512"), number("001085009999"));
@@ -275,7 +281,7 @@ async fn an_id_number_change_keeps_the_link_and_is_recorded() {
 
 #[tokio::test]
 async fn a_known_number_under_a_new_subject_follows_the_realm_rule() {
-    let http = reqwest::Client::new();
+    let http = http_client();
     for b in backends().await {
         let n = number("001085004512");
         let strict = realm("strict", LinkPolicy::Provision);
@@ -540,16 +546,11 @@ async fn lookup_endpoint(calls: Arc<AtomicUsize>, delay: Duration) -> String {
             async move {
                 calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(delay).await;
-                let ts = headers[lookup::TIMESTAMP_HEADER].to_str().unwrap();
-                let sig = headers[lookup::SIGNATURE_HEADER].to_str().unwrap();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                if !lookup::verify("lookup-secret", ts, &body, sig, now, 300) {
+                let now = SystemClock.now_secs();
+                let Some(req) = lookup_signature::accept("lookup-secret", &headers, &body, now)
+                else {
                     return (StatusCode::UNAUTHORIZED, String::new());
-                }
-                let req: lookup::LookupRequest = serde_json::from_slice(&body).unwrap();
+                };
                 match req.citizen_id.as_deref() {
                     Some("001085004512") => {
                         (StatusCode::OK, r#"{"account_id":"BN-4512"}"#.to_owned())
@@ -578,7 +579,7 @@ fn lookup_realm(url: String, timeout_ms: u64) -> RealmConfig {
 
 #[tokio::test]
 async fn lookup_links_on_first_sign_in_and_reuses_the_link_after() {
-    let http = reqwest::Client::new();
+    let http = http_client();
     for b in backends().await {
         let calls = Arc::new(AtomicUsize::new(0));
         let health = lookup_realm(lookup_endpoint(calls.clone(), Duration::ZERO).await, 2000);
@@ -621,7 +622,7 @@ async fn lookup_links_on_first_sign_in_and_reuses_the_link_after() {
 
 #[tokio::test]
 async fn a_slow_lookup_endpoint_gives_a_bounded_failure_not_a_hang() {
-    let http = reqwest::Client::new();
+    let http = http_client();
     // Timing behaviour does not depend on the backend: SQLite alone.
     let b = sqlite().await;
     let slow = lookup_realm(

@@ -14,15 +14,10 @@ use lienthong_protocol::bearer_token;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::token::verify_access_token;
-use crate::{Broker, Inner};
+use crate::access_token::{self, ADMIN_SCOPE, admin_audience};
+use crate::state::{Broker, Inner};
 
-pub const ADMIN_SCOPE: &str = "accounts:admin";
 pub const OPENAPI: &str = include_str!("../../../docs/admin-api.openapi.json");
-
-pub(crate) fn admin_audience(inner: &Inner) -> String {
-    format!("{}/admin", inner.issuer)
-}
 
 /// An admin API error: a status and an RFC 6749-style JSON body.
 pub struct AdminError {
@@ -87,7 +82,7 @@ async fn caller(inner: &Inner, headers: &HeaderMap, realm: &str) -> Result<Strin
     let unauthorized = |d: &str| AdminError::new(StatusCode::UNAUTHORIZED, "invalid_token", d);
     let token = bearer_token(headers).ok_or_else(|| unauthorized("a bearer token is required"))?;
     let claims: AdminClaims =
-        verify_access_token(inner, token, &admin_audience(inner)).map_err(unauthorized)?;
+        access_token::verify(inner, token, &admin_audience(inner)).map_err(unauthorized)?;
     let forbidden = |d: String| AdminError::new(StatusCode::FORBIDDEN, "insufficient_scope", d);
     if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
         return Err(forbidden(format!("scope {ADMIN_SCOPE} is required")));

@@ -12,11 +12,13 @@ use axum_extra::extract::cookie::Cookie;
 use lienthong_protocol::secret::{random_token, sha256_b64url};
 use serde::Deserialize;
 
-use crate::authorize::{PendingLogin, complete};
-use crate::error::{CitizenPage, FlowError, Problem};
+use crate::authorize::PendingLogin;
+use crate::error::{CitizenPage, FlowError};
+use crate::flow::complete;
+use crate::messages::Problem;
 use crate::session::SsoSession;
+use crate::state::Broker;
 use crate::upstream::UpstreamError;
-use crate::{Broker, now};
 
 #[derive(Debug, Deserialize)]
 pub struct CallbackParams {
@@ -83,7 +85,7 @@ pub async fn callback(
         if let Some(old) = inner.current_session(&jar).await? {
             inner.store.delete(&old.key).await?;
         }
-        let now = now();
+        let now = inner.now();
         let session = SsoSession {
             sid: random_token(16),
             identity: login.identity,

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use lienthong_protocol::secret::Secret;
 use serde::Deserialize;
+
+use crate::level::Level;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +27,7 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Secret for the per-system account ids derived from the citizen's upstream identity. Keep
     /// it stable: changing it changes every derived id. Absent: a random one per start (demo).
-    pub account_id_secret: Option<String>,
+    pub account_id_secret: Option<Secret>,
     /// The province's portal home page: the way back offered on error pages that cannot send the
     /// citizen back to the service that asked (an unknown client, an expired login).
     pub home_url: Option<String>,
@@ -69,21 +72,21 @@ pub struct UpstreamConfig {
     /// Issuer URL; its discovery document gives every endpoint.
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Where the upstream sends the citizen back; defaults to `{issuer}/callback`.
     pub redirect_uri: Option<String>,
     #[serde(default = "default_upstream_scopes")]
     pub scopes: Vec<String>,
     /// `client_secret_basic` (default) or `client_secret_post`.
-    #[serde(default = "default_auth_method")]
-    pub token_endpoint_auth_method: String,
+    #[serde(default)]
+    pub token_endpoint_auth_method: UpstreamAuthMethod,
     /// ID token signature algorithms accepted from upstream.
     #[serde(default = "default_upstream_algs")]
-    pub id_token_algs: Vec<String>,
+    pub id_token_algs: Vec<UpstreamAlg>,
     /// Call userinfo after the token exchange: `get`, `post` (as the national portal gateway
     /// wants) or `none`.
-    #[serde(default = "default_userinfo")]
-    pub userinfo: String,
+    #[serde(default)]
+    pub userinfo: UserinfoMethod,
     /// Seconds to wait for any upstream HTTP call.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -95,20 +98,58 @@ pub struct UpstreamConfig {
     /// Upstream `acr` values and the account level (1 or 2) each stands for. An upstream value
     /// not listed here is refused: the broker never guesses a level.
     #[serde(default = "default_acr_map")]
-    pub acr_map: BTreeMap<String, u8>,
+    pub acr_map: BTreeMap<String, Level>,
+}
+
+/// How the broker authenticates at the upstream token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamAuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// An ID token signature algorithm accepted from upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum UpstreamAlg {
+    RS256,
+    ES256,
+    PS256,
+}
+
+/// Whether, and how, the upstream userinfo endpoint is called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserinfoMethod {
+    #[default]
+    Get,
+    Post,
+    None,
+}
+
+/// How the broker signs a client's ID tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SigningAlg {
+    #[default]
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            Self::ES256 => jsonwebtoken::Algorithm::ES256,
+            Self::RS256 => jsonwebtoken::Algorithm::RS256,
+        }
+    }
 }
 
 fn default_upstream_scopes() -> Vec<String> {
     vec!["openid".into()]
 }
-fn default_auth_method() -> String {
-    "client_secret_basic".into()
-}
-fn default_upstream_algs() -> Vec<String> {
-    vec!["RS256".into(), "ES256".into()]
-}
-fn default_userinfo() -> String {
-    "get".into()
+fn default_upstream_algs() -> Vec<UpstreamAlg> {
+    vec![UpstreamAlg::RS256, UpstreamAlg::ES256]
 }
 fn default_timeout() -> u64 {
     10
@@ -116,11 +157,16 @@ fn default_timeout() -> u64 {
 fn default_metadata_ttl() -> u64 {
     600
 }
-fn default_acr_map() -> BTreeMap<String, u8> {
-    [("1", 1), ("2", 2), ("LoA1", 1), ("LoA2", 2)]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+fn default_acr_map() -> BTreeMap<String, Level> {
+    [
+        ("1", Level::ONE),
+        ("2", Level::TWO),
+        ("LoA1", Level::ONE),
+        ("LoA2", Level::TWO),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// Which upstream claim holds each part of the citizen's identity. `preset` fills the names of
@@ -157,15 +203,15 @@ pub enum ClaimPreset {
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub id: String,
-    pub secret: String,
+    pub secret: Secret,
     /// Shown to citizens on the consent page.
     pub name: String,
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
     /// `ES256` (default) or `RS256`.
-    #[serde(default = "default_client_alg")]
-    pub id_token_signed_response_alg: String,
+    #[serde(default)]
+    pub id_token_signed_response_alg: SigningAlg,
     /// Claims this system may ever receive (further limited by the scopes it asks for).
     #[serde(default)]
     pub claims: Vec<String>,
@@ -192,9 +238,6 @@ pub enum SubjectType {
     Pairwise,
 }
 
-fn default_client_alg() -> String {
-    "ES256".into()
-}
 fn yes() -> bool {
     true
 }

@@ -6,9 +6,9 @@ use axum::extract::State;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 
-use crate::Broker;
 use crate::identity::{supported_claims, supported_scopes};
 use crate::level::Level;
+use crate::state::Broker;
 
 pub async fn configuration(State(broker): State<Broker>) -> Json<Value> {
     let inner = broker.inner();

@@ -1,7 +1,7 @@
 //! The citizen as the broker knows them after an upstream login, whatever the upstream's claim
 //! names, and the one rule that decides which of their claims a downstream system receives.
 
-use lienthong_adapter::{CitizenId, Sex};
+use lienthong_citizen::{CitizenId, LegacyCmnd, Sex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -13,7 +13,7 @@ pub struct CitizenIdentity {
     pub issuer: String,
     pub subject: String,
     pub citizen_id: Option<CitizenId>,
-    pub legacy_id: Option<String>,
+    pub legacy_id: Option<LegacyCmnd>,
     pub name: Option<String>,
     /// `YYYY-MM-DD`.
     pub birthdate: Option<String>,
@@ -73,7 +73,7 @@ impl CitizenIdentity {
             "birthdate" => self.birthdate.as_ref().map(|v| json!(v)),
             "gender" => self.gender.map(|v| json!(v)),
             "citizen_id" => self.citizen_id.as_ref().map(|v| json!(v.as_str())),
-            "legacy_id_number" => self.legacy_id.as_ref().map(|v| json!(v)),
+            "legacy_id_number" => self.legacy_id.as_ref().map(|v| json!(v.as_str())),
             "phone_number" => self.phone.as_ref().map(|v| json!(v)),
             "email" => self.email.as_ref().map(|v| json!(v)),
             "address" => self.address.as_ref().map(|v| json!({ "formatted": v })),

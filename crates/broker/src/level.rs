@@ -7,8 +7,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// An account level: 1 or 2, and nothing else, however it arrives (a config file, a stored
+/// session): deserializing goes through [`Level::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
 pub struct Level(u8);
+
+impl TryFrom<u8> for Level {
+    type Error = String;
+    fn try_from(n: u8) -> Result<Self, String> {
+        Level::new(n).ok_or_else(|| format!("{n} is not a level (1 or 2)"))
+    }
+}
+
+impl From<Level> for u8 {
+    fn from(l: Level) -> u8 {
+        l.0
+    }
+}
 
 impl Level {
     pub const ONE: Level = Level(1);
@@ -64,5 +80,9 @@ mod tests {
         assert_eq!(Level::minimum_requested(Some("urn:other")), None);
         assert_eq!(Level::minimum_requested(None), None);
         assert!(Level::new(3).is_none());
+        assert!(serde_json::from_str::<Level>("3").is_err());
+        assert!(serde_json::from_str::<Level>("0").is_err());
+        assert_eq!(serde_json::from_str::<Level>("2").unwrap(), Level::TWO);
+        assert_eq!(serde_json::to_string(&Level::ONE).unwrap(), "1");
     }
 }

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::error::Message;
+use crate::messages::Message;
 
 #[derive(Template)]
 #[template(path = "problem.html")]

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::CitizenIdentity;
 use crate::level::Level;
+use crate::state::Inner;
 use crate::store::StoreError;
-use crate::{Inner, now};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SsoSession {
@@ -69,7 +69,7 @@ impl Inner {
 
     fn session_ttl(&self, session: &SsoSession) -> Option<Duration> {
         let c = &self.config.sessions;
-        let left = (session.created_at + c.absolute_secs).checked_sub(now())?;
+        let left = (session.created_at + c.absolute_secs).checked_sub(self.now())?;
         (left > 0).then(|| Duration::from_secs(left.min(c.idle_secs)))
     }
 
@@ -116,9 +116,9 @@ impl Inner {
 }
 
 impl SsoSession {
-    /// Whether the session can answer a request without a new upstream login.
-    pub fn satisfies(&self, minimum: Option<Level>, max_age: Option<u64>) -> bool {
+    /// Whether the session can answer a request without a new upstream login, at `now`.
+    pub fn satisfies(&self, minimum: Option<Level>, max_age: Option<u64>, now: u64) -> bool {
         minimum.is_none_or(|m| self.level >= m)
-            && max_age.is_none_or(|m| now().saturating_sub(self.auth_time) <= m)
+            && max_age.is_none_or(|m| now.saturating_sub(self.auth_time) <= m)
     }
 }

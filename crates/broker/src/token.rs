@@ -11,54 +11,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::Algorithm;
 use lienthong_protocol::client_auth::AuthMethod;
 use lienthong_protocol::secret::{left_half_sha256, random_token, sha256_b64url};
 use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenParams, pkce};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
-use crate::admin::{ADMIN_SCOPE, admin_audience};
-use crate::authorize::CodeRecord;
-use crate::{Broker, Inner, now};
-
-/// What an access token grants, looked up by its `jti`. Deleting it revokes the token.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Grant {
-    pub client_id: String,
-    pub sub: String,
-    pub scopes: Vec<String>,
-    pub claims: Map<String, Value>,
-}
-
-pub(crate) fn grant_key(jti: &str) -> String {
-    format!("grant:{jti}")
-}
-
-/// The access-token rule, in one place: one of our own RFC 9068 `at+jwt` tokens, signed by our
-/// key, unexpired (no leeway), for `audience`. The error says why, for the `WWW-Authenticate`.
-pub(crate) fn verify_access_token<T: serde::de::DeserializeOwned>(
-    inner: &Inner,
-    token: &str,
-    audience: &str,
-) -> Result<T, &'static str> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err("not an access token");
-    }
-    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[&inner.issuer]);
-    validation.set_audience(&[audience]);
-    validation.leeway = 0;
-    inner
-        .keys
-        .verify(token, validation)
-        .map_err(|_| "invalid or expired token")
-}
-
-pub(crate) fn userinfo_audience(inner: &Inner) -> String {
-    format!("{}/userinfo", inner.issuer)
-}
+use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key, userinfo_audience};
+use crate::code::{CodeRecord, code_key};
+use crate::state::{Broker, Client, Inner};
 
 pub async fn token(
     State(broker): State<Broker>,
@@ -77,7 +37,7 @@ pub async fn token(
         .clients
         .get(&creds.client_id)
         .ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
-    creds.check_secret(&client.config.secret)?;
+    creds.check_secret(client.config.secret.expose())?;
     match form.grant_type.as_deref() {
         Some("authorization_code") => {}
         Some("client_credentials") => {
@@ -102,7 +62,7 @@ pub async fn token(
     };
     let Some(record) = inner
         .store
-        .take_json::<CodeRecord>(&format!("code:{code_hash}"))
+        .take_json::<CodeRecord>(&code_key(code))
         .await
         .map_err(store_error)?
     else {
@@ -136,7 +96,7 @@ pub async fn token(
     pkce::verify(form.code_verifier.as_deref(), &record.code_challenge)
         .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
 
-    let now = now();
+    let now = inner.now();
     let tokens = &inner.config.tokens;
     let jti = random_token(24);
     let access_claims = json!({
@@ -153,10 +113,7 @@ pub async fn token(
         "sid": record.sid,
     });
     let sign_error = |e: lienthong_protocol::KeyError| OAuthError::server_error(e.to_string());
-    let access_token = inner
-        .keys
-        .sign(Algorithm::ES256, "at+jwt", &access_claims)
-        .map_err(sign_error)?;
+    let access_token = access_token::sign(inner, &access_claims).map_err(sign_error)?;
     let mut id_claims = record.claims.clone();
     id_claims.extend([
         ("iss".to_owned(), json!(inner.issuer)),
@@ -177,7 +134,11 @@ pub async fn token(
     }
     let id_token = inner
         .keys
-        .sign(client.id_token_alg, "JWT", &id_claims)
+        .sign(
+            client.config.id_token_signed_response_alg.jwt(),
+            "JWT",
+            &id_claims,
+        )
         .map_err(sign_error)?;
 
     let lifetime = Duration::from_secs(tokens.access_token_secs);
@@ -219,7 +180,7 @@ pub async fn token(
 /// RFC 6749 §4.4: a client's own access token, for the admin API only.
 fn client_credentials(
     inner: &Inner,
-    client: &crate::Client,
+    client: &Client,
     scope: Option<&str>,
 ) -> Result<Response, OAuthError> {
     if client.config.admin_realms.is_empty() {
@@ -235,7 +196,7 @@ fn client_credentials(
             format!("only {ADMIN_SCOPE} can be granted to a client"),
         ));
     }
-    let now = now();
+    let now = inner.now();
     let lifetime = inner.config.tokens.access_token_secs;
     let claims = json!({
         "iss": inner.issuer,
@@ -247,10 +208,8 @@ fn client_credentials(
         "jti": random_token(24),
         "scope": ADMIN_SCOPE,
     });
-    let token = inner
-        .keys
-        .sign(Algorithm::ES256, "at+jwt", &claims)
-        .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let token =
+        access_token::sign(inner, &claims).map_err(|e| OAuthError::server_error(e.to_string()))?;
     tracing::info!(client = %client.config.id, "admin access token issued");
     let body = json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": ADMIN_SCOPE });
     let mut response = Json(body).into_response();

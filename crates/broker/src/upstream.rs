@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use lienthong_adapter::{CitizenId, Sex};
+use lienthong_protocol::SharedClock;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClient, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::RwLock;
 
-use crate::config::{ClaimPreset, UpstreamConfig};
+use crate::claims::ClaimMapper;
+use crate::config::{UpstreamAlg, UpstreamAuthMethod, UpstreamConfig, UserinfoMethod};
 use crate::identity::CitizenIdentity;
 use crate::level::Level;
 
@@ -95,21 +96,6 @@ pub struct UpstreamLogin {
     pub id_token: String,
 }
 
-/// Resolved claim names (preset + overrides).
-#[derive(Debug, Clone)]
-struct ClaimNames {
-    subject: String,
-    citizen_id: String,
-    legacy_id: String,
-    name: String,
-    birthdate: String,
-    gender: String,
-    phone: String,
-    email: String,
-    address: String,
-    acr: String,
-}
-
 /// The upstream client, as the typestates of `openidconnect` name it once configured.
 type UpstreamClient = CoreClient<
     openidconnect::EndpointSet,
@@ -131,12 +117,20 @@ pub struct Connector {
     config: UpstreamConfig,
     redirect_uri: RedirectUrl,
     http: openidconnect::reqwest::Client,
-    names: ClaimNames,
+    mapper: ClaimMapper,
+    /// `upstream.id_token_algs`, as openidconnect names them (converted once, at start).
+    id_token_algs: Vec<CoreJwsSigningAlgorithm>,
+    /// The ID token's `exp` and `iat` are judged by the broker's clock.
+    clock: SharedClock,
     discovered: RwLock<Option<Arc<Discovered>>>,
 }
 
 impl Connector {
-    pub fn new(config: UpstreamConfig, broker_issuer: &str) -> Result<Self, String> {
+    pub fn new(
+        config: UpstreamConfig,
+        broker_issuer: &str,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
         let redirect = config
             .redirect_uri
             .clone()
@@ -144,33 +138,6 @@ impl Connector {
         let redirect_uri =
             RedirectUrl::new(redirect).map_err(|e| format!("upstream.redirect_uri: {e}"))?;
         IssuerUrl::new(config.issuer.clone()).map_err(|e| format!("upstream.issuer: {e}"))?;
-        if !matches!(config.userinfo.as_str(), "get" | "post" | "none") {
-            return Err(format!(
-                "upstream.userinfo {:?}: use get, post or none",
-                config.userinfo
-            ));
-        }
-        if !matches!(
-            config.token_endpoint_auth_method.as_str(),
-            "client_secret_basic" | "client_secret_post"
-        ) {
-            return Err(
-                "upstream.token_endpoint_auth_method: client_secret_basic or client_secret_post"
-                    .into(),
-            );
-        }
-        for alg in &config.id_token_algs {
-            parse_alg(alg)?;
-        }
-        if let Some((acr, level)) = config
-            .acr_map
-            .iter()
-            .find(|(_, l)| Level::new(**l).is_none())
-        {
-            return Err(format!(
-                "upstream.acr_map: {acr:?} = {level} is not a level (1 or 2)"
-            ));
-        }
         // No redirects: a redirect from the IdP's token endpoint is never legitimate and
         // following it would be an SSRF vector (openidconnect's own advice).
         let http = openidconnect::reqwest::Client::builder()
@@ -178,12 +145,14 @@ impl Connector {
             .timeout(Duration::from_secs(config.timeout_secs))
             .build()
             .map_err(|e| e.to_string())?;
-        let names = resolve_names(&config);
+        let id_token_algs = config.id_token_algs.iter().map(|a| core_alg(*a)).collect();
         Ok(Self {
+            mapper: ClaimMapper::new(&config),
             config,
             redirect_uri,
             http,
-            names,
+            id_token_algs,
+            clock,
             discovered: RwLock::new(None),
         })
     }
@@ -192,8 +161,6 @@ impl Connector {
         &self.config.issuer
     }
 
-    /// Discovery, cached for `metadata_ttl_secs`. Fetched lazily, so the broker starts (and shows
-    /// a clear page) even while the IdP is down.
     /// Discovery and the client built from it, cached for `metadata_ttl_secs`. Fetched lazily,
     /// so the broker starts (and shows a clear page) even while the IdP is down; built once per
     /// refresh, not per login.
@@ -215,14 +182,16 @@ impl Connector {
         let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| UpstreamError::Unavailable(format!("discovery: {e}")))?;
-        let auth = match self.config.token_endpoint_auth_method.as_str() {
-            "client_secret_post" => AuthType::RequestBody,
-            _ => AuthType::BasicAuth,
+        let auth = match self.config.token_endpoint_auth_method {
+            UpstreamAuthMethod::ClientSecretPost => AuthType::RequestBody,
+            UpstreamAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
         };
         let client = CoreClient::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
-            Some(ClientSecret::new(self.config.client_secret.clone())),
+            Some(ClientSecret::new(
+                self.config.client_secret.expose().to_owned(),
+            )),
         )
         .set_redirect_uri(self.redirect_uri.clone())
         .set_auth_type(auth);
@@ -287,7 +256,7 @@ impl Connector {
         self.config
             .acr_map
             .iter()
-            .find(|(_, l)| **l == level.number())
+            .find(|(_, l)| **l == level)
             .map(|(k, _)| k.clone())
     }
 
@@ -335,13 +304,14 @@ impl Connector {
         let id_token = response
             .id_token()
             .ok_or_else(|| UpstreamError::Rejected("no ID token".into()))?;
-        let algs: Vec<CoreJwsSigningAlgorithm> = self
-            .config
-            .id_token_algs
-            .iter()
-            .filter_map(|a| parse_alg(a).ok())
-            .collect();
-        let verifier = client.id_token_verifier().set_allowed_algs(algs);
+        let clock = self.clock.clone();
+        let verifier = client
+            .id_token_verifier()
+            .set_allowed_algs(self.id_token_algs.clone())
+            .set_time_fn(move || {
+                chrono::DateTime::from_timestamp_millis(clock.now_millis() as i64)
+                    .unwrap_or_default()
+            });
         let verified = id_token
             .claims(&verifier, &Nonce::new(request.nonce.clone()))
             .map_err(|e| UpstreamError::Rejected(format!("ID token: {e}")))?;
@@ -353,7 +323,7 @@ impl Connector {
         let id_token_text = id_token.to_string();
         // The signature is verified; read every claim, including names the core type ignores.
         let mut claims = jwt_payload(&id_token_text)?;
-        if self.config.userinfo != "none" {
+        if self.config.userinfo != UserinfoMethod::None {
             let url = discovered.metadata.userinfo_endpoint().ok_or_else(|| {
                 UpstreamError::Rejected("the IdP has no userinfo endpoint".into())
             })?;
@@ -371,7 +341,10 @@ impl Connector {
                 claims.entry(k).or_insert(v);
             }
         }
-        let (identity, level) = self.map_claims(&claims)?;
+        let (identity, level) = self
+            .mapper
+            .map(&claims)
+            .map_err(|e| UpstreamError::Identity(e.0))?;
         Ok(UpstreamLogin {
             identity,
             level,
@@ -386,8 +359,8 @@ impl Connector {
         url: &str,
         access_token: &str,
     ) -> Result<Map<String, Value>, UpstreamError> {
-        let request = match self.config.userinfo.as_str() {
-            "post" => self.http.post(url),
+        let request = match self.config.userinfo {
+            UserinfoMethod::Post => self.http.post(url),
             _ => self.http.get(url),
         };
         let response = request
@@ -407,110 +380,13 @@ impl Connector {
             .await
             .map_err(|e| UpstreamError::Rejected(format!("userinfo is not a JSON object: {e}")))
     }
-
-    /// The claim mapping: upstream names -> [`CitizenIdentity`] and [`Level`].
-    fn map_claims(
-        &self,
-        claims: &Map<String, Value>,
-    ) -> Result<(CitizenIdentity, Level), UpstreamError> {
-        let n = &self.names;
-        let text = |name: &str| claims.get(name).and_then(text_value);
-        let subject = text(&n.subject)
-            .ok_or_else(|| UpstreamError::Identity(format!("no {} claim", n.subject)))?;
-        let birthdate = text(&n.birthdate).and_then(|b| normalise_date(&b));
-        let gender = text(&n.gender).and_then(|g| parse_sex(&g));
-        let citizen_id = match text(&n.citizen_id) {
-            Some(raw) => {
-                let date = birthdate.as_deref().and_then(|d| {
-                    time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
-                        .ok()
-                });
-                Some(
-                    CitizenId::parse_checked(raw.trim(), date, None)
-                        .map_err(|e| UpstreamError::Identity(format!("{}: {e}", n.citizen_id)))?,
-                )
-            }
-            None => None,
-        };
-        let level = claims
-            .get(&n.acr)
-            .into_iter()
-            .flat_map(|v| match v {
-                Value::Array(items) => items.iter().filter_map(text_value).collect::<Vec<_>>(),
-                other => text_value(other).into_iter().collect(),
-            })
-            .filter_map(|acr| self.config.acr_map.get(&acr).and_then(|l| Level::new(*l)))
-            .max()
-            .ok_or_else(|| {
-                UpstreamError::Identity(format!("no known level in the {} claim", n.acr))
-            })?;
-        let identity = CitizenIdentity {
-            issuer: self.config.issuer.clone(),
-            subject,
-            citizen_id,
-            legacy_id: text(&n.legacy_id),
-            name: text(&n.name),
-            birthdate,
-            gender,
-            phone: text(&n.phone),
-            email: text(&n.email),
-            address: text(&n.address),
-        };
-        Ok((identity, level))
-    }
 }
 
-fn parse_alg(alg: &str) -> Result<CoreJwsSigningAlgorithm, String> {
+fn core_alg(alg: UpstreamAlg) -> CoreJwsSigningAlgorithm {
     match alg {
-        "RS256" => Ok(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
-        "ES256" => Ok(CoreJwsSigningAlgorithm::EcdsaP256Sha256),
-        "PS256" => Ok(CoreJwsSigningAlgorithm::RsaSsaPssSha256),
-        other => Err(format!(
-            "upstream.id_token_algs: {other:?} is not supported (RS256, ES256, PS256)"
-        )),
-    }
-}
-
-fn resolve_names(config: &UpstreamConfig) -> ClaimNames {
-    let m = &config.claims;
-    let preset: [&str; 10] = match m.preset {
-        ClaimPreset::Standard => [
-            "sub",
-            "preferred_username",
-            "legacy_id_number",
-            "name",
-            "birthdate",
-            "gender",
-            "phone_number",
-            "email",
-            "address",
-            "acr",
-        ],
-        ClaimPreset::Vnconnect => [
-            "TechID",
-            "SoDinhDanh",
-            "SoCMND",
-            "HoVaTen",
-            "NgayThangNamSinh",
-            "GioiTinh",
-            "SoDienThoai",
-            "ThuDienTu",
-            "DiaChi",
-            "loAs",
-        ],
-    };
-    let pick = |o: &Option<String>, i: usize| o.clone().unwrap_or_else(|| preset[i].to_owned());
-    ClaimNames {
-        subject: pick(&m.subject, 0),
-        citizen_id: pick(&m.citizen_id, 1),
-        legacy_id: pick(&m.legacy_id, 2),
-        name: pick(&m.name, 3),
-        birthdate: pick(&m.birthdate, 4),
-        gender: pick(&m.gender, 5),
-        phone: pick(&m.phone, 6),
-        email: pick(&m.email, 7),
-        address: pick(&m.address, 8),
-        acr: pick(&m.acr, 9),
+        UpstreamAlg::RS256 => CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        UpstreamAlg::ES256 => CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        UpstreamAlg::PS256 => CoreJwsSigningAlgorithm::RsaSsaPssSha256,
     }
 }
 
@@ -524,65 +400,4 @@ fn jwt_payload(jwt: &str) -> Result<Map<String, Value>, UpstreamError> {
         .decode(payload)
         .map_err(|e| UpstreamError::Rejected(e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Rejected(e.to_string()))
-}
-
-/// A claim as text: strings as they are, numbers printed, an OIDC address by its `formatted`.
-fn text_value(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Object(o) => o.get("formatted").and_then(text_value),
-        _ => None,
-    }
-}
-
-/// `YYYY-MM-DD`, `YYYYMMDD` (the national gateway) or `DD/MM/YYYY` -> `YYYY-MM-DD`.
-fn normalise_date(raw: &str) -> Option<String> {
-    let raw = raw.trim();
-    let (y, m, d) = if raw.len() == 8 && raw.bytes().all(|b| b.is_ascii_digit()) {
-        (&raw[..4], &raw[4..6], &raw[6..])
-    } else if let [d, m, y] = raw.split('/').collect::<Vec<_>>()[..] {
-        (y, m, d)
-    } else if let [y, m, d] = raw.split('-').collect::<Vec<_>>()[..] {
-        (y, m, d)
-    } else {
-        return None;
-    };
-    let date = format!("{y:0>4}-{m:0>2}-{d:0>2}");
-    time::Date::parse(
-        &date,
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .ok()?;
-    Some(date)
-}
-
-fn parse_sex(raw: &str) -> Option<Sex> {
-    match raw.trim().to_lowercase().as_str() {
-        "male" | "nam" | "m" => Some(Sex::Male),
-        "female" | "nữ" | "nu" | "f" => Some(Sex::Female),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_in_every_upstream_shape() {
-        assert_eq!(normalise_date("19850412").as_deref(), Some("1985-04-12"));
-        assert_eq!(normalise_date("12/04/1985").as_deref(), Some("1985-04-12"));
-        assert_eq!(normalise_date("1985-04-12").as_deref(), Some("1985-04-12"));
-        assert_eq!(normalise_date("1985-02-30"), None);
-        assert_eq!(normalise_date("soon"), None);
-    }
-
-    #[test]
-    fn vietnamese_and_oidc_gender_values() {
-        assert_eq!(parse_sex("Nữ"), Some(Sex::Female));
-        assert_eq!(parse_sex("Nam"), Some(Sex::Male));
-        assert_eq!(parse_sex("female"), Some(Sex::Female));
-        assert_eq!(parse_sex("other"), None);
-    }
 }

@@ -10,8 +10,8 @@ use lienthong_protocol::{OAuthError, bearer_token, form_access_token};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::Broker;
-use crate::token::{Grant, grant_key, userinfo_audience, verify_access_token};
+use crate::access_token::{self, Grant, grant_key, userinfo_audience};
+use crate::state::Broker;
 
 #[derive(Deserialize)]
 struct AccessClaims {
@@ -43,7 +43,7 @@ pub async fn post(
 async fn claims_for(broker: &Broker, token: Option<&str>) -> Result<Json<Value>, OAuthError> {
     let inner = broker.inner();
     let token = token.ok_or_else(|| OAuthError::invalid_token("an access token is required"))?;
-    let claims: AccessClaims = verify_access_token(inner, token, &userinfo_audience(inner))
+    let claims: AccessClaims = access_token::verify(inner, token, &userinfo_audience(inner))
         .map_err(OAuthError::invalid_token)?;
     let grant: Option<Grant> = inner
         .store

@@ -89,6 +89,7 @@ impl Drop for Running {
 /// Serves the portal on `listener`.
 pub async fn start_on(listener: TcpListener, config: PortalConfig) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
+    lienthong_protocol::crypto::install();
     let http = openidconnect::reqwest::Client::builder()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))

@@ -51,7 +51,7 @@ async fn directory(target: &Target) -> anyhow::Result<lienthong_broker::Director
         }
         (None, None) => lienthong_broker::config::DirectoryConfig::default().url,
     };
-    crate::connect_directory(&url).await
+    crate::runtime::connect_directory(&url).await
 }
 
 pub async fn run(target: Target, command: AccountsCommand) -> anyhow::Result<ExitCode> {

@@ -14,10 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::header::LOCATION;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -129,7 +126,8 @@ async fn one_login(args: &BenchArgs, number: &str) -> Result<(), &'static str> {
         .build()
         .map_err(|_| "client")?;
     let verifier = lienthong_protocol::secret::random_token(32);
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    // S256: the challenge is the verifier's SHA-256, base64url.
+    let challenge = lienthong_protocol::secret::sha256_b64url(&verifier);
     let state = lienthong_protocol::secret::random_token(16);
     let mut url = Url::parse(&format!("{}/authorize", args.issuer)).map_err(|_| "issuer")?;
     url.query_pairs_mut()

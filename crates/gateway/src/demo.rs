@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lienthong_adapter::directory::parse_csv;
-use lienthong_adapter::lookup;
 use lienthong_broker::config::Config as BrokerConfig;
 use lienthong_broker::{Broker, MemoryStore};
+use lienthong_citizen::lookup_signature;
 use lienthong_demo_portal::{PortalConfig, SystemConfig};
 use lienthong_mock_idp::{ClientRegistration, Config as IdpConfig, MockIdp, Roster};
+use lienthong_protocol::{Clock, SystemClock};
 use tokio::net::TcpListener;
 
 /// The demo portal's registration, documented in README.md.
@@ -30,13 +31,15 @@ async fn health_lookup_endpoint() -> anyhow::Result<String> {
     let app = axum::Router::new().route(
         "/lookup",
         axum::routing::post(|headers: HeaderMap, body: axum::body::Bytes| async move {
-            let Some(request) = lookup::accept(HEALTH_SECRET, &headers, &body) else {
+            let Some(request) =
+                lookup_signature::accept(HEALTH_SECRET, &headers, &body, SystemClock.now_secs())
+            else {
                 return (StatusCode::UNAUTHORIZED, String::new());
             };
             match request
                 .citizen_id
                 .as_deref()
-                .and_then(|n| lienthong_adapter::CitizenId::parse(n).ok())
+                .and_then(|n| lienthong_citizen::CitizenId::parse(n).ok())
             {
                 Some(id) if id.birth_year() < 2010 => (
                     StatusCode::OK,
@@ -85,7 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         idp_listener.local_addr()?,
         ClientRegistration {
             id: "lienthong".into(),
-            secret: upstream_secret.clone(),
+            secret: upstream_secret.clone().into(),
             redirect_uris: vec![format!("{broker_issuer}/callback")],
             post_logout_redirect_uris: vec![format!("{broker_issuer}/")],
         },
@@ -143,7 +146,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "#,
         idp_issuer = idp.issuer,
     ))?;
-    let directory = crate::connect_directory("sqlite::memory:").await?;
+    let directory = crate::runtime::connect_directory("sqlite::memory:").await?;
     let (rows, bad) = parse_csv(include_str!("../../../config/demo/mot-cua-links.csv").as_bytes());
     anyhow::ensure!(bad.is_empty(), "config/demo/mot-cua-links.csv: {bad:?}");
     directory.import("mot-cua", &rows, false, "demo").await?;
@@ -204,7 +207,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("Press Ctrl-C to stop.");
     broker
-        .serve(broker_listener, crate::shutdown_signal())
+        .serve(broker_listener, crate::runtime::shutdown_signal())
         .await?;
     drop(portal);
     idp.stop().await;

@@ -4,6 +4,7 @@
 mod accounts;
 mod bench;
 mod demo;
+mod runtime;
 mod settings;
 
 use std::path::PathBuf;
@@ -12,8 +13,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lienthong_adapter::CitizenId;
 use lienthong_broker::{Broker, MemoryStore};
+use lienthong_citizen::CitizenId;
+use runtime::{connect_directory, shutdown_signal};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -89,6 +91,7 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    lienthong_protocol::crypto::install();
     let cli = Cli::parse();
     match cli.command {
         Command::CitizenId {
@@ -179,41 +182,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             unreachable!("handled in main")
         }
     }
-}
-
-/// Connects the account directory; for a SQLite file, creates its folder first.
-pub(crate) async fn connect_directory(url: &str) -> anyhow::Result<lienthong_broker::Directory> {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        let path = std::path::Path::new(rest.split('?').next().unwrap_or(rest));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-    }
-    lienthong_broker::Directory::connect(url)
-        .await
-        .with_context(|| "cannot open the account directory".to_string())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }
 
 fn check_citizen_id(number: &str, birthdate: Option<&str>) -> ExitCode {

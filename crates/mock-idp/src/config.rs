@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use lienthong_protocol::secret::Secret;
 use serde::Deserialize;
 
 /// Which claim names the IdP speaks.
@@ -22,7 +23,7 @@ pub enum ClaimProfile {
 #[serde(deny_unknown_fields)]
 pub struct ClientRegistration {
     pub id: String,
-    pub secret: String,
+    pub secret: Secret,
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,

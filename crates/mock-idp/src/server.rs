@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,12 +16,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use jsonwebtoken::{Algorithm, Validation};
-use lienthong_adapter::CitizenId;
+use lienthong_citizen::CitizenId;
 use lienthong_protocol::secret::{left_half_sha256, random_token};
 use lienthong_protocol::{
     AuthorizationParams, ClientCredentials, KeySet, OAuthError, OAuthErrorCode, TokenParams,
     bearer_token, form_access_token, pkce,
 };
+use lienthong_protocol::{SharedClock, SystemClock};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -50,6 +51,9 @@ struct Shared {
     roster: Roster,
     keys: KeySet,
     alg: Algorithm,
+    /// `iat`, `exp` and `auth_time` come from here. (Expiry of its in-memory flows, codes and
+    /// sessions is paced by the monotonic `Instant`.)
+    clock: SharedClock,
     state: Mutex<MemoryState>,
 }
 
@@ -120,13 +124,6 @@ impl Drop for Running {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl MockIdp {
     /// Binds `config.bind` (port 0 picks a free port), then serves in a background task.
     pub async fn start(
@@ -189,6 +186,7 @@ impl MockIdp {
                 roster,
                 keys,
                 alg,
+                clock: SystemClock::shared(),
                 state: Mutex::default(),
             }),
         })
@@ -381,8 +379,9 @@ async fn authorize(
             .cloned()
             .map(|ss| (c.value().to_owned(), ss))
     });
-    let live =
-        live.filter(|(_, ss)| max_age.is_none_or(|m| now_secs().saturating_sub(ss.auth_time) <= m));
+    let live = live.filter(|(_, ss)| {
+        max_age.is_none_or(|m| s.clock.now_secs().saturating_sub(ss.auth_time) <= m)
+    });
     match live {
         Some((sid, session)) if !prompt.split(' ').any(|x| x == "login") => {
             issue_code(&s, &p, sid, session)
@@ -498,7 +497,7 @@ async fn login(State(s): State<Arc<Shared>>, jar: CookieJar, Form(f): Form<Login
     let session = Session {
         expires: Instant::now() + SESSION_TTL,
         citizen,
-        auth_time: now_secs(),
+        auth_time: s.clock.now_secs(),
     };
     {
         let mut st = s.lock();
@@ -537,7 +536,7 @@ async fn token(
     let client = s
         .client(&creds.client_id)
         .ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
-    creds.check_secret(&client.secret)?;
+    creds.check_secret(client.secret.expose())?;
     if f.grant_type.as_deref() != Some("authorization_code") {
         return Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,
@@ -567,7 +566,7 @@ async fn token(
     let ttl = s.config.token_ttl_secs;
     let access_token = random_token(32);
     let citizen = grant.session.citizen.clone();
-    let now = now_secs();
+    let now = s.clock.now_secs();
     let nonce = if s.config.faults.warning_wrong_id_token_nonce {
         Some(random_token(16))
     } else {

@@ -95,24 +95,25 @@ impl ClientCredentials {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding of one value ('+' is a space).
+/// `application/x-www-form-urlencoded` decoding of one value ('+' is a space), as RFC 6749
+/// §2.3.1 asks of Basic credentials. A malformed escape (`%+1`, a lone `%`) is refused, not
+/// passed through: a credential is either exactly what the client meant or nothing.
 fn form_urldecode(value: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(value.len());
     let bytes = value.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    // One value, not a form: `&` and `=` in it are data, so they are escaped before parsing.
+    let escaped = value.replace('&', "%26").replace('=', "%3D");
+    let form = format!("v={escaped}");
+    let (_, decoded) = url::form_urlencoded::parse(form.as_bytes()).next()?;
+    Some(decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -139,9 +140,20 @@ mod tests {
     }
 
     #[test]
+    fn malformed_escapes_are_refused() {
+        assert_eq!(form_urldecode("a%2Bb+c").as_deref(), Some("a+b c"));
+        assert_eq!(form_urldecode("k=v&w").as_deref(), Some("k=v&w"));
+        assert_eq!(form_urldecode("").as_deref(), Some(""));
+        assert_eq!(form_urldecode("%+1"), None);
+        assert_eq!(form_urldecode("abc%"), None);
+        assert_eq!(form_urldecode("%zz"), None);
+        assert!(ClientCredentials::from_request(&basic("id:%+1"), None, None).is_err());
+    }
+
+    #[test]
     fn both_methods_at_once_are_refused() {
         let err = ClientCredentials::from_request(&basic("a:b"), Some("a"), Some("b")).unwrap_err();
-        assert_eq!(err.error, crate::OAuthErrorCode::InvalidRequest);
+        assert_eq!(err.error, crate::error::OAuthErrorCode::InvalidRequest);
     }
 
     #[test]

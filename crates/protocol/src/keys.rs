@@ -44,27 +44,27 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// A fresh key: P-256 for ES256, 2048-bit RSA for RS256.
+    /// A fresh key from aws-lc-rs: P-256 for ES256, 2048-bit RSA for RS256.
     pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
-        let pem = match alg {
-            Algorithm::ES256 => {
-                use p256::pkcs8::{EncodePrivateKey, LineEnding};
-                p256::SecretKey::random(&mut rand::rngs::OsRng)
-                    .to_pkcs8_pem(LineEnding::LF)
-                    .map_err(|e| KeyError::Generate(e.to_string()))?
-                    .to_string()
-            }
-            Algorithm::RS256 => {
-                use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-                rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
-                    .map_err(|e| KeyError::Generate(e.to_string()))?
-                    .to_pkcs8_pem(LineEnding::LF)
-                    .map_err(|e| KeyError::Generate(e.to_string()))?
-                    .to_string()
-            }
+        use aws_lc_rs::encoding::AsDer;
+        let failed = |e: aws_lc_rs::error::Unspecified| KeyError::Generate(e.to_string());
+        let pkcs8_der = match alg {
+            Algorithm::ES256 => aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &aws_lc_rs::rand::SystemRandom::new(),
+            )
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+            Algorithm::RS256 => aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(failed)?
+                .as_der()
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
             other => return Err(KeyError::Unsupported(other)),
         };
-        Self::from_pkcs8_pem(alg, &pem)
+        Self::from_pkcs8_pem(alg, &pkcs8_pem(&pkcs8_der))
     }
 
     /// Loads a PKCS#8 PEM private key for `alg`.
@@ -101,6 +101,19 @@ impl SigningKey {
     pub fn pkcs8_pem(&self) -> &str {
         &self.pkcs8_pem
     }
+}
+
+/// PEM armour (RFC 7468) around a PKCS#8 DER private key.
+fn pkcs8_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
 }
 
 /// The keys a provider signs with, at most one per algorithm.

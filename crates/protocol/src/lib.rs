@@ -6,10 +6,12 @@
 //! how token-endpoint errors look on the wire (RFC 6749 §5.2), how signing keys are published
 //! (RFC 7517, kid = RFC 7638 thumbprint) and how one-time secrets are drawn.
 //!
-//! Nothing here is cryptography of our own: signatures are jsonwebtoken's (RustCrypto backend),
-//! key generation is the `p256` and `rsa` crates'.
+//! Nothing here is cryptography of our own: signatures are jsonwebtoken's on its aws-lc-rs
+//! backend, and keys, hashes and random values come from aws-lc-rs ([`crypto`]).
 
 pub mod client_auth;
+pub mod clock;
+pub mod crypto;
 pub mod error;
 pub mod keys;
 pub mod params;
@@ -17,6 +19,7 @@ pub mod pkce;
 pub mod secret;
 
 pub use client_auth::ClientCredentials;
+pub use clock::{Clock, MockClock, SharedClock, SystemClock};
 pub use error::{OAuthError, OAuthErrorCode};
 pub use keys::{KeyError, KeySet, SigningKey};
 pub use params::{AuthorizationParams, TokenParams, bearer_token, form_access_token};

@@ -5,36 +5,67 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::crypto::{random_bytes, sha256};
+
+/// A secret from configuration (a client secret, a signing secret): used and compared, never
+/// printed. `Debug` shows `Secret([redacted])`, so a config struct that derives `Debug` cannot
+/// leak it into a log.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
 
 /// A fresh random value of `bytes` bytes from the OS generator, base64url without padding.
 /// 32 bytes (256 bits) is the default everywhere a value must be unguessable.
 pub fn random_token(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
+    URL_SAFE_NO_PAD.encode(random_bytes(bytes))
 }
 
 /// SHA-256 of `value`, base64url without padding: the storage key of a secret.
 pub fn sha256_b64url(value: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(value.as_bytes()))
+    URL_SAFE_NO_PAD.encode(sha256(value.as_bytes()))
 }
 
 /// The `at_hash` / `c_hash` of OIDC Core §3.1.3.6: the left half of the SHA-256 of the token,
 /// base64url. Valid for the SHA-256 based algorithms we sign with (ES256, RS256).
 pub fn left_half_sha256(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    URL_SAFE_NO_PAD.encode(&digest[..16])
+    URL_SAFE_NO_PAD.encode(&sha256(value.as_bytes())[..16])
 }
 
-/// Compares two secrets in time independent of where they first differ.
+/// Compares two secrets in time independent of where they first differ and of their lengths
+/// (both are hashed first, so only equal-length digests are compared, by `subtle`).
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    sha256(a.as_bytes()).ct_eq(&sha256(b.as_bytes())).into()
 }
 
 #[cfg(test)]
@@ -50,6 +81,13 @@ mod tests {
             a.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_printed() {
+        let s: Secret = serde_json::from_str("\"hunter22\"").unwrap();
+        assert_eq!(s.expose(), "hunter22");
+        assert_eq!(format!("{s:?}"), "Secret([redacted])");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
 
-use super::{Directory, DirectoryError, now};
-use crate::{CitizenId, LegacyCmnd};
+use super::{Directory, DirectoryError};
+use lienthong_citizen::{CitizenId, LegacyCmnd};
 
 /// The number a link is keyed by: the 12-digit ID number or the old 9-digit CMND.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -258,7 +258,7 @@ impl Directory {
     ) -> Result<ImportReport, DirectoryError> {
         let mut report = ImportReport::default();
         let mut tx = self.pool.begin().await?;
-        let created_at = now();
+        let created_at = self.now();
         let mut statement = InsertStatement::default();
         for batch in rows.chunks(BATCH) {
             self.insert_batch(
@@ -303,7 +303,7 @@ impl Directory {
         });
         let mut report = ImportReport::default();
         let mut tx = self.pool.begin().await?;
-        let created_at = now();
+        let created_at = self.now();
         let mut statement = InsertStatement::default();
         while let Some(batch) = batches.recv().await {
             // Once a bad row is known and the import is all-or-nothing, writing more is waste;

@@ -7,11 +7,6 @@
 
 mod import;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -19,7 +14,8 @@ use sqlx::{AnyPool, Row};
 
 use crate::lookup::{self, LookupAnswer, LookupRequest};
 use crate::policy::{LinkPolicy, NewSubjectRule, RealmConfig};
-use crate::{CitizenId, LegacyCmnd};
+use lienthong_citizen::{CitizenId, LegacyCmnd};
+use lienthong_protocol::{SharedClock, SystemClock};
 
 pub use import::{AccountNumber, ImportReport, ImportRow, RowError, parse_csv};
 
@@ -107,23 +103,16 @@ pub struct CitizenView {
 #[derive(Clone)]
 pub struct Directory {
     pool: AnyPool,
+    /// Every `at` and `created_at` the directory writes comes from here.
+    clock: SharedClock,
     /// SQLite binds anonymous `?` parameters in constant time but looks named ones (`$n`) up in
     /// a list, which makes a statement with thousands of them quadratic to bind. Large
     /// statements (the import's batches) therefore use `?` there, `$n` on PostgreSQL.
     sqlite: bool,
 }
 
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn new_key() -> String {
-    let mut b = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
+    lienthong_protocol::secret::random_token(16)
 }
 
 const LINK_COLUMNS: &str = "l.realm, l.local_account_id, COALESCE(c.citizen_id, l.citizen_id), COALESCE(c.legacy_cmnd, l.legacy_cmnd), l.citizen_key, l.source, l.created_at";
@@ -186,7 +175,22 @@ impl Directory {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, sqlite })
+        Ok(Self {
+            pool,
+            sqlite,
+            clock: SystemClock::shared(),
+        })
+    }
+
+    /// The same directory reading the time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Seconds since the Unix epoch, by the directory's clock.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_secs() as i64
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -219,7 +223,7 @@ impl Directory {
     ) -> Result<(), DirectoryError> {
         sqlx::query("INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(new_key())
-            .bind(now())
+            .bind(self.now())
             .bind(actor.to_owned())
             .bind(action.to_owned())
             .bind(realm.map(str::to_owned))
@@ -251,7 +255,7 @@ impl Directory {
                 sqlx::query("UPDATE citizens SET citizen_id = COALESCE($1, citizen_id), legacy_cmnd = COALESCE($2, legacy_cmnd), updated_at = $3 WHERE citizen_key = $4")
                     .bind(number.clone())
                     .bind(cmnd.clone())
-                    .bind(now())
+                    .bind(self.now())
                     .bind(key.clone())
                     .execute(&mut *tx)
                     .await?;
@@ -284,7 +288,7 @@ impl Directory {
             return Ok(key);
         }
         let key = new_key();
-        let now = now();
+        let now = self.now();
         let inserted = sqlx::query("INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING")
             .bind(key.clone())
             .bind(c.issuer.to_owned())
@@ -458,7 +462,7 @@ impl Directory {
                     name: citizen.name.map(str::to_owned),
                     birthdate: citizen.birthdate.map(str::to_owned),
                 };
-                match lookup::lookup(http, config, &request).await {
+                match lookup::lookup(http, config, &request, self.clock.now_secs()).await {
                     Ok(LookupAnswer::Found(local)) => {
                         match self.insert_link(r, &local, &key, "lookup").await {
                             Ok(()) => Ok(Resolution::Account {
@@ -501,7 +505,7 @@ impl Directory {
             .bind(local.to_owned())
             .bind(key.to_owned())
             .bind(source.to_owned())
-            .bind(now())
+            .bind(self.now())
             .execute(&mut *tx)
             .await?;
         if inserted.rows_affected() == 0 {
@@ -537,7 +541,7 @@ impl Directory {
             .bind(local.to_owned())
             .bind(citizen_id)
             .bind(cmnd)
-            .bind(now())
+            .bind(self.now())
             .execute(&mut *tx)
             .await?;
         if inserted.rows_affected() == 0 {

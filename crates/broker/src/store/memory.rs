@@ -5,15 +5,21 @@
 //! `BTreeSet` ordered by expiry. One background task sleeps until the next expiry, drops what has
 //! expired, and stops when the last handle to the store is dropped. Reads also check expiry, so
 //! an entry is never seen after its deadline even if the sweeper is late.
+//!
+//! Deadlines are read from the broker's [`Clock`], like every other expiry, so a test that moves
+//! a `MockClock` past a code's lifetime sees the code gone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use lienthong_protocol::{SharedClock, SystemClock};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::{Store, StoreError};
+
+/// A deadline: milliseconds since the Unix epoch, by the store's clock.
+type Deadline = u64;
 
 /// A handle to the memory store; clones share one map. Only one node can use it: run Redis when
 /// the broker has several nodes.
@@ -27,18 +33,19 @@ pub struct MemoryStore {
 struct Shared {
     state: Mutex<State>,
     sweeper: Notify,
+    clock: SharedClock,
 }
 
 #[derive(Default)]
 struct State {
     entries: HashMap<String, Entry>,
-    expirations: BTreeSet<(Instant, String)>,
+    expirations: BTreeSet<(Deadline, String)>,
     shutdown: bool,
 }
 
 struct Entry {
     value: Vec<u8>,
-    expires_at: Instant,
+    expires_at: Deadline,
 }
 
 struct SweeperGuard(Arc<Shared>);
@@ -53,9 +60,15 @@ impl Drop for SweeperGuard {
 impl MemoryStore {
     /// Creates the store and spawns its sweeper; must be called inside a Tokio runtime.
     pub fn new() -> Self {
+        Self::with_clock(SystemClock::shared())
+    }
+
+    /// A store whose deadlines follow `clock`.
+    pub fn with_clock(clock: SharedClock) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             sweeper: Notify::new(),
+            clock,
         });
         tokio::spawn(sweep(shared.clone()));
         Self {
@@ -66,7 +79,7 @@ impl MemoryStore {
 
     /// How many live entries the store holds (for tests and metrics).
     pub fn len(&self) -> usize {
-        let now = Instant::now();
+        let now = self.shared.now();
         self.shared
             .lock()
             .entries
@@ -87,18 +100,22 @@ impl Default for MemoryStore {
 }
 
 impl Shared {
+    fn now(&self) -> Deadline {
+        self.clock.now_millis()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Each critical section leaves the maps consistent, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Drops expired entries; returns when the next one expires.
-    fn purge(&self) -> Option<Instant> {
+    fn purge(&self) -> Option<Deadline> {
+        let now = self.now();
         let mut state = self.lock();
         if state.shutdown {
             return None;
         }
-        let now = Instant::now();
         let state = &mut *state;
         while let Some((when, key)) = state.expirations.first().cloned() {
             if when > now {
@@ -119,7 +136,7 @@ async fn sweep(shared: Arc<Shared>) {
     while !shared.is_shutdown() {
         match shared.purge() {
             Some(when) => tokio::select! {
-                _ = tokio::time::sleep_until(when) => {}
+                _ = tokio::time::sleep(Duration::from_millis(when.saturating_sub(shared.now()))) => {}
                 _ = shared.sweeper.notified() => {}
             },
             None => shared.sweeper.notified().await,
@@ -128,16 +145,14 @@ async fn sweep(shared: Arc<Shared>) {
 }
 
 impl State {
-    fn live(&self, key: &str) -> Option<&Entry> {
-        self.entries
-            .get(key)
-            .filter(|e| e.expires_at > Instant::now())
+    fn live(&self, key: &str, now: Deadline) -> Option<&Entry> {
+        self.entries.get(key).filter(|e| e.expires_at > now)
     }
 
     /// Inserts; returns true when the new entry expires before everything else, so the sweeper
     /// must wake up earlier than planned.
-    fn insert(&mut self, key: &str, value: Vec<u8>, ttl: Duration) -> bool {
-        let expires_at = Instant::now() + ttl;
+    fn insert(&mut self, key: &str, value: Vec<u8>, ttl: Duration, now: Deadline) -> bool {
+        let expires_at = now + ttl.as_millis() as u64;
         let earliest = self
             .expirations
             .first()
@@ -152,43 +167,48 @@ impl State {
         earliest
     }
 
-    fn remove(&mut self, key: &str) -> Option<Entry> {
+    fn remove(&mut self, key: &str, now: Deadline) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
         self.expirations.remove(&(entry.expires_at, key.to_owned()));
-        (entry.expires_at > Instant::now()).then_some(entry)
+        (entry.expires_at > now).then_some(entry)
     }
 }
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        if self.shared.lock().insert(key, value, ttl) {
+        let now = self.shared.now();
+        if self.shared.lock().insert(key, value, ttl, now) {
             self.shared.sweeper.notify_one();
         }
         Ok(())
     }
 
     async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
+        let now = self.shared.now();
         let mut state = self.shared.lock();
-        if state.live(key).is_some() {
+        if state.live(key, now).is_some() {
             return Ok(false);
         }
-        if state.insert(key, value, ttl) {
+        if state.insert(key, value, ttl, now) {
             self.shared.sweeper.notify_one();
         }
         Ok(true)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.shared.lock().live(key).map(|e| e.value.clone()))
+        let now = self.shared.now();
+        Ok(self.shared.lock().live(key, now).map(|e| e.value.clone()))
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.shared.lock().remove(key).map(|e| e.value))
+        let now = self.shared.now();
+        Ok(self.shared.lock().remove(key, now).map(|e| e.value))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.shared.lock().remove(key);
+        let now = self.shared.now();
+        self.shared.lock().remove(key, now);
         Ok(())
     }
 }
@@ -199,7 +219,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_and_are_swept() {
-        let store = MemoryStore::new();
+        let clock = lienthong_protocol::MockClock::starting_now();
+        let store = MemoryStore::with_clock(clock.clone());
         store
             .put("a", b"1".to_vec(), Duration::from_secs(5))
             .await
@@ -209,8 +230,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.get("a").await.unwrap(), Some(b"1".to_vec()));
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(store.get("a").await.unwrap(), None, "expired by the clock");
+        // The sweeper planned to wake after 5 s; let it run.
         tokio::time::sleep(Duration::from_secs(6)).await;
-        assert_eq!(store.get("a").await.unwrap(), None);
         assert_eq!(
             store.shared.lock().entries.len(),
             1,

@@ -1,7 +1,7 @@
 //! Properties of the number types over many generated inputs: every valid number round-trips;
 //! every malformed input gets the specific error that names what is wrong.
 
-use lienthong_adapter::{CitizenId, CitizenIdError, LegacyCmnd, LegacyCmndError, Sex, province};
+use lienthong_citizen::{CitizenId, CitizenIdError, LegacyCmnd, LegacyCmndError, Sex, province};
 use proptest::prelude::*;
 
 /// A valid 12-digit number, from its parts.

@@ -55,6 +55,21 @@ impl fmt::Debug for LegacyCmnd {
     }
 }
 
+impl serde::Serialize for LegacyCmnd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LegacyCmnd {
+    /// Only a well-formed number deserializes: a stored or received value is parsed, never
+    /// trusted.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +88,8 @@ mod tests {
             LegacyCmnd::parse("01234567x"),
             Err(LegacyCmndError::NotADigit { position: 9 })
         );
+        let n: LegacyCmnd = serde_json::from_str("\"012345678\"").unwrap();
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"012345678\"");
+        assert!(serde_json::from_str::<LegacyCmnd>("\"01234567\"").is_err());
     }
 }

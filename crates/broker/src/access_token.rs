@@ -1,0 +1,79 @@
+//! The broker's access tokens (RFC 9068 `at+jwt`, ES256) and the one rule that accepts them.
+//!
+//! Two audiences use them: `{issuer}/userinfo` (tokens from the authorization code grant, each
+//! backed by a [`Grant`] in the Store, whose deletion revokes the token) and `{issuer}/admin`
+//! (the client_credentials grant, scope [`ADMIN_SCOPE`]).
+
+use jsonwebtoken::Algorithm;
+use lienthong_protocol::KeyError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::state::Inner;
+
+/// The scope of the admin API.
+pub const ADMIN_SCOPE: &str = "accounts:admin";
+
+pub(crate) fn userinfo_audience(inner: &Inner) -> String {
+    format!("{}/userinfo", inner.issuer)
+}
+
+pub(crate) fn admin_audience(inner: &Inner) -> String {
+    format!("{}/admin", inner.issuer)
+}
+
+/// What an access token grants, looked up by its `jti`. Deleting it revokes the token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Grant {
+    pub client_id: String,
+    pub sub: String,
+    pub scopes: Vec<String>,
+    pub claims: Map<String, Value>,
+}
+
+pub(crate) fn grant_key(jti: &str) -> String {
+    format!("grant:{jti}")
+}
+
+/// Signs an access token with the broker's ES256 key.
+pub(crate) fn sign(inner: &Inner, claims: &Value) -> Result<String, KeyError> {
+    inner.keys.sign(Algorithm::ES256, "at+jwt", claims)
+}
+
+/// The expiry every access token carries, read beside the caller's own claims.
+#[derive(Deserialize)]
+struct Expiring<T> {
+    exp: u64,
+    #[serde(flatten)]
+    claims: T,
+}
+
+/// The access-token rule, in one place: one of our own `at+jwt` tokens, signed by our key, for
+/// `audience`, unexpired by the broker's clock (no leeway). The error says why, for the
+/// `WWW-Authenticate` header.
+pub(crate) fn verify<T: DeserializeOwned>(
+    inner: &Inner,
+    token: &str,
+    audience: &str,
+) -> Result<T, &'static str> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err("not an access token");
+    }
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[&inner.issuer]);
+    validation.set_audience(&[audience]);
+    // Expiry is checked below against the broker's clock, not jsonwebtoken's own reading of
+    // the system time; `exp` stays required.
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let token: Expiring<T> = inner
+        .keys
+        .verify(token, validation)
+        .map_err(|_| "invalid or expired token")?;
+    if token.exp <= inner.now() {
+        return Err("invalid or expired token");
+    }
+    Ok(token.claims)
+}

@@ -1,0 +1,210 @@
+//! The claim mapping: the upstream's claim names — standard OIDC, the national portal
+//! gateway's (`TechID`, `SoDinhDanh`, `HoVaTen`, ...), or whatever an agreement says — turned
+//! into one [`CitizenIdentity`] and a [`Level`]. Pure: no I/O, every name from configuration.
+
+use std::collections::BTreeMap;
+
+use lienthong_citizen::{CitizenId, LegacyCmnd, Sex};
+use serde_json::{Map, Value};
+
+use crate::config::{ClaimMapping, ClaimPreset, UpstreamConfig};
+use crate::identity::CitizenIdentity;
+use crate::level::Level;
+
+/// Valid claims that do not describe a usable citizen identity.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnusableIdentity(pub String);
+
+/// Resolved claim names (preset + overrides).
+#[derive(Debug, Clone)]
+struct ClaimNames {
+    subject: String,
+    citizen_id: String,
+    legacy_id: String,
+    name: String,
+    birthdate: String,
+    gender: String,
+    phone: String,
+    email: String,
+    address: String,
+    acr: String,
+}
+
+/// The mapping of one upstream, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct ClaimMapper {
+    issuer: String,
+    names: ClaimNames,
+    acr_map: BTreeMap<String, Level>,
+}
+
+impl ClaimMapper {
+    pub fn new(config: &UpstreamConfig) -> Self {
+        Self {
+            issuer: config.issuer.clone(),
+            names: resolve_names(&config.claims),
+            acr_map: config.acr_map.clone(),
+        }
+    }
+
+    /// Upstream claims (ID token and userinfo merged) -> [`CitizenIdentity`] and [`Level`].
+    pub fn map(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<(CitizenIdentity, Level), UnusableIdentity> {
+        let n = &self.names;
+        let text = |name: &str| claims.get(name).and_then(text_value);
+        let subject =
+            text(&n.subject).ok_or_else(|| UnusableIdentity(format!("no {} claim", n.subject)))?;
+        let birthdate = text(&n.birthdate).and_then(|b| normalise_date(&b));
+        let gender = text(&n.gender).and_then(|g| parse_sex(&g));
+        let citizen_id = match text(&n.citizen_id) {
+            Some(raw) => {
+                let date = birthdate.as_deref().and_then(|d| {
+                    time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                        .ok()
+                });
+                Some(
+                    CitizenId::parse_checked(raw.trim(), date, None)
+                        .map_err(|e| UnusableIdentity(format!("{}: {e}", n.citizen_id)))?,
+                )
+            }
+            None => None,
+        };
+        // A malformed old CMND is refused like a malformed ID number: it would otherwise be
+        // dropped without a word, and imported links keyed by it would never match.
+        let legacy_id = text(&n.legacy_id)
+            .map(|raw| {
+                LegacyCmnd::parse(raw.trim())
+                    .map_err(|e| UnusableIdentity(format!("{}: {e}", n.legacy_id)))
+            })
+            .transpose()?;
+        let level = claims
+            .get(&n.acr)
+            .into_iter()
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().filter_map(text_value).collect::<Vec<_>>(),
+                other => text_value(other).into_iter().collect(),
+            })
+            .filter_map(|acr| self.acr_map.get(&acr).copied())
+            .max()
+            .ok_or_else(|| UnusableIdentity(format!("no known level in the {} claim", n.acr)))?;
+        let identity = CitizenIdentity {
+            issuer: self.issuer.clone(),
+            subject,
+            citizen_id,
+            legacy_id,
+            name: text(&n.name),
+            birthdate,
+            gender,
+            phone: text(&n.phone),
+            email: text(&n.email),
+            address: text(&n.address),
+        };
+        Ok((identity, level))
+    }
+}
+
+fn resolve_names(m: &ClaimMapping) -> ClaimNames {
+    let preset: [&str; 10] = match m.preset {
+        ClaimPreset::Standard => [
+            "sub",
+            "preferred_username",
+            "legacy_id_number",
+            "name",
+            "birthdate",
+            "gender",
+            "phone_number",
+            "email",
+            "address",
+            "acr",
+        ],
+        ClaimPreset::Vnconnect => [
+            "TechID",
+            "SoDinhDanh",
+            "SoCMND",
+            "HoVaTen",
+            "NgayThangNamSinh",
+            "GioiTinh",
+            "SoDienThoai",
+            "ThuDienTu",
+            "DiaChi",
+            "loAs",
+        ],
+    };
+    let pick = |o: &Option<String>, i: usize| o.clone().unwrap_or_else(|| preset[i].to_owned());
+    ClaimNames {
+        subject: pick(&m.subject, 0),
+        citizen_id: pick(&m.citizen_id, 1),
+        legacy_id: pick(&m.legacy_id, 2),
+        name: pick(&m.name, 3),
+        birthdate: pick(&m.birthdate, 4),
+        gender: pick(&m.gender, 5),
+        phone: pick(&m.phone, 6),
+        email: pick(&m.email, 7),
+        address: pick(&m.address, 8),
+        acr: pick(&m.acr, 9),
+    }
+}
+
+/// A claim as text: strings as they are, numbers printed, an OIDC address by its `formatted`.
+fn text_value(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Object(o) => o.get("formatted").and_then(text_value),
+        _ => None,
+    }
+}
+
+/// `YYYY-MM-DD`, `YYYYMMDD` (the national gateway) or `DD/MM/YYYY` -> `YYYY-MM-DD`.
+fn normalise_date(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let (y, m, d) = if raw.len() == 8 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        (&raw[..4], &raw[4..6], &raw[6..])
+    } else if let [d, m, y] = raw.split('/').collect::<Vec<_>>()[..] {
+        (y, m, d)
+    } else if let [y, m, d] = raw.split('-').collect::<Vec<_>>()[..] {
+        (y, m, d)
+    } else {
+        return None;
+    };
+    let date = format!("{y:0>4}-{m:0>2}-{d:0>2}");
+    time::Date::parse(
+        &date,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
+    Some(date)
+}
+
+fn parse_sex(raw: &str) -> Option<Sex> {
+    match raw.trim().to_lowercase().as_str() {
+        "male" | "nam" | "m" => Some(Sex::Male),
+        "female" | "nữ" | "nu" | "f" => Some(Sex::Female),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_every_upstream_shape() {
+        assert_eq!(normalise_date("19850412").as_deref(), Some("1985-04-12"));
+        assert_eq!(normalise_date("12/04/1985").as_deref(), Some("1985-04-12"));
+        assert_eq!(normalise_date("1985-04-12").as_deref(), Some("1985-04-12"));
+        assert_eq!(normalise_date("1985-02-30"), None);
+        assert_eq!(normalise_date("soon"), None);
+    }
+
+    #[test]
+    fn vietnamese_and_oidc_gender_values() {
+        assert_eq!(parse_sex("Nữ"), Some(Sex::Female));
+        assert_eq!(parse_sex("Nam"), Some(Sex::Male));
+        assert_eq!(parse_sex("female"), Some(Sex::Female));
+        assert_eq!(parse_sex("other"), None);
+    }
+}

@@ -1,0 +1,237 @@
+//! The broker's shared state: the checked configuration, the registered clients and realms,
+//! the signing keys, the upstream connector, the Store, the directory and the clock. One
+//! [`Broker`] handle (an `Arc`) is cloned into every handler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::Algorithm;
+use lienthong_adapter::directory::Directory;
+use lienthong_adapter::policy::{LinkPolicy, RealmConfig};
+use lienthong_protocol::{KeySet, SharedClock, SigningKey, SystemClock};
+
+use crate::config::{ClientConfig, Config};
+use axum::http::StatusCode;
+
+use crate::error::{CitizenPage, FlowError};
+use crate::messages::Problem;
+use crate::store::Store;
+use crate::upstream::Connector;
+
+/// A registered downstream client, checked at start.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub config: ClientConfig,
+    /// The account realm: the configured one, or the client's own id.
+    pub realm: String,
+}
+
+/// The broker: cheap to clone, shared by every handler.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub issuer: String,
+    pub store: Arc<dyn Store>,
+    pub keys: KeySet,
+    pub upstream: Connector,
+    pub clients: HashMap<String, Client>,
+    pub account_secret: Vec<u8>,
+    /// The one clock every expiry and timestamp reads.
+    pub clock: SharedClock,
+    /// Cookies get `Secure` and the `__Host-` prefix when the issuer is HTTPS.
+    pub secure_cookies: bool,
+    pub directory: Directory,
+    pub realms: HashMap<String, RealmConfig>,
+    /// For provincial systems' lookup endpoints: no redirects, per-call timeouts.
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("keys: {0}")]
+    Keys(#[from] lienthong_protocol::KeyError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Broker {
+    /// Checks the configuration, loads or generates the signing keys. The directory is
+    /// connected by the caller (`Directory::connect(&config.directory.url)`).
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        directory: Directory,
+    ) -> Result<Self, StartError> {
+        Self::with_clock(config, store, directory, SystemClock::shared())
+    }
+
+    /// [`Broker::new`] with the clock of the caller's choosing (tests move a `MockClock`).
+    pub fn with_clock(
+        config: Config,
+        store: Arc<dyn Store>,
+        directory: Directory,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
+        lienthong_protocol::crypto::install();
+        let issuer = config.issuer.trim_end_matches('/').to_owned();
+        let issuer_url =
+            url::Url::parse(&issuer).map_err(|e| StartError::Config(format!("issuer: {e}")))?;
+        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+            return Err(StartError::Config(
+                "issuer must have no query or fragment".into(),
+            ));
+        }
+        let secure_cookies = issuer_url.scheme() == "https";
+        let upstream = Connector::new(config.upstream.clone(), &issuer, clock.clone())
+            .map_err(StartError::Config)?;
+        let mut clients = HashMap::new();
+        for c in &config.clients {
+            for uri in c.redirect_uris.iter().chain(&c.post_logout_redirect_uris) {
+                let u = url::Url::parse(uri)
+                    .map_err(|e| StartError::Config(format!("client {}: {uri}: {e}", c.id)))?;
+                if u.fragment().is_some() {
+                    return Err(StartError::Config(format!(
+                        "client {}: {uri}: no fragment allowed",
+                        c.id
+                    )));
+                }
+            }
+            let realm = c.realm.clone().unwrap_or_else(|| c.id.clone());
+            if clients
+                .insert(
+                    c.id.clone(),
+                    Client {
+                        config: c.clone(),
+                        realm,
+                    },
+                )
+                .is_some()
+            {
+                return Err(StartError::Config(format!(
+                    "client {} is registered twice",
+                    c.id
+                )));
+            }
+        }
+        let mut realms = HashMap::new();
+        for realm in &config.realms {
+            match (&realm.policy, &realm.lookup) {
+                (LinkPolicy::Lookup, None) => {
+                    return Err(StartError::Config(format!(
+                        "realm {}: policy lookup needs [realms.lookup]",
+                        realm.id
+                    )));
+                }
+                (_, Some(l)) => lienthong_adapter::lookup::check_url(&l.url)
+                    .map_err(|e| StartError::Config(format!("realm {}: {e}", realm.id)))?,
+                _ => {}
+            }
+            if realms.insert(realm.id.clone(), realm.clone()).is_some() {
+                return Err(StartError::Config(format!(
+                    "realm {} is configured twice",
+                    realm.id
+                )));
+            }
+        }
+        for client in clients.values() {
+            realms
+                .entry(client.realm.clone())
+                .or_insert_with(|| RealmConfig::provision(&client.realm));
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let keys = KeySet::new(vec![
+            load_or_generate(Algorithm::ES256, config.keys.es256_pem.as_deref())?,
+            load_or_generate(Algorithm::RS256, config.keys.rs256_pem.as_deref())?,
+        ]);
+        if let Some(home) = &config.home_url {
+            url::Url::parse(home).map_err(|e| StartError::Config(format!("home_url: {e}")))?;
+        }
+        let account_secret = match &config.account_id_secret {
+            Some(s) if s.expose().len() >= 16 => s.expose().as_bytes().to_vec(),
+            Some(_) => {
+                return Err(StartError::Config(
+                    "account_id_secret must be at least 16 characters".into(),
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    "no account_id_secret: account ids change at every restart (fine for a demo only)"
+                );
+                lienthong_protocol::secret::random_token(32).into_bytes()
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                issuer,
+                store,
+                keys,
+                upstream,
+                clients,
+                account_secret,
+                secure_cookies,
+                directory: directory.with_clock(clock.clone()),
+                realms,
+                http,
+                clock,
+            }),
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Inner {
+    /// The registered client a request names. A request read back from the Store is input like
+    /// any other: another node (or an older configuration) may have stored a client this node
+    /// does not know, which ends the login with a page rather than a panic.
+    pub(crate) fn client_of(&self, client_id: &str) -> Result<&Client, FlowError> {
+        self.clients.get(client_id).ok_or_else(|| {
+            tracing::warn!(client = %client_id, "a stored request names an unknown client");
+            CitizenPage::new(StatusCode::BAD_REQUEST, Problem::UnknownClient).into()
+        })
+    }
+
+    /// Seconds since the Unix epoch, by the broker's clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now_secs()
+    }
+
+    /// The response of a browser-facing step: its result, or its error with a way back.
+    pub(crate) fn respond(
+        &self,
+        result: Result<axum::response::Response, FlowError>,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        result.unwrap_or_else(|e| e.with_home(self.config.home_url.as_deref()).into_response())
+    }
+}
+
+fn load_or_generate(
+    alg: Algorithm,
+    pem: Option<&std::path::Path>,
+) -> Result<SigningKey, StartError> {
+    match pem {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?;
+            Ok(SigningKey::from_pkcs8_pem(alg, &text)?)
+        }
+        None => Ok(SigningKey::generate(alg)?),
+    }
+}
