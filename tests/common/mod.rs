@@ -218,6 +218,7 @@ impl Env {
             directory.clone(),
             clock,
         )
+        .await
         .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(broker.serve(listener, async move {

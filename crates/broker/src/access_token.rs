@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::state::Inner;
+use crate::store::{Record, keys};
 
 /// The scope of the admin API.
 pub const ADMIN_SCOPE: &str = "accounts:admin";
@@ -32,8 +33,13 @@ pub struct Grant {
     pub claims: Map<String, Value>,
 }
 
+impl Record for Grant {
+    const KIND: &'static str = "grant";
+    const VERSION: u8 = 1;
+}
+
 pub(crate) fn grant_key(jti: &str) -> String {
-    format!("grant:{jti}")
+    keys::grant(jti)
 }
 
 /// Signs an access token with the broker's ES256 key.

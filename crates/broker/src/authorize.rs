@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use lienthong_protocol::AuthorizationParams;
-use lienthong_protocol::secret::{random_token, sha256_b64url};
+use lienthong_protocol::secret::random_token;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CitizenPage, FlowError};
@@ -20,6 +20,7 @@ use crate::flow::complete;
 use crate::messages::Problem;
 use crate::request::{AuthorizeRequest, validate};
 use crate::state::{Broker, Inner};
+use crate::store::{Record, keys};
 use crate::upstream::{StartOptions, UpstreamError, UpstreamRequest};
 
 /// A login waiting for the citizen to come back from the national IdP.
@@ -27,6 +28,11 @@ use crate::upstream::{StartOptions, UpstreamError, UpstreamRequest};
 pub struct PendingLogin {
     pub request: AuthorizeRequest,
     pub upstream: UpstreamRequest,
+}
+
+impl Record for PendingLogin {
+    const KIND: &'static str = "pending login";
+    const VERSION: u8 = 1;
 }
 
 pub async fn get(
@@ -100,8 +106,8 @@ async fn start_upstream(
     let ttl = Duration::from_secs(inner.config.sessions.pending_login_secs);
     inner
         .store
-        .put_json(
-            &format!("pending:{}", sha256_b64url(&state)),
+        .put(
+            &keys::pending_login(&state),
             &PendingLogin { request, upstream },
             ttl,
         )

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::Cookie;
-use lienthong_protocol::secret::{random_token, sha256_b64url};
+use lienthong_protocol::secret::random_token;
 use serde::Deserialize;
 
 use crate::authorize::PendingLogin;
@@ -18,6 +18,7 @@ use crate::flow::complete;
 use crate::messages::Problem;
 use crate::session::SsoSession;
 use crate::state::Broker;
+use crate::store::keys;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, Deserialize)]
@@ -38,18 +39,18 @@ pub async fn callback(
         let Some(state) = p.state.as_deref() else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest).into());
         };
-        let key = format!("pending:{}", sha256_b64url(state));
+        let key = keys::pending_login(state);
         let cookie_name = inner.login_cookie_name(state);
         if jar.get(&cookie_name).map(Cookie::value) != Some(state) {
             // Not started in this browser (or the state was altered): refuse, but if the login
             // exists, still offer a clean restart of it.
             tracing::warn!("callback without the matching login cookie");
-            let pending: Option<PendingLogin> = inner.store.get_json(&key).await?;
+            let pending: Option<PendingLogin> = inner.store.get(&key).await?;
             let retry = pending.map(|p| p.request.retry_url(&inner.issuer));
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).with_links(retry, None).into());
         }
         let jar = jar.remove(Cookie::build(cookie_name).path("/"));
-        let Some(pending) = inner.store.take_json::<PendingLogin>(&key).await? else {
+        let Some(pending) = inner.store.take::<PendingLogin>(&key).await? else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).into());
         };
         let request = &pending.request;
@@ -83,7 +84,7 @@ pub async fn callback(
         );
         // A new sign-in replaces whatever session this browser had.
         if let Some(old) = inner.current_session(&jar).await? {
-            inner.store.delete(&old.key).await?;
+            inner.end_session(&old).await?;
         }
         let now = inner.now();
         let session = SsoSession {
@@ -94,7 +95,6 @@ pub async fn callback(
             amr: login.amr,
             created_at: now,
             upstream_id_token: login.id_token,
-            clients: Vec::new(),
         };
         let level = session.level;
         let (live, cookie) = inner.open_session(session).await?;

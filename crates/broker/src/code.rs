@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Redirect, Response};
-use lienthong_protocol::secret::{random_token, sha256_b64url};
+use lienthong_protocol::secret::random_token;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
@@ -13,11 +13,7 @@ use crate::error::FlowError;
 use crate::request::AuthorizeRequest;
 use crate::session::LiveSession;
 use crate::state::{Client, Inner};
-
-/// Where a code's record is kept, under the code's hash.
-pub(crate) fn code_key(code: &str) -> String {
-    format!("code:{}", sha256_b64url(code))
-}
+use crate::store::{Record, keys};
 
 /// What a redeemed code stands for.
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,12 +31,30 @@ pub struct CodeRecord {
     pub sid: String,
 }
 
+impl Record for CodeRecord {
+    const KIND: &'static str = "authorization code";
+    const VERSION: u8 = 1;
+}
+
+/// What a redeemed code leaves behind: the grant it produced, and whether a second
+/// presentation has revoked it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CodeSpent {
+    pub jti: String,
+    pub revoked: bool,
+}
+
+impl Record for CodeSpent {
+    const KIND: &'static str = "spent code";
+    const VERSION: u8 = 1;
+}
+
 /// Step 8: a one-time code bound to the client, redirect URI, PKCE challenge, nonce and session.
 pub(crate) async fn issue_code(
     inner: &Inner,
     client: &Client,
     request: &AuthorizeRequest,
-    live: &mut LiveSession,
+    live: &LiveSession,
     claims: Vec<String>,
     sub: String,
 ) -> Result<Response, FlowError> {
@@ -59,13 +73,13 @@ pub(crate) async fn issue_code(
         auth_time: session.auth_time,
         sid: session.sid.clone(),
     };
-    if !live.session.clients.contains(&client.config.id) {
-        live.session.clients.push(client.config.id.clone());
-    }
+    // A set-add, not a rewrite of the session: two logins at once to two systems (on two
+    // nodes) both end in the list that logout will use.
+    inner.add_session_client(live, &client.config.id).await?;
     inner.touch_session(live).await?;
     let code = random_token(32);
     let ttl = Duration::from_secs(inner.config.tokens.code_secs);
-    inner.store.put_json(&code_key(&code), &record, ttl).await?;
+    inner.store.put(&keys::code(&code), &record, ttl).await?;
     tracing::info!(client = %client.config.id, level = live.session.level.number(), "authorization code issued");
     let mut url =
         Url::parse(&request.redirect_uri).expect("registered redirect URIs are valid URLs");

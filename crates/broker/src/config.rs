@@ -25,6 +25,8 @@ pub struct Config {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Secret for the per-system account ids derived from the citizen's upstream identity. Keep
     /// it stable: changing it changes every derived id. Absent: a random one per start (demo).
     pub account_id_secret: Option<Secret>,
@@ -302,8 +304,54 @@ fn default_token_ttl() -> u64 {
     300
 }
 
-/// PKCS#8 PEM files of the signing keys. A key not given is generated at start (fine for one
-/// node and the demo; several nodes must share keys).
+/// Where short-lived state lives, and the key that seals it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `memory` (the default: this process only) or `redis://host:port[/db]`; for a Redis
+    /// Cluster, its seed nodes separated by commas, or one `redis+cluster://host:port`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// AES-256-GCM key, 32 bytes in base64, sealing every value the broker writes to the Store
+    /// (and the shared signing keys it writes to the directory). Required with a shared Store.
+    pub sealing_key: Option<Secret>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+            sealing_key: None,
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "memory".into()
+}
+
+impl StoreConfig {
+    /// The Redis URLs, or none for the memory Store.
+    pub fn redis_urls(&self) -> Vec<String> {
+        if self.url.trim() == "memory" {
+            return Vec::new();
+        }
+        self.url
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    /// Whether other nodes share this Store (so secrets must be shared too).
+    pub fn is_shared(&self) -> bool {
+        !self.redis_urls().is_empty()
+    }
+}
+
+/// PKCS#8 PEM files of the signing keys. A key not given is generated once and kept in the
+/// directory, sealed with `[store] sealing_key`, so every node sharing the directory signs with
+/// it; without a sealing key it is generated at each start (one node and the demo only).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {

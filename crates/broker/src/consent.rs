@@ -20,6 +20,7 @@ use crate::messages::Problem;
 use crate::request::AuthorizeRequest;
 use crate::session::{LiveSession, SsoSession};
 use crate::state::{Broker, Client, Inner};
+use crate::store::{Record, keys};
 
 /// A consent request waiting for the citizen's answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,13 +32,40 @@ pub struct PendingConsent {
     pub sub: String,
 }
 
-/// Where a citizen's recorded consent for one client is kept.
-pub(crate) fn consent_key(session: &crate::session::SsoSession, client_id: &str) -> String {
-    let who = sha256_b64url(&format!(
+impl Record for PendingConsent {
+    const KIND: &'static str = "pending consent";
+    const VERSION: u8 = 1;
+}
+
+/// The citizen's key in the consent records: the upstream identity's hash, never a number.
+fn subject_key(session: &SsoSession) -> String {
+    sha256_b64url(&format!(
         "{}\0{}",
         session.identity.issuer, session.identity.subject
-    ));
-    format!("consent:{who}:{client_id}")
+    ))
+}
+
+/// The claims the citizen has agreed to release to `client_id`, within `consent_days`.
+async fn granted_claims(
+    inner: &Inner,
+    session: &SsoSession,
+    client_id: &str,
+) -> Result<Vec<String>, FlowError> {
+    let since = inner.now() as i64 - (inner.config.sessions.consent_days * 86_400) as i64;
+    inner
+        .directory
+        .consented_claims(&subject_key(session), client_id, since)
+        .await
+        .map_err(directory_unavailable)
+}
+
+fn directory_unavailable(e: lienthong_adapter::directory::DirectoryError) -> FlowError {
+    tracing::error!(error = %e, "directory failure at consent");
+    CitizenPage::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Problem::TemporarilyUnavailable,
+    )
+    .into()
 }
 
 /// What the login does next, once consent is considered.
@@ -46,10 +74,6 @@ pub(crate) enum ConsentStep {
     Granted,
     /// The consent page to show.
     Ask(Response),
-}
-
-fn pending_consent_key(consent_id: &str) -> String {
-    format!("consent-pending:{}", sha256_b64url(consent_id))
 }
 
 /// Whether the citizen must be asked before `claims` go to `client`; if so, the question is
@@ -65,11 +89,7 @@ pub(crate) async fn ask_if_needed(
     if !client.config.require_consent || claims.is_empty() {
         return Ok(ConsentStep::Granted);
     }
-    let granted: Vec<String> = inner
-        .store
-        .get_json(&consent_key(&live.session, &client.config.id))
-        .await?
-        .unwrap_or_default();
+    let granted = granted_claims(inner, &live.session, &client.config.id).await?;
     let covered = claims.iter().all(|c| granted.contains(c));
     if !request.prompt_consent && covered {
         return Ok(ConsentStep::Granted);
@@ -87,7 +107,7 @@ pub(crate) async fn ask_if_needed(
     let ttl = Duration::from_secs(inner.config.sessions.pending_login_secs);
     inner
         .store
-        .put_json(&pending_consent_key(&consent_id), &pending, ttl)
+        .put(&keys::pending_consent(&consent_id), &pending, ttl)
         .await?;
     let labels: Vec<_> = claims
         .iter()
@@ -115,8 +135,8 @@ pub async fn decide(
 ) -> Response {
     let inner = broker.inner();
     let result: Result<Response, FlowError> = async {
-        let key = pending_consent_key(&form.consent_id);
-        let Some(pending) = inner.store.take_json::<PendingConsent>(&key).await? else {
+        let key = keys::pending_consent(&form.consent_id);
+        let Some(pending) = inner.store.take::<PendingConsent>(&key).await? else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::ConsentExpired).into());
         };
         let request = &pending.request;
@@ -126,7 +146,7 @@ pub async fn decide(
             .current_session(&jar)
             .await?
             .filter(|l| l.key == pending.session_key);
-        let Some(mut live) = live else {
+        let Some(live) = live else {
             return Err(request.page(inner, StatusCode::BAD_REQUEST, Problem::ConsentExpired));
         };
         if form.decision != "allow" {
@@ -143,7 +163,7 @@ pub async fn decide(
             inner,
             client,
             request,
-            &mut live,
+            &live,
             pending.claims,
             pending.sub,
         )
@@ -159,14 +179,9 @@ async fn record(
     client_id: &str,
     claims: &[String],
 ) -> Result<(), FlowError> {
-    let key = consent_key(session, client_id);
-    let mut granted: Vec<String> = inner.store.get_json(&key).await?.unwrap_or_default();
-    for c in claims {
-        if !granted.contains(c) {
-            granted.push(c.clone());
-        }
-    }
-    let ttl = Duration::from_secs(inner.config.sessions.consent_days * 86_400);
-    inner.store.put_json(&key, &granted, ttl).await?;
-    Ok(())
+    inner
+        .directory
+        .record_consent(&subject_key(session), client_id, claims)
+        .await
+        .map_err(directory_unavailable)
 }

@@ -18,7 +18,7 @@ use crate::state::Inner;
 pub(crate) async fn complete(
     inner: &Inner,
     request: &AuthorizeRequest,
-    mut live: LiveSession,
+    live: LiveSession,
 ) -> Result<Response, FlowError> {
     let client = inner.client_of(&request.client_id)?;
     let sub = account_for(inner, client, request, &live.session).await?;
@@ -27,6 +27,6 @@ pub(crate) async fn complete(
         .collect();
     match ask_if_needed(inner, client, request, &live, &claims, &sub).await? {
         ConsentStep::Ask(page) => Ok(page),
-        ConsentStep::Granted => issue_code(inner, client, request, &mut live, claims, sub).await,
+        ConsentStep::Granted => issue_code(inner, client, request, &live, claims, sub).await,
     }
 }

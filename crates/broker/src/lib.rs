@@ -20,6 +20,7 @@ pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod flow;
+pub mod health;
 pub mod identity;
 pub mod level;
 pub mod messages;
@@ -55,6 +56,8 @@ impl Broker {
                 get(discovery::configuration),
             )
             .route("/jwks", get(discovery::jwks))
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
             .route("/authorize", get(authorize::get).post(authorize::post))
             .route("/callback", get(callback::callback))
             .route("/consent", post(consent::decide))

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::identity::CitizenIdentity;
 use crate::level::Level;
 use crate::state::Inner;
-use crate::store::StoreError;
+use crate::store::{Record, StoreError, keys};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SsoSession {
@@ -28,8 +28,11 @@ pub struct SsoSession {
     pub created_at: u64,
     /// The upstream ID token, for ending the upstream session at logout.
     pub upstream_id_token: String,
-    /// Clients that received a code in this session (for logout).
-    pub clients: Vec<String>,
+}
+
+impl Record for SsoSession {
+    const KIND: &'static str = "SSO session";
+    const VERSION: u8 = 1;
 }
 
 /// A session found from the browser's cookie.
@@ -81,37 +84,72 @@ impl Inner {
         let Some(cookie) = jar.get(self.session_cookie_name()) else {
             return Ok(None);
         };
-        let key = format!("sso:{}", sha256_b64url(cookie.value()));
-        let session: Option<SsoSession> = self.store.get_json(&key).await?;
+        let key = keys::sso_session(cookie.value());
+        let session: Option<SsoSession> = self.store.get(&key).await?;
         Ok(session
             .filter(|s| self.session_ttl(s).is_some())
             .map(|session| LiveSession { key, session }))
     }
 
-    /// Opens a session; returns it with the cookie to set.
+    /// Opens a session; returns it with the cookie to set. The session is written once; what
+    /// changes later (its clients, its idle deadline) changes without rewriting it.
     pub async fn open_session<'c>(
         &self,
         session: SsoSession,
     ) -> Result<(LiveSession, Cookie<'c>), StoreError> {
         let secret = random_token(32);
         let live = LiveSession {
-            key: format!("sso:{}", sha256_b64url(&secret)),
+            key: keys::sso_session(&secret),
             session,
         };
-        self.touch_session(&live).await?;
-        let max_age = Duration::from_secs(self.config.sessions.absolute_secs);
+        let ttl = self
+            .session_ttl(&live.session)
+            .unwrap_or(Duration::from_secs(1));
+        self.store.put(&live.key, &live.session, ttl).await?;
+        // The index logout by `sid` will need; it holds only the key (a hash), no personal data.
+        let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
+        self.store
+            .raw()
+            .put(
+                &keys::session_by_sid(&live.session.sid),
+                live.key.clone().into_bytes(),
+                absolute,
+            )
+            .await?;
         Ok((
             live,
-            self.cookie(self.session_cookie_name().to_owned(), secret, max_age),
+            self.cookie(self.session_cookie_name().to_owned(), secret, absolute),
         ))
     }
 
-    /// Saves a changed session and restarts its idle clock.
+    /// Restarts the session's idle clock (capped by its absolute limit), without rewriting it.
     pub async fn touch_session(&self, live: &LiveSession) -> Result<(), StoreError> {
         match self.session_ttl(&live.session) {
-            Some(ttl) => self.store.put_json(&live.key, &live.session, ttl).await,
-            None => self.store.delete(&live.key).await,
+            Some(ttl) => self.store.raw().touch(&live.key, ttl).await.map(|_| ()),
+            None => self.end_session(live).await,
         }
+    }
+
+    /// Records that `client_id` took part in the session: an atomic set-add.
+    pub async fn add_session_client(
+        &self,
+        live: &LiveSession,
+        client_id: &str,
+    ) -> Result<(), StoreError> {
+        let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
+        self.store
+            .raw()
+            .set_add(&keys::session_clients(&live.session.sid), client_id, absolute)
+            .await
+    }
+
+    /// Ends a session: the record and its index. (Its client list stays until it expires, for
+    /// logout to read.)
+    pub async fn end_session(&self, live: &LiveSession) -> Result<(), StoreError> {
+        self.store.delete(&live.key).await?;
+        self.store
+            .delete(&keys::session_by_sid(&live.session.sid))
+            .await
     }
 }
 

@@ -12,12 +12,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use lienthong_protocol::client_auth::AuthMethod;
-use lienthong_protocol::secret::{left_half_sha256, random_token, sha256_b64url};
+use lienthong_protocol::secret::{left_half_sha256, random_token};
 use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenParams, pkce};
 use serde_json::json;
 
 use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key, userinfo_audience};
-use crate::code::{CodeRecord, code_key};
+use crate::code::{CodeRecord, CodeSpent};
+use crate::store::keys;
 use crate::state::{Broker, Client, Inner};
 
 pub async fn token(
@@ -55,26 +56,42 @@ pub async fn token(
         .code
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let code_hash = sha256_b64url(code);
     let store_error = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "store failure at the token endpoint");
         OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, "try again shortly")
     };
+    // The grant's id is drawn first so that the marker the code leaves names it from the very
+    // moment the code is gone: a second redemption, however close, finds it.
+    let jti = random_token(24);
+    let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
+    let spent_key = keys::code_spent(code);
+    let marker = CodeSpent {
+        jti: jti.clone(),
+        revoked: false,
+    };
     let Some(record) = inner
         .store
-        .take_json::<CodeRecord>(&code_key(code))
+        .take_leaving::<CodeRecord, _>(&keys::code(code), &spent_key, &marker, lifetime)
         .await
         .map_err(store_error)?
     else {
-        let spent: Option<String> = inner
+        if let Some(mut spent) = inner
             .store
-            .get_json(&format!("code-spent:{code_hash}"))
+            .get::<CodeSpent>(&spent_key)
             .await
-            .map_err(store_error)?;
-        if let Some(jti) = spent {
+            .map_err(store_error)?
+        {
+            // Mark first, then delete: the first redemption re-reads the mark after writing its
+            // grant, so whichever order the two run in, the grant does not survive.
+            spent.revoked = true;
             inner
                 .store
-                .delete(&grant_key(&jti))
+                .put(&spent_key, &spent, lifetime)
+                .await
+                .map_err(store_error)?;
+            inner
+                .store
+                .delete(&grant_key(&spent.jti))
                 .await
                 .map_err(store_error)?;
             tracing::warn!(client = %client.config.id, "authorization code reused: its tokens are revoked");
@@ -98,7 +115,6 @@ pub async fn token(
 
     let now = inner.now();
     let tokens = &inner.config.tokens;
-    let jti = random_token(24);
     let access_claims = json!({
         "iss": inner.issuer,
         "aud": userinfo_audience(inner),
@@ -141,7 +157,6 @@ pub async fn token(
         )
         .map_err(sign_error)?;
 
-    let lifetime = Duration::from_secs(tokens.access_token_secs);
     let grant = Grant {
         client_id: client.config.id.clone(),
         sub: record.sub,
@@ -150,14 +165,27 @@ pub async fn token(
     };
     inner
         .store
-        .put_json(&grant_key(&jti), &grant, lifetime)
+        .put(&grant_key(&jti), &grant, lifetime)
         .await
         .map_err(store_error)?;
-    inner
+    // A reuse of the code may have come between taking it and writing the grant.
+    let revoked = inner
         .store
-        .put_json(&format!("code-spent:{code_hash}"), &jti, lifetime)
+        .get::<CodeSpent>(&spent_key)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+        .is_none_or(|s| s.revoked);
+    if revoked {
+        inner
+            .store
+            .delete(&grant_key(&jti))
+            .await
+            .map_err(store_error)?;
+        tracing::warn!(client = %client.config.id, "authorization code reused while being redeemed: its tokens are revoked");
+        return Err(OAuthError::invalid_grant(
+            "the code is unknown, expired or already used",
+        ));
+    }
     tracing::info!(client = %client.config.id, "tokens issued");
 
     let body = json!({

@@ -45,9 +45,9 @@ async fn claims_for(broker: &Broker, token: Option<&str>) -> Result<Json<Value>,
     let token = token.ok_or_else(|| OAuthError::invalid_token("an access token is required"))?;
     let claims: AccessClaims = access_token::verify(inner, token, &userinfo_audience(inner))
         .map_err(OAuthError::invalid_token)?;
-    let grant: Option<Grant> = inner
+    let grant = inner
         .store
-        .get_json(&grant_key(&claims.jti))
+        .get::<Grant>(&grant_key(&claims.jti))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "store failure at userinfo");

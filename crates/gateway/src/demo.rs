@@ -150,7 +150,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (rows, bad) = parse_csv(include_str!("../../../config/demo/mot-cua-links.csv").as_bytes());
     anyhow::ensure!(bad.is_empty(), "config/demo/mot-cua-links.csv: {bad:?}");
     directory.import("mot-cua", &rows, false, "demo").await?;
-    let broker = Broker::new(broker_config, Arc::new(MemoryStore::new()), directory)?;
+    let broker = Broker::new(broker_config, Arc::new(MemoryStore::new()), directory).await?;
 
     let system = |slug: &str, title: &str, id: &str, secret: &str, scopes: &[&str]| SystemConfig {
         slug: slug.into(),

@@ -9,11 +9,10 @@ mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lienthong_broker::{Broker, MemoryStore};
+use lienthong_broker::Broker;
 use lienthong_citizen::CitizenId;
 use runtime::{connect_directory, shutdown_signal};
 use serde_json::json;
@@ -143,7 +142,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", config.bind))?;
             let directory = connect_directory(&config.directory.url).await?;
-            let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory)?;
+            let store = lienthong_broker::store::open(&config.store)?;
+            let broker = Broker::new(config, store, directory).await?;
             tracing::info!(issuer = broker.issuer(), addr = %listener.local_addr()?, "broker listening");
             broker.serve(listener, shutdown_signal()).await?;
             Ok(())
@@ -169,7 +169,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let config: lienthong_broker::Config = settings::load(&config, "LIENTHONG")?;
             let clients = config.clients.len();
             let directory = connect_directory(&config.directory.url).await?;
-            let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory)?;
+            let store = lienthong_broker::store::open(&config.store)?;
+            let broker = Broker::new(config, store, directory).await?;
             println!(
                 "configuration is valid: issuer {}, {clients} client(s)",
                 broker.issuer()

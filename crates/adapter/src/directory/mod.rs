@@ -5,6 +5,7 @@
 //! Placeholders are `$n`, which both accept. Every operation that changes a link or a citizen
 //! record also appends a row to `directory_events`, the processing log the law asks for.
 
+mod durable;
 mod import;
 
 use serde::Serialize;

@@ -10,8 +10,8 @@
 //! a `MockClock` past a code's lifetime sees the code gone.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lienthong_protocol::{SharedClock, SystemClock};
 use tokio::sync::Notify;
@@ -44,8 +44,24 @@ struct State {
 }
 
 struct Entry {
-    value: Vec<u8>,
+    value: Data,
     expires_at: Deadline,
+}
+
+/// What a key holds: like Redis, a value, a set or a counter.
+enum Data {
+    Bytes(Vec<u8>),
+    Set(BTreeSet<String>),
+    Counter(u64),
+}
+
+impl Data {
+    fn bytes(&self) -> Option<&Vec<u8>> {
+        match self {
+            Data::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 struct SweeperGuard(Arc<Shared>);
@@ -151,7 +167,7 @@ impl State {
 
     /// Inserts; returns true when the new entry expires before everything else, so the sweeper
     /// must wake up earlier than planned.
-    fn insert(&mut self, key: &str, value: Vec<u8>, ttl: Duration, now: Deadline) -> bool {
+    fn insert(&mut self, key: &str, value: Data, ttl: Duration, now: Deadline) -> bool {
         let expires_at = now + ttl.as_millis() as u64;
         let earliest = self
             .expirations
@@ -172,43 +188,151 @@ impl State {
         self.expirations.remove(&(entry.expires_at, key.to_owned()));
         (entry.expires_at > now).then_some(entry)
     }
+
+    /// Moves a live key's deadline; returns whether the sweeper must wake earlier.
+    fn expire(&mut self, key: &str, ttl: Duration, now: Deadline) -> Option<bool> {
+        let entry = self.entries.get_mut(key).filter(|e| e.expires_at > now)?;
+        let old = entry.expires_at;
+        entry.expires_at = now + ttl.as_millis() as u64;
+        let new = entry.expires_at;
+        self.expirations.remove(&(old, key.to_owned()));
+        let earliest = self.expirations.first().is_none_or(|(when, _)| new < *when);
+        self.expirations.insert((new, key.to_owned()));
+        Some(earliest)
+    }
+}
+
+impl MemoryStore {
+    /// Runs `f` on the state at the store's present; wakes the sweeper if `f` says so.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State, Deadline) -> (R, bool)) -> R {
+        let now = self.shared.now();
+        let (result, wake) = f(&mut self.shared.lock(), now);
+        if wake {
+            self.shared.sweeper.notify_one();
+        }
+        result
+    }
 }
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        let now = self.shared.now();
-        if self.shared.lock().insert(key, value, ttl, now) {
-            self.shared.sweeper.notify_one();
-        }
+        self.with_state(|s, now| ((), s.insert(key, Data::Bytes(value), ttl, now)));
         Ok(())
     }
 
     async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
-        let now = self.shared.now();
-        let mut state = self.shared.lock();
-        if state.live(key, now).is_some() {
-            return Ok(false);
-        }
-        if state.insert(key, value, ttl, now) {
-            self.shared.sweeper.notify_one();
-        }
-        Ok(true)
+        Ok(self.with_state(|s, now| {
+            if s.live(key, now).is_some() {
+                return (false, false);
+            }
+            (true, s.insert(key, Data::Bytes(value), ttl, now))
+        }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let now = self.shared.now();
-        Ok(self.shared.lock().live(key, now).map(|e| e.value.clone()))
+        Ok(self.with_state(|s, now| {
+            (s.live(key, now).and_then(|e| e.value.bytes().cloned()), false)
+        }))
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let now = self.shared.now();
-        Ok(self.shared.lock().remove(key, now).map(|e| e.value))
+        Ok(self.with_state(|s, now| {
+            let taken = s.remove(key, now).and_then(|e| match e.value {
+                Data::Bytes(b) => Some(b),
+                _ => None,
+            });
+            (taken, false)
+        }))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let now = self.shared.now();
-        self.shared.lock().remove(key, now);
+        self.with_state(|s, now| (s.remove(key, now).map(|_| ()).unwrap_or(()), false));
+        Ok(())
+    }
+
+    async fn take_leaving(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: Vec<u8>,
+        marker_ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // One critical section: nobody can see the key gone and the marker not yet there.
+        Ok(self.with_state(|s, now| {
+            match s.remove(key, now).and_then(|e| match e.value {
+                Data::Bytes(b) => Some(b),
+                _ => None,
+            }) {
+                Some(value) => {
+                    let wake = s.insert(marker_key, Data::Bytes(marker), marker_ttl, now);
+                    (Some(value), wake)
+                }
+                None => (None, false),
+            }
+        }))
+    }
+
+    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.with_state(|s, now| {
+            let mut members = match s.remove(key, now).map(|e| e.value) {
+                Some(Data::Set(m)) => m,
+                _ => BTreeSet::new(),
+            };
+            members.insert(member.to_owned());
+            ((), s.insert(key, Data::Set(members), ttl, now))
+        });
+        Ok(())
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.with_state(|s, now| {
+            let members = match s.live(key, now).map(|e| &e.value) {
+                Some(Data::Set(m)) => m.iter().cloned().collect(),
+                _ => Vec::new(),
+            };
+            (members, false)
+        }))
+    }
+
+    async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        self.with_state(|s, now| {
+            if let Some(Data::Set(m)) = s
+                .entries
+                .get_mut(key)
+                .filter(|e| e.expires_at > now)
+                .map(|e| &mut e.value)
+            {
+                m.remove(member);
+            }
+            ((), false)
+        });
+        Ok(())
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        Ok(self.with_state(|s, now| {
+            if let Some(Entry {
+                value: Data::Counter(n),
+                expires_at,
+            }) = s.entries.get_mut(key)
+                && *expires_at > now
+            {
+                *n += 1;
+                return (*n, false);
+            }
+            (1, s.insert(key, Data::Counter(1), ttl, now))
+        }))
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.with_state(|s, now| match s.expire(key, ttl, now) {
+            Some(wake) => (true, wake),
+            None => (false, false),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

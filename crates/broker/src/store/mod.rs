@@ -1,26 +1,35 @@
-//! The Store: short-lived state that every broker node must see — pending logins, SSO sessions,
-//! authorization codes, issued grants, consents.
+//! The Store: short-lived state that every broker node must see — pending logins, SSO sessions
+//! and their clients, authorization codes and their spent-markers, issued grants, counters.
 //!
-//! It is a key-value interface with TTLs and one atomic read-and-delete (`take`), because those
-//! are exactly the operations that map one-to-one onto Redis (`SET PX`, `SET NX PX`, `GET`,
-//! `GETDEL`, `DEL`). Values are opaque bytes; the typed helpers on `dyn Store` put JSON in them.
-//! A broker node keeps nothing of its own, so any node can serve any step of any login.
+//! The contract is written for many nodes at once. Every operation a login relies on being
+//! atomic is one operation here, mapping one-to-one onto Redis: `put` (`SET PX`), `put_new`
+//! (`SET NX PX`), `get`, `take` (`GETDEL`), `delete`, `take_leaving` (a script: take a value and
+//! leave a marker in its place, so a second redemption racing the first always sees the first),
+//! `set_add` / `set_members` / `set_remove` (`SADD`/`SMEMBERS`/`SREM`: two logins at once to two
+//! systems both land in the session's list of clients), `incr` (a counter that expires: rate
+//! limits), `touch` (`PEXPIRE`: a sliding idle timeout without rewriting the value). Durable
+//! records (consents, signing keys) are not here: they are in SQL.
+//!
+//! Backends: [`MemoryStore`] (one process: the demo and single-node use) and [`RedisStore`]
+//! (Redis or Redis Cluster, shared by every node). Values are opaque bytes; [`Records`] puts
+//! typed, versioned and sealed records in them. Key names come from [`keys`].
 
+pub mod keys;
 mod memory;
+pub mod record;
+mod redis;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 pub use memory::MemoryStore;
+pub use record::{Record, Sealer};
+pub use redis::RedisStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store backend unavailable: {0}")]
     Unavailable(String),
-    #[error("stored value is corrupt: {0}")]
-    Corrupt(String),
 }
 
 /// Shared short-lived state with per-key expiry.
@@ -34,43 +43,100 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically reads and deletes `key`: of two concurrent callers at most one gets the value.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn decode<T: DeserializeOwned>(bytes: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
-    bytes
-        .map(|b| serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .transpose()
-}
-
-/// Typed access: every record is JSON under a namespaced key.
-impl dyn Store {
-    pub async fn put_json<T: Serialize>(
+    /// Atomically takes `key` and, if it was there, sets `marker_key` to `marker` for
+    /// `marker_ttl`: whoever comes second finds the marker, never a gap. The two keys must
+    /// share a hash tag ([`keys`]).
+    async fn take_leaving(
         &self,
         key: &str,
-        value: &T,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.put(key, encode(value)?, ttl).await
+        marker_key: &str,
+        marker: Vec<u8>,
+        marker_ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Adds `member` to the set at `key` and sets the set's expiry to `ttl`.
+    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError>;
+    async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError>;
+    /// Adds one to the counter at `key` (created at 1, expiring after `ttl` from its creation);
+    /// returns the new count.
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
+    /// Restarts `key`'s expiry at `ttl` without rewriting it; false if it does not exist.
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The Store `[store] url` names: the memory Store, or Redis (connected on first use, so a node
+/// starts while Redis is down).
+pub fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let urls = config.redis_urls();
+    if urls.is_empty() {
+        Ok(Arc::new(MemoryStore::new()))
+    } else {
+        Ok(Arc::new(RedisStore::new(&urls)?))
+    }
+}
+
+/// Typed access to the Store: every record sealed, versioned and bound to its key.
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+}
+
+impl Records {
+    pub fn new(store: Arc<dyn Store>, sealer: Sealer) -> Self {
+        Self {
+            store,
+            sealer: Arc::new(sealer),
+        }
     }
 
-    pub async fn put_new_json<T: Serialize>(
+    /// The untyped operations (sets, counters, expiry).
+    pub fn raw(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    pub async fn put<T: Record>(&self, key: &str, value: &T, ttl: Duration) -> Result<(), StoreError> {
+        self.store.put(key, self.sealer.encode(key, value), ttl).await
+    }
+
+    pub async fn put_new<T: Record>(
         &self,
         key: &str,
         value: &T,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.put_new(key, encode(value)?, ttl).await
+        self.store
+            .put_new(key, self.sealer.encode(key, value), ttl)
+            .await
     }
 
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        decode(self.get(key).await?)
+    pub async fn get<T: Record>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.sealer.decode(key, self.store.get(key).await?))
     }
 
-    pub async fn take_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        decode(self.take(key).await?)
+    pub async fn take<T: Record>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.sealer.decode(key, self.store.take(key).await?))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete(key).await
+    }
+
+    /// [`Store::take_leaving`] with typed value and marker.
+    pub async fn take_leaving<T: Record, M: Record>(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: &M,
+        marker_ttl: Duration,
+    ) -> Result<Option<T>, StoreError> {
+        let marker = self.sealer.encode(marker_key, marker);
+        let taken = self
+            .store
+            .take_leaving(key, marker_key, marker, marker_ttl)
+            .await?;
+        Ok(self.sealer.decode(key, taken))
     }
 }

@@ -1,0 +1,80 @@
+//! Every Store key, built here and nowhere else.
+//!
+//! Secrets handed to browsers and clients (login state, session cookie, consent id, code) never
+//! appear in a key: the key holds their SHA-256. Keys that one atomic operation touches together
+//! share a Redis Cluster hash tag — the part between `{` and `}` — so they live in one slot:
+//! a code and its spent-marker, say. Everything starts with `lt:` so that a Redis shared with
+//! other software can be told apart.
+
+use lienthong_protocol::secret::sha256_b64url;
+
+/// A login waiting for the citizen to come back from the national IdP, by its `state`.
+pub fn pending_login(state: &str) -> String {
+    format!("lt:pending:{{{}}}", sha256_b64url(state))
+}
+
+/// An SSO session, by the browser's cookie.
+pub fn sso_session(cookie: &str) -> String {
+    format!("lt:sso:{{{}}}", sha256_b64url(cookie))
+}
+
+/// The clients that took part in a session (a set, added to atomically), by `sid`.
+pub fn session_clients(sid: &str) -> String {
+    format!("lt:sso-clients:{{{sid}}}")
+}
+
+/// The session key of a `sid`: the index that logout by `sid` needs.
+pub fn session_by_sid(sid: &str) -> String {
+    format!("lt:sid:{{{sid}}}")
+}
+
+/// A consent question waiting for the citizen's answer, by its id.
+pub fn pending_consent(consent_id: &str) -> String {
+    format!("lt:consent-pending:{{{}}}", sha256_b64url(consent_id))
+}
+
+/// An authorization code's record, and the marker its redemption leaves: one hash tag, so one
+/// script can take the first and write the second.
+pub fn code(code: &str) -> String {
+    format!("lt:code:{{{}}}", sha256_b64url(code))
+}
+
+pub fn code_spent(code: &str) -> String {
+    format!("lt:code-spent:{{{}}}", sha256_b64url(code))
+}
+
+/// What an access token grants, by its `jti`.
+pub fn grant(jti: &str) -> String {
+    format!("lt:grant:{{{jti}}}")
+}
+
+/// A rate-limit or attempt counter: `what` (an endpoint, say) and `who` (a client id or a
+/// source address, hashed so no address is stored as it is).
+pub fn counter(what: &str, who: &str) -> String {
+    format!("lt:count:{what}:{{{}}}", sha256_b64url(who))
+}
+
+/// The members of a token family (refresh tokens), by family id.
+pub fn token_family(family: &str) -> String {
+    format!("lt:family:{{{family}}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = open + key[open..].find('}').unwrap();
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn a_code_and_its_marker_share_a_slot_and_no_secret_is_in_a_key() {
+        let (a, b) = (code("secret-code"), code_spent("secret-code"));
+        assert_ne!(a, b);
+        assert_eq!(slot_tag(&a), slot_tag(&b));
+        assert!(!a.contains("secret-code"));
+        assert!(!sso_session("cookie-value").contains("cookie-value"));
+    }
+}

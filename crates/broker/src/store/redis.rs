@@ -1,0 +1,266 @@
+//! The Redis backend: one Redis, or a Redis Cluster, shared by every broker node.
+//!
+//! The connection is made on first use and made again after a failure, so a node starts while
+//! Redis is down (answering `/readyz` with 503 and citizens with a clear page) and recovers by
+//! itself when Redis returns. A standalone Redis goes through redis-rs's `ConnectionManager`
+//! (which reconnects), a Cluster through its cluster connection (which follows slot moves);
+//! both clone cheaply, so every request shares one multiplexed connection and no pool is needed.
+//! Each operation is one command or one script, so what the Store contract calls atomic is
+//! atomic on the server.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Script};
+use tokio::sync::Mutex;
+
+use super::{Store, StoreError};
+
+/// Where the Redis is: one server, or the seed nodes of a cluster.
+#[derive(Debug, Clone)]
+enum Target {
+    Single(redis::Client),
+    Cluster(Vec<String>),
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+pub struct RedisStore {
+    target: Target,
+    /// The live connection, or none until the next attempt succeeds.
+    connection: Mutex<Option<Connection>>,
+    take_leaving: Script,
+    incr: Script,
+}
+
+/// How long a command may take before the node gives up on it (and the citizen gets a page).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn millis(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+impl RedisStore {
+    /// `urls`: one `redis://host:port[/db]` for a standalone Redis; several (or one
+    /// `redis+cluster://host:port`) for the seed nodes of a Redis Cluster. Does not connect yet.
+    pub fn new(urls: &[String]) -> Result<Self, StoreError> {
+        let target = match urls {
+            [] => return Err(unavailable("no Redis URL")),
+            [one] if !one.starts_with("redis+cluster://") => {
+                Target::Single(redis::Client::open(one.as_str()).map_err(unavailable)?)
+            }
+            many => Target::Cluster(
+                many.iter()
+                    .map(|u| u.replacen("redis+cluster://", "redis://", 1))
+                    .collect(),
+            ),
+        };
+        Ok(Self {
+            target,
+            connection: Mutex::new(None),
+            // Take the value and, if there was one, leave the marker: one atomic step.
+            take_leaving: Script::new(
+                r"local v = redis.call('GETDEL', KEYS[1])
+                  if v then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+                  return v",
+            ),
+            // A counter whose expiry starts with its first increment.
+            incr: Script::new(
+                r"local n = redis.call('INCR', KEYS[1])
+                  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+                  return n",
+            ),
+        })
+    }
+
+    async fn connect(&self) -> Result<Connection, StoreError> {
+        match &self.target {
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(1);
+                let manager = client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(Connection::Single(manager))
+            }
+            Target::Cluster(nodes) => {
+                let client = ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(2)
+                    .build()
+                    .map_err(unavailable)?;
+                let connection = client.get_async_connection().await.map_err(unavailable)?;
+                Ok(Connection::Cluster(connection))
+            }
+        }
+    }
+
+    /// The shared connection, made now if there is none.
+    async fn connection(&self) -> Result<Connection, StoreError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let fresh = self.connect().await?;
+        *slot = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// After a connection-level failure the next call connects afresh. (The connection manager
+    /// reconnects by itself too; a cluster connection that lost every node does not.)
+    async fn forget_connection_if(&self, e: &redis::RedisError) {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+            self.connection.lock().await.take();
+        }
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let result = match self.connection().await? {
+            Connection::Single(mut c) => cmd.query_async(&mut c).await,
+            Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
+        };
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.forget_connection_if(&e).await;
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    async fn script<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(*k);
+        }
+        for a in args {
+            invocation.arg(*a);
+        }
+        let result = match self.connection().await? {
+            Connection::Single(mut c) => invocation.invoke_async(&mut c).await,
+            Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+        };
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.forget_connection_if(&e).await;
+                Err(unavailable(e))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("PX").arg(millis(ttl));
+        self.query::<()>(&cmd).await
+    }
+
+    async fn put_new(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX").arg("PX").arg(millis(ttl));
+        Ok(self.query::<Option<String>>(&cmd).await?.is_some())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.query(redis::cmd("GETDEL").arg(key)).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.query::<()>(redis::cmd("DEL").arg(key)).await
+    }
+
+    async fn take_leaving(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: Vec<u8>,
+        marker_ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let ttl = millis(marker_ttl).to_string();
+        self.script(
+            &self.take_leaving,
+            &[key, marker_key],
+            &[&marker, ttl.as_bytes()],
+        )
+        .await
+    }
+
+    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        // SADD then PEXPIRE in one MULTI: the set never lingers without an expiry.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SADD")
+            .arg(key)
+            .arg(member)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .ignore();
+        let result = match self.connection().await? {
+            Connection::Single(mut c) => pipe.query_async::<()>(&mut c).await,
+            Connection::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.forget_connection_if(&e).await;
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(key)).await?;
+        members.sort();
+        Ok(members)
+    }
+
+    async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
+        self.query::<()>(redis::cmd("SREM").arg(key).arg(member))
+            .await
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let ttl = millis(ttl).to_string();
+        self.script(&self.incr, &[key], &[ttl.as_bytes()]).await
+    }
+
+    async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let set: i64 = self
+            .query(redis::cmd("PEXPIRE").arg(key).arg(millis(ttl)))
+            .await?;
+        Ok(set == 1)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+}
