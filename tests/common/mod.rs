@@ -3,6 +3,8 @@
 //! hand so each hop can be asserted) and like a provincial system (token, userinfo).
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -159,15 +159,7 @@ pub async fn decide(
         }
         record(inner, &live.session, &request.client_id, &pending.claims).await?;
         tracing::info!(client = %request.client_id, claims = ?pending.claims, "consent recorded");
-        issue_code(
-            inner,
-            client,
-            request,
-            &live,
-            pending.claims,
-            pending.sub,
-        )
-        .await
+        issue_code(inner, client, request, &live, pending.claims, pending.sub).await
     }
     .await;
     inner.respond(result)

@@ -139,7 +139,11 @@ impl Inner {
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
         self.store
             .raw()
-            .set_add(&keys::session_clients(&live.session.sid), client_id, absolute)
+            .set_add(
+                &keys::session_clients(&live.session.sid),
+                client_id,
+                absolute,
+            )
             .await
     }
 

@@ -18,8 +18,8 @@ use serde_json::json;
 
 use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key, userinfo_audience};
 use crate::code::{CodeRecord, CodeSpent};
-use crate::store::keys;
 use crate::state::{Broker, Client, Inner};
+use crate::store::keys;
 
 pub async fn token(
     State(broker): State<Broker>,

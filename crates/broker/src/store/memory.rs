@@ -10,8 +10,8 @@
 //! a `MockClock` past a code's lifetime sees the code gone.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use lienthong_protocol::{SharedClock, SystemClock};
 use tokio::sync::Notify;
@@ -232,7 +232,10 @@ impl Store for MemoryStore {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.with_state(|s, now| {
-            (s.live(key, now).and_then(|e| e.value.bytes().cloned()), false)
+            (
+                s.live(key, now).and_then(|e| e.value.bytes().cloned()),
+                false,
+            )
         }))
     }
 

@@ -97,8 +97,15 @@ impl Records {
         &*self.store
     }
 
-    pub async fn put<T: Record>(&self, key: &str, value: &T, ttl: Duration) -> Result<(), StoreError> {
-        self.store.put(key, self.sealer.encode(key, value), ttl).await
+    pub async fn put<T: Record>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put(key, self.sealer.encode(key, value), ttl)
+            .await
     }
 
     pub async fn put_new<T: Record>(

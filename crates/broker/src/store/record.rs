@@ -146,8 +146,15 @@ mod tests {
             "no personal data in clear"
         );
         assert_eq!(s.decode::<Sample>("k1", Some(bytes.clone())), Some(v));
-        assert_eq!(s.decode::<Sample>("k2", Some(bytes.clone())), None, "other key");
-        assert_eq!(Sealer::generate().decode::<Sample>("k1", Some(bytes.clone())), None);
+        assert_eq!(
+            s.decode::<Sample>("k2", Some(bytes.clone())),
+            None,
+            "other key"
+        );
+        assert_eq!(
+            Sealer::generate().decode::<Sample>("k1", Some(bytes.clone())),
+            None
+        );
         let mut other_version = bytes;
         other_version[0] = 4;
         assert_eq!(s.decode::<Sample>("k1", Some(other_version)), None);

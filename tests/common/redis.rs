@@ -1,0 +1,188 @@
+//! Redis for the tests: the machine's Redis (127.0.0.1:6379, or `LIENTHONG_TEST_REDIS_URL`), and
+//! Redis servers and a Redis Cluster that a test starts itself on free loopback ports and that
+//! stop when the test drops them.
+//!
+//! Where Redis is missing, the tests that need it skip with a loud notice, except when
+//! `CI=true`, where they fail.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn skip(what: &str) {
+    assert!(!in_ci(), "CI=true and {what}");
+    eprintln!("\n!!!!! SKIPPED: {what}; the Redis tests did not run !!!!!\n");
+}
+
+/// The Redis URL the tests use, if it answers.
+pub async fn redis_url_or_skip() -> Option<String> {
+    let url = std::env::var("LIENTHONG_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let answers = async {
+        let client = redis::Client::open(url.as_str()).ok()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(3), answers).await {
+        Ok(Some(_)) => Some(url),
+        _ => {
+            skip(&format!("Redis at {url} does not answer"));
+            None
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn redis_server_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A `redis-server` of the test's own, stopped on drop.
+pub struct Server {
+    pub port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts on `port` (nothing kept on disk), as a Cluster node if `cluster`.
+    pub fn start(port: u16, cluster: bool) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("lienthong-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if cluster {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]);
+        }
+        let child = cmd.spawn().expect("redis-server starts");
+        Self { port, child, dir }
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+                && let Ok(mut c) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+
+    /// Stops the server now (the test's "Redis goes away").
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of three masters, started by the test (or the one named by
+/// `LIENTHONG_TEST_REDIS_CLUSTER_URL`).
+pub struct Cluster {
+    urls: Vec<String>,
+    _servers: Vec<Server>,
+}
+
+impl Cluster {
+    pub fn urls(&self) -> Vec<String> {
+        self.urls.clone()
+    }
+
+    /// The seed nodes as one `[store] url` value.
+    pub fn store_url(&self) -> String {
+        self.urls.join(",")
+    }
+
+    pub async fn start_or_skip() -> Option<Self> {
+        if let Ok(given) = std::env::var("LIENTHONG_TEST_REDIS_CLUSTER_URL") {
+            return Some(Self {
+                urls: given.split(',').map(|u| u.trim().to_owned()).collect(),
+                _servers: vec![],
+            });
+        }
+        if !redis_server_available() {
+            skip("redis-server is not installed, so no Redis Cluster can be started");
+            return None;
+        }
+        let servers: Vec<Server> = (0..3).map(|_| Server::start(free_port(), true)).collect();
+        for s in &servers {
+            s.wait_ready().await;
+        }
+        let nodes: Vec<String> = servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        // Wait until every node agrees the cluster is up.
+        for s in &servers {
+            let mut ok = false;
+            for _ in 0..100 {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &s.port.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(
+                ok,
+                "cluster node {} never reported cluster_state:ok",
+                s.port
+            );
+        }
+        Some(Self {
+            urls: nodes.iter().map(|n| format!("redis://{n}")).collect(),
+            _servers: servers,
+        })
+    }
+}

@@ -1,0 +1,259 @@
+//! The Store conformance suite: one set of cases, run against every backend — the memory Store,
+//! the Redis at 127.0.0.1:6379 (or `LIENTHONG_TEST_REDIS_URL`), and a Redis Cluster of three
+//! masters that this suite starts itself on free loopback ports and stops afterwards (or the
+//! one at `LIENTHONG_TEST_REDIS_CLUSTER_URL`, seed nodes separated by commas).
+//!
+//! Where Redis is missing the Redis cases are skipped with a loud notice, except when
+//! `CI=true`, where that fails the run.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lienthong_broker::store::{Record, Records, Sealer, Store, keys};
+use lienthong_broker::{MemoryStore, store::RedisStore};
+use lienthong_protocol::secret::random_token;
+
+use common::redis::{self as redis_kit, Cluster, redis_url_or_skip};
+
+/// Runs every case against `store`.
+async fn conforms(store: Arc<dyn Store>) {
+    values_expire_and_take_is_single_use(&*store).await;
+    concurrent_consumers_race_for_one_code_and_exactly_one_wins(store.clone()).await;
+    concurrent_set_adds_lose_nothing(store.clone()).await;
+    counters_count_and_expire(store.clone()).await;
+    touch_moves_the_expiry_without_rewriting(&*store).await;
+    records_of_an_unknown_version_read_as_absent(store.clone()).await;
+    store.ping().await.unwrap();
+}
+
+fn fresh(prefix: &str) -> String {
+    format!("lt:test:{prefix}:{{{}}}", random_token(12))
+}
+
+async fn values_expire_and_take_is_single_use(store: &dyn Store) {
+    let k = fresh("value");
+    store
+        .put(&k, b"one".to_vec(), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(store.get(&k).await.unwrap(), Some(b"one".to_vec()));
+    assert!(
+        !store
+            .put_new(&k, b"two".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "put_new does not overwrite"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.get(&k).await.unwrap(), None, "expired");
+    assert!(
+        store
+            .put_new(&k, b"three".to_vec(), Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.take(&k).await.unwrap(), Some(b"three".to_vec()));
+    assert_eq!(store.take(&k).await.unwrap(), None, "taken once");
+    store
+        .put(&k, b"x".to_vec(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.delete(&k).await.unwrap();
+    assert_eq!(store.get(&k).await.unwrap(), None);
+}
+
+async fn concurrent_consumers_race_for_one_code_and_exactly_one_wins(store: Arc<dyn Store>) {
+    let code = random_token(32);
+    let (key, marker) = (keys::code(&code), keys::code_spent(&code));
+    store
+        .put(&key, b"record".to_vec(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let racers: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, key, marker) = (store.clone(), key.clone(), marker.clone());
+            tokio::spawn(async move {
+                store
+                    .take_leaving(
+                        &key,
+                        &marker,
+                        format!("spent by {i}").into_bytes(),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap()
+                    .map(|_| i)
+            })
+        })
+        .collect();
+    let mut winners = vec![];
+    for r in racers {
+        if let Some(i) = r.await.unwrap() {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one consumer wins: {winners:?}");
+    assert_eq!(
+        store.get(&marker).await.unwrap(),
+        Some(format!("spent by {}", winners[0]).into_bytes()),
+        "the marker is the winner's, and a loser left none of its own"
+    );
+    assert_eq!(store.get(&key).await.unwrap(), None);
+}
+
+async fn concurrent_set_adds_lose_nothing(store: Arc<dyn Store>) {
+    let sid = random_token(16);
+    let key = keys::session_clients(&sid);
+    let adds: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                store
+                    .set_add(&key, &format!("client-{i:02}"), Duration::from_secs(30))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for a in adds {
+        a.await.unwrap();
+    }
+    let members = store.set_members(&key).await.unwrap();
+    assert_eq!(members.len(), 20, "{members:?}");
+    store.set_remove(&key, "client-03").await.unwrap();
+    assert_eq!(store.set_members(&key).await.unwrap().len(), 19);
+}
+
+async fn counters_count_and_expire(store: Arc<dyn Store>) {
+    let key = keys::counter("test", &random_token(8));
+    let incs: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.incr(&key, Duration::from_millis(400)).await.unwrap() })
+        })
+        .collect();
+    let mut seen = vec![];
+    for i in incs {
+        seen.push(i.await.unwrap());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (1..=10).collect::<Vec<_>>(),
+        "each increment counted once"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.incr(&key, Duration::from_millis(400)).await.unwrap(),
+        1,
+        "the window expired"
+    );
+}
+
+async fn touch_moves_the_expiry_without_rewriting(store: &dyn Store) {
+    let k = fresh("touch");
+    store
+        .put(&k, b"v".to_vec(), Duration::from_millis(400))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.touch(&k, Duration::from_secs(5)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        store.get(&k).await.unwrap(),
+        Some(b"v".to_vec()),
+        "alive past its first deadline"
+    );
+    assert!(
+        !store
+            .touch(&fresh("absent"), Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct V1 {
+    citizen_id: String,
+}
+impl Record for V1 {
+    const KIND: &'static str = "test";
+    const VERSION: u8 = 1;
+}
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct V2 {
+    citizen_id: String,
+}
+impl Record for V2 {
+    const KIND: &'static str = "test";
+    const VERSION: u8 = 2;
+}
+
+async fn records_of_an_unknown_version_read_as_absent(store: Arc<dyn Store>) {
+    let records = Records::new(store.clone(), Sealer::generate());
+    let k = fresh("record");
+    let v = V1 {
+        citizen_id: "001085004512".into(),
+    };
+    records.put(&k, &v, Duration::from_secs(30)).await.unwrap();
+    let raw = store.get(&k).await.unwrap().unwrap();
+    assert!(
+        !raw.windows(12).any(|w| w == b"001085004512"),
+        "personal data is sealed before it leaves the process"
+    );
+    assert_eq!(records.get::<V1>(&k).await.unwrap(), Some(v));
+    assert_eq!(
+        records.get::<V2>(&k).await.unwrap(),
+        None,
+        "another schema version reads as absent, not as an error"
+    );
+    store
+        .put(&k, b"garbage".to_vec(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(records.get::<V1>(&k).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_memory_store_conforms() {
+    conforms(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_conforms() {
+    let Some(url) = redis_url_or_skip().await else {
+        return;
+    };
+    conforms(Arc::new(RedisStore::new(&[url]).unwrap())).await;
+}
+
+#[tokio::test]
+async fn the_redis_cluster_store_conforms() {
+    let Some(cluster) = Cluster::start_or_skip().await else {
+        return;
+    };
+    conforms(Arc::new(RedisStore::new(&cluster.urls()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn a_store_whose_redis_is_down_says_unavailable_and_recovers_when_it_returns() {
+    let Some(_) = redis_url_or_skip().await else {
+        return;
+    };
+    let port = redis_kit::free_port();
+    let store = RedisStore::new(&[format!("redis://127.0.0.1:{port}")]).unwrap();
+    assert!(store.ping().await.is_err(), "nothing listens yet");
+    let server = redis_kit::Server::start(port, false);
+    server.wait_ready().await;
+    let mut answered = false;
+    for _ in 0..50 {
+        if store.ping().await.is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "the store connected once Redis was there");
+}
