@@ -660,3 +660,32 @@ async fn an_expired_access_token_is_refused_at_userinfo() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn metrics_count_logins_by_outcome_and_level_and_time_each_endpoint() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    let silent = AuthRequest::new(PORTAL_A).with("prompt", "none");
+    // A second browser with no session: refused with login_required.
+    Browser::new().get(&silent.url(&env.issuer)).await;
+    let r = reqwest::get(format!("{}/metrics", env.issuer))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("lienthong_logins_total{outcome=\"success\",level=\"2\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lienthong_logins_total{outcome=\"login_required\",level=\"\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lienthong_http_request_duration_seconds_count{endpoint=\"/token\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("lienthong_sessions_opened_total 1"), "{text}");
+    assert!(!text.contains(AN), "no personal data in metrics");
+}

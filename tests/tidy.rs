@@ -132,6 +132,20 @@ fn the_example_configurations_load_and_document_every_key() {
 }
 
 #[test]
+fn the_deploy_configuration_loads_and_shares_its_store() {
+    let config: lienthong_broker::Config =
+        toml::from_str(&fs::read_to_string(root().join("deploy/broker.toml")).unwrap()).unwrap();
+    assert!(
+        config.store.is_shared(),
+        "deploy/ runs several nodes on Redis"
+    );
+    assert!(
+        config.store.sealing_key.is_none() && config.account_id_secret.is_none(),
+        "secrets come from the environment, not the file"
+    );
+}
+
+#[test]
 fn the_shipped_roster_loads() {
     let roster =
         lienthong_mock_idp::Roster::load(&root().join("config/mock-idp/citizens.json")).unwrap();
@@ -387,7 +401,12 @@ fn the_architecture_lists_every_test_file_and_links_only_inside_the_repository()
             "docs/ARCHITECTURE.md does not mention the test file {shown}"
         );
     }
-    for doc in ["README.md", "docs/ARCHITECTURE.md", "docs/integration.md"] {
+    for doc in [
+        "README.md",
+        "docs/ARCHITECTURE.md",
+        "docs/integration.md",
+        "docs/operations.md",
+    ] {
         let text = fs::read_to_string(root().join(doc)).unwrap();
         let base = root().join(doc).parent().unwrap().to_owned();
         for (i, _) in text.match_indices("](") {

@@ -96,6 +96,7 @@ async fn start_upstream(
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start an upstream login");
+            inner.metrics.upstream_error();
             let problem = match e {
                 UpstreamError::Unavailable(_) => Problem::UpstreamUnavailable,
                 _ => Problem::UpstreamRejected,

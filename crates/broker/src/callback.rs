@@ -71,6 +71,7 @@ pub async fn callback(
         };
         let login = inner.upstream.finish(code, &pending.upstream).await.map_err(|e| {
             tracing::warn!(error = %e, "upstream login failed");
+            inner.metrics.upstream_error();
             match e {
                 UpstreamError::Unavailable(_) => request.page(inner, StatusCode::BAD_GATEWAY, Problem::UpstreamUnavailable),
                 UpstreamError::Rejected(_) => request.page(inner, StatusCode::BAD_REQUEST, Problem::UpstreamRejected),

@@ -81,6 +81,9 @@ pub(crate) async fn issue_code(
     let ttl = Duration::from_secs(inner.config.tokens.code_secs);
     inner.store.put(&keys::code(&code), &record, ttl).await?;
     tracing::info!(client = %client.config.id, level = live.session.level.number(), "authorization code issued");
+    inner
+        .metrics
+        .login("success", Some(live.session.level.number()));
     let mut url =
         Url::parse(&request.redirect_uri).expect("registered redirect URIs are valid URLs");
     {

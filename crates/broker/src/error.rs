@@ -121,6 +121,14 @@ impl From<StoreError> for FlowError {
 }
 
 impl FlowError {
+    /// What this error is called in metrics: the page's problem or the error code sent back.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Page(p) => p.problem.key(),
+            Self::Redirect(r) => r.error,
+        }
+    }
+
     /// Gives a page without a way back to the service a link to the province's home page, so no
     /// error is a dead end.
     pub fn with_home(self, home_url: Option<&str>) -> Self {

@@ -20,10 +20,11 @@ pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod flow;
-pub mod health;
 pub mod identity;
 pub mod level;
 pub mod messages;
+pub mod metrics;
+pub mod ops;
 mod pages;
 pub mod request;
 pub mod session;
@@ -56,8 +57,9 @@ impl Broker {
                 get(discovery::configuration),
             )
             .route("/jwks", get(discovery::jwks))
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
+            .route("/healthz", get(ops::healthz))
+            .route("/readyz", get(ops::readyz))
+            .route("/metrics", get(ops::metrics))
             .route("/authorize", get(authorize::get).post(authorize::post))
             .route("/callback", get(callback::callback))
             .route("/consent", post(consent::decide))
@@ -76,6 +78,10 @@ impl Broker {
                 "/admin/realms/{realm}/links/{local_account_id}",
                 axum::routing::delete(admin::unlink),
             )
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                ops::track,
+            ))
             .with_state(self.clone())
             // Bounded work per request: small bodies, no endless waits.
             .layer(RequestBodyLimitLayer::new(64 * 1024))

@@ -106,6 +106,7 @@ impl Inner {
             .session_ttl(&live.session)
             .unwrap_or(Duration::from_secs(1));
         self.store.put(&live.key, &live.session, ttl).await?;
+        self.metrics.session_opened();
         // The index logout by `sid` will need; it holds only the key (a hash), no personal data.
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
         self.store

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 
 use crate::error::{CitizenPage, FlowError};
 use crate::messages::Problem;
+use crate::metrics::Metrics;
 use crate::store::{Records, Sealer, Store};
 use crate::upstream::Connector;
 
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     pub account_secret: Vec<u8>,
     /// The one clock every expiry and timestamp reads.
     pub clock: SharedClock,
+    pub metrics: Metrics,
     /// Cookies get `Secure` and the `__Host-` prefix when the issuer is HTTPS.
     pub secure_cookies: bool,
     pub directory: Directory,
@@ -196,7 +198,9 @@ impl Broker {
                 lienthong_protocol::secret::random_token(32).into_bytes()
             }
         };
-        let store = Records::new(store, sealer.unwrap_or_else(Sealer::generate));
+        let metrics = Metrics::default();
+        let store = Records::new(store, sealer.unwrap_or_else(Sealer::generate))
+            .counting_errors(metrics.store_errors.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -211,6 +215,7 @@ impl Broker {
                 realms,
                 http,
                 clock,
+                metrics,
             }),
         })
     }
@@ -246,6 +251,9 @@ impl Inner {
         result: Result<axum::response::Response, FlowError>,
     ) -> axum::response::Response {
         use axum::response::IntoResponse;
+        if let Err(e) = &result {
+            self.metrics.login(e.outcome(), None);
+        }
         result.unwrap_or_else(|e| e.with_home(self.config.home_url.as_deref()).into_response())
     }
 }

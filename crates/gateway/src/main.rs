@@ -59,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         command: CitizenIdCommand,
     },
+    /// Run the sample provincial portal alone, as one client of a running broker (the demo runs
+    /// it together with the rest; this is for a deployment such as deploy/compose.yaml).
+    Portal(PortalArgs),
     /// Drive complete logins against a running broker and mock IdP; report rate, latency and
     /// the processes' CPU per login.
     Bench(bench::BenchArgs),
@@ -67,6 +70,23 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct PortalArgs {
+    /// The broker's issuer URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    issuer: String,
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    addr: std::net::SocketAddr,
+    #[arg(long, default_value = "demo-portal")]
+    client_id: String,
+    /// The client secret (better from the environment).
+    #[arg(long, env = "LIENTHONG_PORTAL_CLIENT_SECRET")]
+    client_secret: String,
+    /// The portal's public address, for its redirect URI (`{public_url}/callback`).
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    public_url: String,
 }
 
 #[derive(Subcommand)]
@@ -128,10 +148,15 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("LIENTHONG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // One JSON object per line, for a log collector: LIENTHONG_LOG_FORMAT=json.
+    if std::env::var("LIENTHONG_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -179,6 +204,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Portal(args) => {
+            let listener = tokio::net::TcpListener::bind(args.addr)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.addr))?;
+            let config = lienthong_demo_portal::PortalConfig {
+                issuer: args.issuer,
+                title: "Cổng dịch vụ công (mẫu)".into(),
+                systems: vec![lienthong_demo_portal::SystemConfig {
+                    slug: String::new(),
+                    title: "Cổng dịch vụ công".into(),
+                    client_id: args.client_id,
+                    client_secret: args.client_secret,
+                    redirect_uri: format!("{}/callback", args.public_url.trim_end_matches('/')),
+                    scopes: vec!["profile".into(), "citizen_id".into()],
+                }],
+            };
+            let running = lienthong_demo_portal::start_on(listener, config).await?;
+            println!("Sample portal: http://{}/", running.addr);
+            shutdown_signal().await;
+            Ok(())
+        }
         Command::CitizenId { .. } | Command::Keys { .. } | Command::Accounts { .. } => {
             unreachable!("handled in main")
         }

@@ -20,6 +20,7 @@ pub mod record;
 mod redis;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use memory::MemoryStore;
@@ -82,6 +83,7 @@ pub fn open(config: &crate::config::StoreConfig) -> Result<Arc<dyn Store>, Store
 pub struct Records {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    errors: Arc<AtomicU64>,
 }
 
 impl Records {
@@ -89,7 +91,21 @@ impl Records {
         Self {
             store,
             sealer: Arc::new(sealer),
+            errors: Arc::default(),
         }
+    }
+
+    /// Counts failed operations into `errors` (the broker's metrics).
+    pub fn counting_errors(mut self, errors: Arc<AtomicU64>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// The untyped operations (sets, counters, expiry).
@@ -114,21 +130,27 @@ impl Records {
         value: &T,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.store
-            .put_new(key, self.sealer.encode(key, value), ttl)
-            .await
+        self.counted(
+            self.store
+                .put_new(key, self.sealer.encode(key, value), ttl)
+                .await,
+        )
     }
 
     pub async fn get<T: Record>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        Ok(self.sealer.decode(key, self.store.get(key).await?))
+        Ok(self
+            .sealer
+            .decode(key, self.counted(self.store.get(key).await)?))
     }
 
     pub async fn take<T: Record>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        Ok(self.sealer.decode(key, self.store.take(key).await?))
+        Ok(self
+            .sealer
+            .decode(key, self.counted(self.store.take(key).await)?))
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.store.delete(key).await
+        self.counted(self.store.delete(key).await)
     }
 
     /// [`Store::take_leaving`] with typed value and marker.
@@ -140,10 +162,11 @@ impl Records {
         marker_ttl: Duration,
     ) -> Result<Option<T>, StoreError> {
         let marker = self.sealer.encode(marker_key, marker);
-        let taken = self
-            .store
-            .take_leaving(key, marker_key, marker, marker_ttl)
-            .await?;
+        let taken = self.counted(
+            self.store
+                .take_leaving(key, marker_key, marker, marker_ttl)
+                .await,
+        )?;
         Ok(self.sealer.decode(key, taken))
     }
 }
