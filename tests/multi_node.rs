@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::redis::{Cluster, Server, free_port, redis_url_or_skip};
 use common::{Browser, hidden_field, location, pkce, query};
 use lienthong_broker::store::{RedisStore, Store, keys};
-use lienthong_mock_idp::{ClientRegistration, Config as IdpConfig, MockIdp, Roster, Running};
+use lienthong_mock_idp::{MockIdp, Roster, Running};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{Connection, Executor};
@@ -161,20 +161,9 @@ impl Nodes {
         lienthong_protocol::crypto::install();
         let (port_a, port_b) = (free_port(), free_port());
         let issuer = format!("http://127.0.0.1:{port_a}");
-        let idp = MockIdp::start(
-            IdpConfig::with_client(
-                "127.0.0.1:0".parse().unwrap(),
-                ClientRegistration {
-                    id: "lienthong".into(),
-                    secret: "upstream-secret".into(),
-                    redirect_uris: vec![format!("{issuer}/callback")],
-                    post_logout_redirect_uris: vec![],
-                },
-            ),
-            Roster::builtin(),
-        )
-        .await
-        .unwrap();
+        let idp = MockIdp::start(common::idp_config_for(&issuer), Roster::builtin())
+            .await
+            .unwrap();
         let clients: String = ["portal-a", "p1", "p2", "p3", "p4", "p5"]
             .iter()
             .map(|c| client_block(c))
@@ -488,5 +477,67 @@ async fn a_node_whose_redis_is_stopped_starts_answers_not_ready_and_recovers_by_
     );
     drop(node);
     drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_node_on_a_shared_store_refuses_to_start_without_the_shared_secrets() {
+    let dir = std::env::temp_dir().join(format!("lienthong-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |extra: &str| {
+        let config = dir.join("broker.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+                issuer = "http://127.0.0.1:1"
+                {extra}
+                [store]
+                url = "redis://127.0.0.1:1"
+                [directory]
+                url = "sqlite://{db}?mode=rwc"
+                [upstream]
+                issuer = "http://127.0.0.1:1/idp"
+                client_id = "lienthong"
+                client_secret = "upstream-secret"
+                "#,
+                db = dir.join("directory.db").display(),
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .env_remove("LIENTHONG__STORE__SEALING_KEY")
+            .env_remove("LIENTHONG__ACCOUNT_ID_SECRET")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = check(r#"account_id_secret = "shared-account-id-secret-0123456789""#);
+    assert!(!ok && err.contains("store.sealing_key"), "{err}");
+    let (ok, err) = check("");
+    assert!(!ok && err.contains("store.sealing_key"), "{err}");
+    // With the sealing key given (as the environment would), the account id secret is next.
+    let config = dir.join("broker.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[store]",
+        &format!("[store]\nsealing_key = \"{}\"", sealing_key()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env_remove("LIENTHONG__ACCOUNT_ID_SECRET")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("account_id_secret"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -38,6 +38,20 @@ pub fn redirect_uri(client: &str) -> String {
     format!("http://127.0.0.1:9/{client}/callback")
 }
 
+/// A mock national IdP on a free port with the broker at `broker_issuer` registered as its
+/// client (`lienthong` / `upstream-secret`).
+pub fn idp_config_for(broker_issuer: &str) -> IdpConfig {
+    IdpConfig::with_client(
+        "127.0.0.1:0".parse().unwrap(),
+        ClientRegistration {
+            id: "lienthong".into(),
+            secret: "upstream-secret".into(),
+            redirect_uris: vec![format!("{broker_issuer}/callback")],
+            post_logout_redirect_uris: vec![],
+        },
+    )
+}
+
 /// How to vary the environment for one test.
 #[derive(Default)]
 pub struct Options {
@@ -117,15 +131,7 @@ impl Env {
         lienthong_protocol::crypto::install();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let mut idp_config = IdpConfig::with_client(
-            "127.0.0.1:0".parse().unwrap(),
-            ClientRegistration {
-                id: "lienthong".into(),
-                secret: "upstream-secret".into(),
-                redirect_uris: vec![format!("{issuer}/callback")],
-                post_logout_redirect_uris: vec![],
-            },
-        );
+        let mut idp_config = idp_config_for(&issuer);
         if o.vnconnect {
             idp_config.profile = ClaimProfile::Vnconnect;
         }

@@ -160,18 +160,7 @@ impl std::str::FromStr for CitizenId {
     }
 }
 
-impl serde::Serialize for CitizenId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for CitizenId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+serde_by_parsing!(CitizenId);
 
 #[cfg(test)]
 mod tests {

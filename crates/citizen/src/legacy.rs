@@ -55,20 +55,7 @@ impl fmt::Debug for LegacyCmnd {
     }
 }
 
-impl serde::Serialize for LegacyCmnd {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for LegacyCmnd {
-    /// Only a well-formed number deserializes: a stored or received value is parsed, never
-    /// trusted.
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+serde_by_parsing!(LegacyCmnd);
 
 #[cfg(test)]
 mod tests {

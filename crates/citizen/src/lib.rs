@@ -12,6 +12,25 @@
 //!
 //! Every number type prints masked: a full number is available only through `as_str`.
 
+/// Serde for a number type: written as its digits, read only through its `parse` (a stored or
+/// received value is parsed, never trusted).
+macro_rules! serde_by_parsing {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod citizen_id;
 pub mod legacy;
 pub mod lookup_signature;
