@@ -146,6 +146,56 @@ async fn a_citizen_signs_in_once_and_each_system_of_the_province_knows_its_own_a
 }
 
 /// Node.js and npm are needed; absent, the test is skipped loudly, except on CI where it fails.
+#[tokio::test]
+async fn the_portals_sign_out_ends_the_single_sign_on_and_the_next_sign_in_asks_for_the_password() {
+    let demo = start_demo();
+    let browser = Browser::new();
+    sign_in_at(&demo, &browser, "", common::AN).await;
+    let onestop = sign_in_at(&demo, &browser, "/mot-cua", common::AN).await;
+    assert!(
+        onestop.contains("MC-2019-00017"),
+        "signed in to a second system by SSO"
+    );
+    // "Đăng xuất" at the portal: follow every redirect as a browser would.
+    let mut url = format!("{}/logout", demo.portal);
+    let mut hops = vec![];
+    for _ in 0..8 {
+        let r = browser.get(&url).await;
+        if !r.status().is_redirection() {
+            break;
+        }
+        let next = location(&r);
+        url = if next.starts_with('/') {
+            format!("{}{next}", demo.portal)
+        } else {
+            next
+        };
+        hops.push(url.clone());
+    }
+    assert!(
+        hops.iter()
+            .any(|h| h.starts_with(&format!("{}/logout", demo.issuer))),
+        "through the broker's end-session endpoint: {hops:?}"
+    );
+    assert!(
+        hops.iter()
+            .any(|h| h.contains("/realms/citizen/") && h.contains("logout")),
+        "and the national IdP's: {hops:?}"
+    );
+    assert_eq!(
+        hops.last().unwrap(),
+        &format!("{}/", demo.portal),
+        "back at the portal"
+    );
+    // The one-stop system's own sign-in now goes all the way to the IdP's password form.
+    let to_broker = location(&browser.get(&format!("{}/mot-cua/login", demo.portal)).await);
+    let to_idp = location(&browser.get(&to_broker).await);
+    assert!(to_idp.contains("/realms/citizen/"), "{to_idp}");
+    let form = browser.get(&to_idp).await;
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(form.text().await.unwrap().contains("Mật khẩu"));
+}
+
 fn node_available() -> bool {
     let ok = |tool: &str| {
         Command::new(tool)

@@ -11,6 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::redis::{Cluster, Server, free_port, redis_url_or_skip};
@@ -129,6 +130,8 @@ impl Drop for Node {
 
 /// Two nodes with one public issuer (node A's address), the mock IdP, and the shared services.
 struct Nodes {
+    /// Logout tokens the systems received: (client, token).
+    logouts: Arc<Mutex<Vec<(String, String)>>>,
     a: Node,
     b: Node,
     issuer: String,
@@ -141,7 +144,7 @@ fn sealing_key() -> String {
     base64::engine::general_purpose::STANDARD.encode([42u8; 32])
 }
 
-fn client_block(id: &str) -> String {
+fn client_block(id: &str, backchannel: &str) -> String {
     format!(
         r#"
         [[clients]]
@@ -149,6 +152,7 @@ fn client_block(id: &str) -> String {
         secret = "{SECRET}"
         name = "Hệ thống {id}"
         redirect_uris = ["http://127.0.0.1:9/{id}/callback"]
+        backchannel_logout_uri = "{backchannel}/{id}"
         claims = ["name", "citizen_id"]
         require_consent = {consent}
         "#,
@@ -164,9 +168,11 @@ impl Nodes {
         let idp = MockIdp::start(common::idp_config_for(&issuer), Roster::builtin())
             .await
             .unwrap();
+        let logouts = Arc::new(Mutex::new(Vec::new()));
+        let backchannel = common::backchannel_receiver(logouts.clone()).await;
         let clients: String = ["portal-a", "p1", "p2", "p3", "p4", "p5"]
             .iter()
-            .map(|c| client_block(c))
+            .map(|c| client_block(c, &backchannel))
             .collect();
         let config = format!(
             r#"
@@ -196,6 +202,7 @@ impl Nodes {
         let b = Node::start(&path, port_b, &format!("lienthong-node-b-{tag}.log"));
         b.wait_healthy().await;
         Self {
+            logouts,
             a,
             b,
             issuer,
@@ -383,6 +390,38 @@ async fn logins_hop_between_nodes(store_url: &str, tag: &str) {
         members,
         ["p1", "p2", "p3", "p4", "p5", "portal-a"],
         "no client lost to a concurrent login"
+    );
+
+    // Signing out at node B ends the session for node A too, and every system hears of it.
+    let mut hint = url::Url::parse(&format!("{}/logout", b.addr)).unwrap();
+    hint.query_pairs_mut()
+        .append_pair("id_token_hint", tokens["id_token"].as_str().unwrap());
+    let r = browser.get(hint.as_str()).await;
+    assert!(r.status().is_redirection(), "signed out at node B");
+    let (_, challenge) = pkce();
+    let mut silent = url::Url::parse(&authorize_url(&a.addr, "p3", &challenge, "st-4")).unwrap();
+    silent.query_pairs_mut().append_pair("prompt", "none");
+    let q = query(&location(&browser.get(silent.as_str()).await));
+    assert_eq!(q["error"], "login_required", "node A sees the session gone");
+    let mut told = vec![];
+    for _ in 0..100 {
+        told = nodes
+            .logouts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect::<Vec<_>>();
+        if told.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    told.sort();
+    assert_eq!(
+        told,
+        ["p1", "p2", "p3", "p4", "p5", "portal-a"],
+        "every participant told"
     );
 
     // A login begun on node B is finished by node A after node B dies.

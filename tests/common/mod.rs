@@ -26,6 +26,8 @@ use url::Url;
 
 pub const PORTAL_A: &str = "portal-a";
 pub const PORTAL_B: &str = "portal-b";
+/// A system whose back-channel logout endpoint never answers.
+pub const UNREACHABLE: &str = "unreachable";
 pub const SECRET: &str = "test-secret";
 /// The province's home page, the way back from pages that cannot return to a client.
 pub const HOME: &str = "https://tinh.example.gov.vn/";
@@ -38,6 +40,36 @@ pub fn redirect_uri(client: &str) -> String {
     format!("http://127.0.0.1:9/{client}/callback")
 }
 
+/// Where a system sends the citizen after signing out (registered for PORTAL_A).
+pub fn after_logout_uri(client: &str) -> String {
+    format!("http://127.0.0.1:9/{client}/signed-out")
+}
+
+/// The systems' back-channel logout endpoints: record every logout token, answer 200.
+pub async fn backchannel_receiver(
+    received: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) -> String {
+    let app = axum::Router::new().route(
+        "/{client}",
+        axum::routing::post(
+            move |axum::extract::Path(client): axum::extract::Path<String>,
+                  axum::Form(form): axum::Form<HashMap<String, String>>| {
+                let received = received.clone();
+                async move {
+                    if let Some(token) = form.get("logout_token") {
+                        received.lock().unwrap().push((client, token.clone()));
+                    }
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 /// A mock national IdP on a free port with the broker at `broker_issuer` registered as its
 /// client (`lienthong` / `upstream-secret`).
 pub fn idp_config_for(broker_issuer: &str) -> IdpConfig {
@@ -47,7 +79,7 @@ pub fn idp_config_for(broker_issuer: &str) -> IdpConfig {
             id: "lienthong".into(),
             secret: "upstream-secret".into(),
             redirect_uris: vec![format!("{broker_issuer}/callback")],
-            post_logout_redirect_uris: vec![],
+            post_logout_redirect_uris: vec![format!("{broker_issuer}/logout/callback")],
         },
     )
 }
@@ -77,6 +109,8 @@ pub struct Env {
     pub directory: lienthong_broker::Directory,
     /// How many times the health system's lookup endpoint was called.
     pub lookups: Arc<AtomicUsize>,
+    /// Logout tokens the systems' back-channel endpoints received: (client, token).
+    pub logouts: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     idp_config: IdpConfig,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -146,6 +180,8 @@ impl Env {
         idp_config.issuer = Some(idp.issuer.clone());
         let lookups = Arc::new(AtomicUsize::new(0));
         let lookup_url = lookup_endpoint(lookups.clone()).await;
+        let logouts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let backchannel = backchannel_receiver(logouts.clone()).await;
         let claims = r#"["name", "family_name", "given_name", "birthdate", "gender", "citizen_id", "legacy_id_number"]"#;
         let config = format!(
             r#"
@@ -173,6 +209,8 @@ impl Env {
             secret = "{SECRET}"
             name = "Cổng dịch vụ công A"
             redirect_uris = ["{ra}"]
+            post_logout_redirect_uris = ["{pa}"]
+            backchannel_logout_uri = "{backchannel}/{PORTAL_A}"
             claims = {claims}
             require_consent = {consent}
             [[clients]]
@@ -180,6 +218,8 @@ impl Env {
             secret = "{SECRET}"
             name = "Hồ sơ sức khỏe B"
             redirect_uris = ["{rb}"]
+            backchannel_logout_uri = "{backchannel}/{PORTAL_B}"
+            frontchannel_logout_uri = "http://127.0.0.1:9/{PORTAL_B}/frontchannel"
             id_token_signed_response_alg = "RS256"
             claims = ["name", "birthdate"]
             require_consent = {consent}
@@ -189,6 +229,13 @@ impl Env {
             name = "Một cửa"
             redirect_uris = ["{ro}"]
             realm = "{ONESTOP}"
+            require_consent = false
+            [[clients]]
+            id = "{UNREACHABLE}"
+            secret = "{SECRET}"
+            name = "Hệ thống không trả lời"
+            redirect_uris = ["{ru}"]
+            backchannel_logout_uri = "http://127.0.0.1:9/closed"
             require_consent = false
             [[clients]]
             id = "ops"
@@ -208,7 +255,9 @@ impl Env {
             userinfo = if o.vnconnect { "post" } else { "get" },
             preset = if o.vnconnect { "vnconnect" } else { "standard" },
             ra = redirect_uri(PORTAL_A),
+            pa = after_logout_uri(PORTAL_A),
             rb = redirect_uri(PORTAL_B),
+            ru = redirect_uri(UNREACHABLE),
             ro = redirect_uri(ONESTOP),
             rh = redirect_uri(HEALTH),
             consent = o.consent,
@@ -237,6 +286,7 @@ impl Env {
             idp,
             directory,
             lookups,
+            logouts,
             idp_config,
             shutdown: Some(tx),
         }
@@ -258,6 +308,26 @@ impl Env {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The logout tokens received so far by `client`'s back-channel endpoint, waiting (up to
+    /// five seconds) until there are `n`.
+    pub async fn logout_tokens(&self, client: &str, n: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let got: Vec<String> = self
+                .logouts
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(c, _)| c == client)
+                .map(|(_, t)| t.clone())
+                .collect();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{client} did not receive {n} logout token(s)");
     }
 
     /// Verifies a broker ID token against the published JWKS: signature by `kid`, `iss`, `aud`.

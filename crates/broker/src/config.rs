@@ -209,8 +209,15 @@ pub struct ClientConfig {
     /// Shown to citizens on the consent page.
     pub name: String,
     pub redirect_uris: Vec<String>,
+    /// Where the citizen may be sent after signing out (RP-initiated logout), exactly.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Back-Channel Logout: where the broker POSTs a signed logout token when a session
+    /// this system took part in ends.
+    pub backchannel_logout_uri: Option<String>,
+    /// OpenID Front-Channel Logout: loaded in a hidden frame of the signed-out page, with `iss`
+    /// and `sid`.
+    pub frontchannel_logout_uri: Option<String>,
     /// `ES256` (default) or `RS256`.
     #[serde(default)]
     pub id_token_signed_response_alg: SigningAlg,

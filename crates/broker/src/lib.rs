@@ -22,6 +22,7 @@ pub mod error;
 pub mod flow;
 pub mod identity;
 pub mod level;
+pub mod logout;
 pub mod messages;
 pub mod metrics;
 pub mod ops;
@@ -63,6 +64,8 @@ impl Broker {
             .route("/authorize", get(authorize::get).post(authorize::post))
             .route("/callback", get(callback::callback))
             .route("/consent", post(consent::decide))
+            .route("/logout", get(logout::get).post(logout::post))
+            .route("/logout/callback", get(logout::callback))
             .route("/token", post(token::token))
             .route("/userinfo", get(userinfo::get).post(userinfo::post))
             .route("/admin/openapi.json", get(admin::openapi))

@@ -42,6 +42,21 @@ struct ConsentPage<'a> {
     citizen_name: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+struct SignedOutPage<'a> {
+    /// Front-channel logout addresses, loaded in hidden frames.
+    frames: &'a [String],
+    /// Where the citizen goes next (the service, or the national IdP's sign-out).
+    next: Option<&'a str>,
+    home: Option<&'a str>,
+}
+
+/// "You are signed out", loading each front-channel logout address in a hidden frame.
+pub fn signed_out(frames: &[String], next: Option<&str>, home: Option<&str>) -> Response {
+    (no_store(), render(&SignedOutPage { frames, next, home })).into_response()
+}
+
 fn render(t: &impl Template) -> Html<String> {
     Html(
         t.render()

@@ -148,6 +148,27 @@ impl Inner {
             .await
     }
 
+    /// The session with public id `sid`, found through the index (logout with an
+    /// `id_token_hint` from a browser that lost its cookie).
+    pub async fn session_by_sid(&self, sid: &str) -> Result<Option<LiveSession>, StoreError> {
+        let Some(key) = self.store.raw().get(&keys::session_by_sid(sid)).await? else {
+            return Ok(None);
+        };
+        let Ok(key) = String::from_utf8(key) else {
+            return Ok(None);
+        };
+        let session: Option<SsoSession> = self.store.get(&key).await?;
+        Ok(session.map(|session| LiveSession { key, session }))
+    }
+
+    /// The clients that took part in the session with `sid`.
+    pub async fn session_clients(&self, sid: &str) -> Result<Vec<String>, StoreError> {
+        self.store
+            .raw()
+            .set_members(&keys::session_clients(sid))
+            .await
+    }
+
     /// Ends a session: the record and its index. (Its client list stays until it expires, for
     /// logout to read.)
     pub async fn end_session(&self, live: &LiveSession) -> Result<(), StoreError> {

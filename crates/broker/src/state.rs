@@ -96,7 +96,13 @@ impl Broker {
             .map_err(StartError::Config)?;
         let mut clients = HashMap::new();
         for c in &config.clients {
-            for uri in c.redirect_uris.iter().chain(&c.post_logout_redirect_uris) {
+            for uri in c
+                .redirect_uris
+                .iter()
+                .chain(&c.post_logout_redirect_uris)
+                .chain(&c.backchannel_logout_uri)
+                .chain(&c.frontchannel_logout_uri)
+            {
                 let u = url::Url::parse(uri)
                     .map_err(|e| StartError::Config(format!("client {}: {uri}: {e}", c.id)))?;
                 if u.fragment().is_some() {

@@ -32,16 +32,19 @@ use crate::config::{UpstreamAlg, UpstreamAuthMethod, UpstreamConfig, UserinfoMet
 use crate::identity::CitizenIdentity;
 use crate::level::Level;
 
-/// RFC 9207's discovery flag, which the core metadata type does not carry.
+/// Discovery fields the core metadata type does not carry: RFC 9207's flag, and RP-Initiated
+/// Logout's end-session endpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct IssParameter {
+pub struct ExtraMetadata {
     #[serde(default)]
     authorization_response_iss_parameter_supported: Option<bool>,
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
 }
-impl AdditionalProviderMetadata for IssParameter {}
+impl AdditionalProviderMetadata for ExtraMetadata {}
 
 type Metadata = ProviderMetadata<
-    IssParameter,
+    ExtraMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
     CoreClaimName,
@@ -249,6 +252,30 @@ impl Connector {
                 pkce_verifier: verifier.secret().clone(),
             },
         ))
+    }
+
+    /// Where to send the citizen so the national IdP ends its session too (RP-Initiated Logout),
+    /// coming back to `post_logout_redirect_uri` with `state`; `None` when the IdP has no
+    /// end-session endpoint (or cannot be reached: the broker's own sign-out stands regardless).
+    pub async fn end_session_url(
+        &self,
+        id_token_hint: &str,
+        post_logout_redirect_uri: &str,
+        state: &str,
+    ) -> Option<String> {
+        let discovered = self.discovered().await.ok()?;
+        let endpoint = discovered
+            .metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_deref()?;
+        let mut url = url::Url::parse(endpoint).ok()?;
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", id_token_hint)
+            .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("state", state);
+        Some(url.into())
     }
 
     /// The upstream value standing for `level` (the first listed in `acr_map`).

@@ -16,10 +16,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use lienthong_protocol::secret::random_token;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, LogoutRequest, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
+    ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -54,7 +55,7 @@ pub struct SystemConfig {
 struct Shared {
     config: PortalConfig,
     http: openidconnect::reqwest::Client,
-    metadata: tokio::sync::OnceCell<CoreProviderMetadata>,
+    metadata: tokio::sync::OnceCell<ProviderMetadataWithLogout>,
     logins: Mutex<HashMap<String, (String, String)>>,
     /// Signed-in citizens, by (system index, session cookie).
     sessions: Mutex<HashMap<(usize, String), SignedIn>>,
@@ -66,6 +67,8 @@ struct Sys(usize);
 
 #[derive(Clone)]
 struct SignedIn {
+    /// For the `id_token_hint` of RP-initiated logout.
+    id_token: CoreIdToken,
     sub: String,
     acr: String,
     name: String,
@@ -203,6 +206,19 @@ fn cookie_name(prefix: &str, i: usize) -> String {
 }
 
 impl Shared {
+    /// The broker's discovery, with its end-session endpoint, fetched once.
+    async fn metadata(&self) -> Result<&ProviderMetadataWithLogout, String> {
+        self.metadata
+            .get_or_try_init(|| async {
+                let issuer =
+                    IssuerUrl::new(self.config.issuer.clone()).map_err(|e| e.to_string())?;
+                ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+    }
+
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -221,16 +237,7 @@ impl Shared {
         >,
         String,
     > {
-        let metadata = self
-            .metadata
-            .get_or_try_init(|| async {
-                let issuer =
-                    IssuerUrl::new(self.config.issuer.clone()).map_err(|e| e.to_string())?;
-                CoreProviderMetadata::discover_async(issuer, &self.http)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await?;
+        let metadata = self.metadata().await?;
         let system = &self.config.systems[sys.0];
         Ok(CoreClient::from_provider_metadata(
             metadata.clone(),
@@ -361,6 +368,7 @@ async fn callback(
             })
             .collect();
         Ok::<_, String>(SignedIn {
+            id_token: id_token.clone(),
             sub: claims.subject().to_string(),
             acr: claims
                 .auth_context_ref()
@@ -405,15 +413,36 @@ fn home_of(s: &Shared, sys: Sys) -> String {
     }
 }
 
+/// "Đăng xuất": the portal forgets the citizen, then sends the browser to the broker's
+/// end-session endpoint (RP-Initiated Logout) so the single sign-on session ends too, in every
+/// system of the province and at the national IdP, and the browser comes back here.
 async fn logout(State(s): State<Arc<Shared>>, jar: CookieJar, sys: Sys) -> Response {
     let name = cookie_name(SESSION_COOKIE, sys.0);
-    if let Some(c) = jar.get(&name) {
-        Shared::lock(&s.sessions).remove(&(sys.0, c.value().to_owned()));
-    }
+    let signed_in = jar
+        .get(&name)
+        .and_then(|c| Shared::lock(&s.sessions).remove(&(sys.0, c.value().to_owned())));
     let home = home_of(&s, sys);
-    (
-        jar.remove(Cookie::build(name).path("/")),
-        Redirect::to(&home),
-    )
-        .into_response()
+    let jar = jar.remove(Cookie::build(name).path("/"));
+    let system = &s.config.systems[sys.0];
+    let end_session = match (&signed_in, s.metadata().await) {
+        (Some(user), Ok(metadata)) => metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .clone()
+            .and_then(|endpoint| {
+                let back = system.redirect_uri.strip_suffix("callback")?.to_owned();
+                Some(
+                    LogoutRequest::from(endpoint)
+                        .set_id_token_hint(&user.id_token)
+                        .set_client_id(ClientId::new(system.client_id.clone()))
+                        .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new(back).ok()?)
+                        .http_get_url(),
+                )
+            }),
+        _ => None,
+    };
+    match end_session {
+        Some(url) => (jar, Redirect::to(url.as_str())).into_response(),
+        None => (jar, Redirect::to(&home)).into_response(),
+    }
 }

@@ -90,7 +90,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             id: "lienthong".into(),
             secret: upstream_secret.clone().into(),
             redirect_uris: vec![format!("{broker_issuer}/callback")],
-            post_logout_redirect_uris: vec![format!("{broker_issuer}/")],
+            post_logout_redirect_uris: vec![format!("{broker_issuer}/logout/callback")],
         },
     );
     let idp = MockIdp::start_on(idp_listener, idp_config, Roster::builtin())
@@ -127,6 +127,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         secret = "{PORTAL_CLIENT_SECRET}"
         name = "Cổng dịch vụ công tỉnh (demo)"
         redirect_uris = ["{portal}/callback"]
+        post_logout_redirect_uris = ["{portal}/"]
         realm = "cong-dvc"
         claims = ["name", "family_name", "given_name", "birthdate", "gender", "citizen_id"]
         [[clients]]
@@ -134,6 +135,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         secret = "demo-secret-mot-cua"
         name = "Hệ thống một cửa điện tử (demo)"
         redirect_uris = ["{portal}/mot-cua/callback"]
+        post_logout_redirect_uris = ["{portal}/mot-cua/"]
         realm = "mot-cua"
         claims = ["name"]
         [[clients]]
@@ -141,6 +143,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         secret = "demo-secret-suc-khoe"
         name = "Hồ sơ sức khỏe điện tử (demo)"
         redirect_uris = ["{portal}/suc-khoe/callback"]
+        post_logout_redirect_uris = ["{portal}/suc-khoe/"]
         realm = "suc-khoe"
         claims = ["citizen_id", "birthdate"]
         "#,

@@ -43,6 +43,11 @@ pub fn code_spent(code: &str) -> String {
     format!("lt:code-spent:{{{}}}", sha256_b64url(code))
 }
 
+/// A sign-out waiting for the national IdP to end its own session, by its `state`.
+pub fn pending_logout(state: &str) -> String {
+    format!("lt:logout:{{{}}}", sha256_b64url(state))
+}
+
 /// What an access token grants, by its `jti`.
 pub fn grant(jti: &str) -> String {
     format!("lt:grant:{{{jti}}}")

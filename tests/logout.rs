@@ -1,0 +1,220 @@
+//! Signing out, over HTTP: RP-Initiated Logout, Back-Channel Logout to every system that took
+//! part, Front-Channel frames, and the national IdP's own session ended too.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Verifies a logout token against the broker's JWKS and returns its claims.
+async fn logout_claims(env: &Env, token: &str, client: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwks = env.jwks().await;
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in JWKS");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_issuer(&[&env.issuer]);
+    v.set_audience(&[client]);
+    v.set_required_spec_claims(&["iss", "aud", "iat", "exp"]);
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims
+}
+
+fn logout_url(env: &Env, params: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(&format!("{}/logout", env.issuer)).unwrap();
+    for (k, v) in params {
+        url.query_pairs_mut().append_pair(k, v);
+    }
+    url.into()
+}
+
+#[tokio::test]
+async fn a_sign_out_ends_the_session_everywhere_notifies_every_system_and_the_idp() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    let a = tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    let b = tokens(&env, &browser, &AuthRequest::new(PORTAL_B), AN).await;
+    let id_a = env
+        .verify_id_token(a["id_token"].as_str().unwrap(), PORTAL_A)
+        .await;
+    let id_b = env
+        .verify_id_token(b["id_token"].as_str().unwrap(), PORTAL_B)
+        .await;
+    let sid = id_a["sid"].as_str().unwrap().to_owned();
+    assert_eq!(id_b["sid"], sid, "one session, one sid");
+
+    // Discovery says where and how.
+    let discovery: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["end_session_endpoint"],
+        format!("{}/logout", env.issuer)
+    );
+    assert_eq!(discovery["backchannel_logout_session_supported"], true);
+
+    let after = after_logout_uri(PORTAL_A);
+    let r = browser
+        .get(&logout_url(
+            &env,
+            &[
+                ("id_token_hint", a["id_token"].as_str().unwrap()),
+                ("post_logout_redirect_uri", &after),
+                ("state", "bye-1"),
+            ],
+        ))
+        .await;
+    // PORTAL_B asked for front-channel logout: the signed-out page frames it, then goes on.
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Bạn đã đăng xuất"), "{page}");
+    assert!(
+        page.contains(&format!("{PORTAL_B}/frontchannel?iss=")) && page.contains(&sid),
+        "a front-channel frame with iss and sid: {page}"
+    );
+    let next = page
+        .split("http-equiv=\"refresh\" content=\"2;url=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page moves on by itself")
+        // HTML-escaped in the attribute, as a browser reads it.
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(
+        next.starts_with(&env.idp.issuer),
+        "the national IdP's session is ended too: {next}"
+    );
+    let back = location(&browser.get(&next).await);
+    assert!(back.starts_with(&format!("{}/logout/callback", env.issuer)));
+    let end = location(&browser.get(&back).await);
+    assert!(end.starts_with(&after), "{end}");
+    assert_eq!(query(&end)["state"], "bye-1");
+
+    // Every system that took part gets a verifiable logout token with the sid.
+    for client in [PORTAL_A, PORTAL_B] {
+        let tokens = env.logout_tokens(client, 1).await;
+        let claims = logout_claims(&env, &tokens[0], client).await;
+        assert_eq!(claims["sid"], sid);
+        assert!(
+            claims["events"]
+                .get("http://schemas.openid.net/event/backchannel-logout")
+                .is_some()
+        );
+        assert!(claims["jti"].is_string());
+        assert!(claims.get("nonce").is_none(), "a logout token has no nonce");
+    }
+
+    // The session is gone: silent login fails, and a new sign-in asks the IdP for a password.
+    let silent = AuthRequest::new(PORTAL_A).with("prompt", "none");
+    let q = query(&location(&browser.get(&silent.url(&env.issuer)).await));
+    assert_eq!(q["error"], "login_required");
+    let again = location(
+        &browser
+            .get(&AuthRequest::new(PORTAL_A).url(&env.issuer))
+            .await,
+    );
+    assert!(again.starts_with(&env.idp.issuer));
+    let form = browser.get(&again).await;
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(
+        form.text().await.unwrap().contains("Mật khẩu"),
+        "the IdP asks for the password again"
+    );
+}
+
+#[tokio::test]
+async fn a_sign_out_never_redirects_to_an_unregistered_address_and_ends_nothing() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    let a = tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    let hint = a["id_token"].as_str().unwrap();
+    for (params, what) in [
+        (
+            vec![
+                ("id_token_hint", hint),
+                ("post_logout_redirect_uri", "https://evil.example/"),
+            ],
+            "an unregistered address",
+        ),
+        (
+            vec![(
+                "post_logout_redirect_uri",
+                "http://127.0.0.1:9/portal-a/signed-out",
+            )],
+            "an address with no client named",
+        ),
+        (
+            vec![("id_token_hint", "not.a.token")],
+            "a hint that is not our token",
+        ),
+        (
+            vec![("id_token_hint", hint), ("client_id", PORTAL_B)],
+            "a client_id other than the hint's audience",
+        ),
+    ] {
+        let r = browser.get(&logout_url(&env, &params)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+        assert!(r.headers().get("location").is_none(), "{what}");
+    }
+    let silent = AuthRequest::new(PORTAL_A).with("prompt", "none");
+    let q = query(&location(&browser.get(&silent.url(&env.issuer)).await));
+    assert!(
+        q.contains_key("code"),
+        "still signed in after refused sign-outs"
+    );
+}
+
+#[tokio::test]
+async fn a_system_that_does_not_answer_does_not_hold_up_the_sign_out() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    tokens(&env, &browser, &AuthRequest::new(UNREACHABLE), AN).await;
+    let r = browser.get(&logout_url(&env, &[])).await;
+    // No client named, no frames: ends at the national IdP's sign-out, then a page.
+    let next = location(&r);
+    let back = location(&browser.get(&next).await);
+    let page = browser.get(&back).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Bạn đã đăng xuất"));
+    // The system that answers was told, whatever the other one does.
+    assert_eq!(env.logout_tokens(PORTAL_A, 1).await.len(), 1);
+    let silent = AuthRequest::new(UNREACHABLE).with("prompt", "none");
+    let q = query(&location(&browser.get(&silent.url(&env.issuer)).await));
+    assert_eq!(q["error"], "login_required");
+}
+
+#[tokio::test]
+async fn an_id_token_hint_alone_ends_its_session_from_another_browser() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    let a = tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    // The system signs the citizen out from its own back end, with no broker cookie.
+    let r = Browser::new()
+        .get(&logout_url(
+            &env,
+            &[
+                ("id_token_hint", a["id_token"].as_str().unwrap()),
+                ("post_logout_redirect_uri", &after_logout_uri(PORTAL_A)),
+            ],
+        ))
+        .await;
+    assert!(r.status().is_redirection());
+    let silent = AuthRequest::new(PORTAL_A).with("prompt", "none");
+    let q = query(&location(&browser.get(&silent.url(&env.issuer)).await));
+    assert_eq!(
+        q["error"], "login_required",
+        "the session named by the hint ended"
+    );
+}
