@@ -211,6 +211,7 @@ impl Env {
             redirect_uris = ["{ra}"]
             post_logout_redirect_uris = ["{pa}"]
             backchannel_logout_uri = "{backchannel}/{PORTAL_A}"
+            offline_access = true
             claims = {claims}
             require_consent = {consent}
             [[clients]]

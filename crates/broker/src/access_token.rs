@@ -63,6 +63,15 @@ pub(crate) fn verify<T: DeserializeOwned>(
     token: &str,
     audience: &str,
 ) -> Result<T, &'static str> {
+    verify_with_expiry(inner, token, audience).map(|(claims, _)| claims)
+}
+
+/// [`verify`], with the token's `exp` beside the claims (which must not ask for `exp` again).
+pub(crate) fn verify_with_expiry<T: DeserializeOwned>(
+    inner: &Inner,
+    token: &str,
+    audience: &str,
+) -> Result<(T, u64), &'static str> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
     if header.typ.as_deref() != Some("at+jwt") {
         return Err("not an access token");
@@ -81,5 +90,5 @@ pub(crate) fn verify<T: DeserializeOwned>(
     if token.exp <= inner.now() {
         return Err("invalid or expired token");
     }
-    Ok(token.claims)
+    Ok((token.claims, token.exp))
 }

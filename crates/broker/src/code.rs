@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::error::FlowError;
+use crate::identity::{CitizenIdentity, OFFLINE_ACCESS};
 use crate::request::AuthorizeRequest;
 use crate::session::LiveSession;
 use crate::state::{Client, Inner};
@@ -29,11 +30,14 @@ pub struct CodeRecord {
     pub amr: Vec<String>,
     pub auth_time: u64,
     pub sid: String,
+    /// The citizen, kept only when the client may have a refresh token: a refresh re-releases
+    /// the claims from it under the client's current allow-list and consent.
+    pub identity: Option<CitizenIdentity>,
 }
 
 impl Record for CodeRecord {
     const KIND: &'static str = "authorization code";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 }
 
 /// What a redeemed code leaves behind: the grant it produced, and whether a second
@@ -72,6 +76,9 @@ pub(crate) async fn issue_code(
         amr: session.amr.clone(),
         auth_time: session.auth_time,
         sid: session.sid.clone(),
+        identity: (client.config.offline_access
+            && request.scopes.iter().any(|s| s == OFFLINE_ACCESS))
+        .then(|| identity.clone()),
     };
     // A set-add, not a rewrite of the session: two logins at once to two systems (on two
     // nodes) both end in the list that logout will use.

@@ -233,6 +233,10 @@ pub struct ClientConfig {
     /// `pairwise` (an opaque per-realm identifier, for systems that keep no accounts).
     #[serde(default)]
     pub subject_type: SubjectType,
+    /// May this system keep a citizen signed in with refresh tokens (scope `offline_access`)?
+    /// Default false.
+    #[serde(default)]
+    pub offline_access: bool,
     /// Account realms this client may administer through the admin API (with a token from the
     /// client_credentials grant, scope `accounts:admin`). Empty: no admin access.
     #[serde(default)]
@@ -296,6 +300,13 @@ pub struct TokenConfig {
     pub id_token_secs: u64,
     #[serde(default = "default_token_ttl")]
     pub access_token_secs: u64,
+    /// How long a refresh token lives unused; each use gives a new one (a working day: 10 h).
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_token_secs: u64,
+}
+
+fn default_refresh_ttl() -> u64 {
+    10 * 3600
 }
 
 impl Default for TokenConfig {

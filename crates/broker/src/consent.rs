@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::code::issue_code;
 use crate::error::{CitizenPage, FlowError};
+use crate::identity::CitizenIdentity;
 use crate::messages::Problem;
 use crate::request::AuthorizeRequest;
 use crate::session::{LiveSession, SsoSession};
@@ -38,25 +39,21 @@ impl Record for PendingConsent {
 }
 
 /// The citizen's key in the consent records: the upstream identity's hash, never a number.
-fn subject_key(session: &SsoSession) -> String {
-    sha256_b64url(&format!(
-        "{}\0{}",
-        session.identity.issuer, session.identity.subject
-    ))
+fn subject_key(identity: &CitizenIdentity) -> String {
+    sha256_b64url(&format!("{}\0{}", identity.issuer, identity.subject))
 }
 
 /// The claims the citizen has agreed to release to `client_id`, within `consent_days`.
-async fn granted_claims(
+pub(crate) async fn granted_claims(
     inner: &Inner,
-    session: &SsoSession,
+    identity: &CitizenIdentity,
     client_id: &str,
-) -> Result<Vec<String>, FlowError> {
+) -> Result<Vec<String>, lienthong_adapter::directory::DirectoryError> {
     let since = inner.now() as i64 - (inner.config.sessions.consent_days * 86_400) as i64;
     inner
         .directory
-        .consented_claims(&subject_key(session), client_id, since)
+        .consented_claims(&subject_key(identity), client_id, since)
         .await
-        .map_err(directory_unavailable)
 }
 
 fn directory_unavailable(e: lienthong_adapter::directory::DirectoryError) -> FlowError {
@@ -89,7 +86,9 @@ pub(crate) async fn ask_if_needed(
     if !client.config.require_consent || claims.is_empty() {
         return Ok(ConsentStep::Granted);
     }
-    let granted = granted_claims(inner, &live.session, &client.config.id).await?;
+    let granted = granted_claims(inner, &live.session.identity, &client.config.id)
+        .await
+        .map_err(directory_unavailable)?;
     let covered = claims.iter().all(|c| granted.contains(c));
     if !request.prompt_consent && covered {
         return Ok(ConsentStep::Granted);
@@ -173,7 +172,7 @@ async fn record(
 ) -> Result<(), FlowError> {
     inner
         .directory
-        .record_consent(&subject_key(session), client_id, claims)
+        .record_consent(&subject_key(&session.identity), client_id, claims)
         .await
         .map_err(directory_unavailable)
 }

@@ -35,8 +35,13 @@ pub const SCOPE_CLAIMS: &[(&str, &[&str])] = &[
     ("address", &["address"]),
 ];
 
+/// The scope that asks for refresh tokens (OIDC Core §11).
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
 pub fn supported_scopes() -> impl Iterator<Item = &'static str> {
-    std::iter::once("openid").chain(SCOPE_CLAIMS.iter().map(|(s, _)| *s))
+    ["openid", OFFLINE_ACCESS]
+        .into_iter()
+        .chain(SCOPE_CLAIMS.iter().map(|(s, _)| *s))
 }
 
 pub fn supported_claims() -> impl Iterator<Item = &'static str> {

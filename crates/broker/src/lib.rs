@@ -21,12 +21,14 @@ pub mod discovery;
 pub mod error;
 pub mod flow;
 pub mod identity;
+pub mod introspection;
 pub mod level;
 pub mod logout;
 pub mod messages;
 pub mod metrics;
 pub mod ops;
 mod pages;
+pub mod refresh;
 pub mod request;
 pub mod session;
 pub mod state;
@@ -67,6 +69,8 @@ impl Broker {
             .route("/logout", get(logout::get).post(logout::post))
             .route("/logout/callback", get(logout::callback))
             .route("/token", post(token::token))
+            .route("/introspect", post(introspection::introspect))
+            .route("/revoke", post(introspection::revoke))
             .route("/userinfo", get(userinfo::get).post(userinfo::post))
             .route("/admin/openapi.json", get(admin::openapi))
             .route(

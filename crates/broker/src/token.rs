@@ -1,8 +1,9 @@
-//! `POST /token`: a client redeems its code (RFC 6749 §4.1.3, OIDC Core §3.1.3).
+//! `POST /token`: a client redeems its code (RFC 6749 §4.1.3, OIDC Core §3.1.3), refreshes
+//! (RFC 6749 §6, see [`crate::refresh`]), or takes an admin token (client_credentials, §4.4).
 //!
-//! The code is taken from the store atomically, so it works once. A second presentation finds
-//! the "spent" marker the first left behind and revokes the grant the first one produced
-//! (RFC 6749 §4.1.2: "SHOULD revoke all tokens previously issued based on that code").
+//! A code is taken from the Store atomically, and leaves a marker naming the grant it produced,
+//! so it works once; a second presentation revokes that grant (RFC 6749 §4.1.2: "SHOULD revoke
+//! all tokens previously issued based on that code").
 
 use std::time::Duration;
 
@@ -14,22 +15,23 @@ use axum::response::{IntoResponse, Response};
 use lienthong_protocol::client_auth::AuthMethod;
 use lienthong_protocol::secret::{left_half_sha256, random_token};
 use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenParams, pkce};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key, userinfo_audience};
 use crate::code::{CodeRecord, CodeSpent};
+use crate::identity;
+use crate::refresh::{self, RefreshRecord, store_error};
 use crate::state::{Broker, Client, Inner};
 use crate::store::keys;
 
-pub async fn token(
-    State(broker): State<Broker>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    let inner = broker.inner();
-    let form = TokenParams::parse(&body)?;
+/// The client a token-endpoint request (or introspection, or revocation) authenticates as.
+pub(crate) fn authenticate<'a>(
+    inner: &'a Inner,
+    headers: &HeaderMap,
+    form: &TokenParams,
+) -> Result<&'a Client, OAuthError> {
     let creds = ClientCredentials::from_request(
-        &headers,
+        headers,
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     )?;
@@ -39,27 +41,112 @@ pub async fn token(
         .get(&creds.client_id)
         .ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
     creds.check_secret(client.config.secret.expose())?;
+    Ok(client)
+}
+
+/// A JSON answer that no cache keeps (RFC 6749 §5.1).
+pub(crate) fn no_store(body: Value) -> Response {
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub async fn token(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let inner = broker.inner();
+    let form = TokenParams::parse(&body)?;
+    let client = authenticate(inner, &headers, &form)?;
     match form.grant_type.as_deref() {
-        Some("authorization_code") => {}
-        Some("client_credentials") => {
-            return client_credentials(inner, client, form.scope.as_deref());
-        }
-        Some(_) => {
-            return Err(OAuthError::new(
-                OAuthErrorCode::UnsupportedGrantType,
-                "only authorization_code",
-            ));
-        }
-        None => return Err(OAuthError::invalid_request("grant_type is required")),
+        Some("authorization_code") => authorization_code(inner, client, &form).await,
+        Some("refresh_token") => refresh_token(inner, client, &form).await,
+        Some("client_credentials") => client_credentials(inner, client, form.scope.as_deref()),
+        Some(_) => Err(OAuthError::new(
+            OAuthErrorCode::UnsupportedGrantType,
+            "authorization_code, refresh_token or client_credentials",
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
     }
+}
+
+/// What one issue of tokens says about the citizen.
+struct Issue<'a> {
+    sub: &'a str,
+    scopes: &'a [String],
+    claims: &'a Map<String, Value>,
+    acr: &'a str,
+    amr: &'a [String],
+    auth_time: u64,
+    sid: &'a str,
+    nonce: Option<&'a str>,
+}
+
+/// Signs an RFC 9068 access token (grant `jti`) and an ID token for `client`.
+fn mint(
+    inner: &Inner,
+    client: &Client,
+    issue: &Issue<'_>,
+    jti: &str,
+) -> Result<(String, String), OAuthError> {
+    let now = inner.now();
+    let tokens = &inner.config.tokens;
+    let access_claims = json!({
+        "iss": inner.issuer,
+        "aud": userinfo_audience(inner),
+        "sub": issue.sub,
+        "client_id": client.config.id,
+        "iat": now,
+        "exp": now + tokens.access_token_secs,
+        "jti": jti,
+        "scope": issue.scopes.join(" "),
+        "auth_time": issue.auth_time,
+        "acr": issue.acr,
+        "sid": issue.sid,
+    });
+    let sign_error = |e: lienthong_protocol::KeyError| OAuthError::server_error(e.to_string());
+    let access_token = access_token::sign(inner, &access_claims).map_err(sign_error)?;
+    let mut id_claims = issue.claims.clone();
+    id_claims.extend([
+        ("iss".to_owned(), json!(inner.issuer)),
+        ("sub".to_owned(), json!(issue.sub)),
+        ("aud".to_owned(), json!(client.config.id)),
+        ("iat".to_owned(), json!(now)),
+        ("exp".to_owned(), json!(now + tokens.id_token_secs)),
+        ("auth_time".to_owned(), json!(issue.auth_time)),
+        ("acr".to_owned(), json!(issue.acr)),
+        ("sid".to_owned(), json!(issue.sid)),
+        ("at_hash".to_owned(), json!(left_half_sha256(&access_token))),
+    ]);
+    if !issue.amr.is_empty() {
+        id_claims.insert("amr".to_owned(), json!(issue.amr));
+    }
+    if let Some(nonce) = issue.nonce {
+        id_claims.insert("nonce".to_owned(), json!(nonce));
+    }
+    let id_token = inner
+        .keys
+        .sign(
+            client.config.id_token_signed_response_alg.jwt(),
+            "JWT",
+            &id_claims,
+        )
+        .map_err(sign_error)?;
+    Ok((access_token, id_token))
+}
+
+async fn authorization_code(
+    inner: &Inner,
+    client: &Client,
+    form: &TokenParams,
+) -> Result<Response, OAuthError> {
     let code = form
         .code
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let store_error = |e: crate::store::StoreError| {
-        tracing::error!(error = %e, "store failure at the token endpoint");
-        OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, "try again shortly")
-    };
     // The grant's id is drawn first so that the marker the code leaves names it from the very
     // moment the code is gone: a second redemption, however close, finds it.
     let jti = random_token(24);
@@ -113,61 +200,47 @@ pub async fn token(
     pkce::verify(form.code_verifier.as_deref(), &record.code_challenge)
         .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
 
-    let now = inner.now();
-    let tokens = &inner.config.tokens;
-    let access_claims = json!({
-        "iss": inner.issuer,
-        "aud": userinfo_audience(inner),
-        "sub": record.sub,
-        "client_id": client.config.id,
-        "iat": now,
-        "exp": now + tokens.access_token_secs,
-        "jti": jti,
-        "scope": record.scopes.join(" "),
-        "auth_time": record.auth_time,
-        "acr": record.acr,
-        "sid": record.sid,
-    });
-    let sign_error = |e: lienthong_protocol::KeyError| OAuthError::server_error(e.to_string());
-    let access_token = access_token::sign(inner, &access_claims).map_err(sign_error)?;
-    let mut id_claims = record.claims.clone();
-    id_claims.extend([
-        ("iss".to_owned(), json!(inner.issuer)),
-        ("sub".to_owned(), json!(record.sub)),
-        ("aud".to_owned(), json!(client.config.id)),
-        ("iat".to_owned(), json!(now)),
-        ("exp".to_owned(), json!(now + tokens.id_token_secs)),
-        ("auth_time".to_owned(), json!(record.auth_time)),
-        ("acr".to_owned(), json!(record.acr)),
-        ("sid".to_owned(), json!(record.sid)),
-        ("at_hash".to_owned(), json!(left_half_sha256(&access_token))),
-    ]);
-    if !record.amr.is_empty() {
-        id_claims.insert("amr".to_owned(), json!(record.amr));
-    }
-    if let Some(nonce) = &record.nonce {
-        id_claims.insert("nonce".to_owned(), json!(nonce));
-    }
-    let id_token = inner
-        .keys
-        .sign(
-            client.config.id_token_signed_response_alg.jwt(),
-            "JWT",
-            &id_claims,
-        )
-        .map_err(sign_error)?;
-
+    let issue = Issue {
+        sub: &record.sub,
+        scopes: &record.scopes,
+        claims: &record.claims,
+        acr: &record.acr,
+        amr: &record.amr,
+        auth_time: record.auth_time,
+        sid: &record.sid,
+        nonce: record.nonce.as_deref(),
+    };
+    let (access_token, id_token) = mint(inner, client, &issue, &jti)?;
     let grant = Grant {
         client_id: client.config.id.clone(),
-        sub: record.sub,
+        sub: record.sub.clone(),
         scopes: record.scopes.clone(),
-        claims: record.claims,
+        claims: record.claims.clone(),
     };
     inner
         .store
         .put(&grant_key(&jti), &grant, lifetime)
         .await
         .map_err(store_error)?;
+    // A refresh token when the system may have one and asked (the code kept the identity).
+    let refresh_token = match record.identity.clone() {
+        Some(identity) if client.config.offline_access => {
+            let family = RefreshRecord {
+                family: random_token(16),
+                client_id: client.config.id.clone(),
+                sub: record.sub.clone(),
+                scopes: record.scopes.clone(),
+                identity,
+                acr: record.acr.clone(),
+                amr: record.amr.clone(),
+                auth_time: record.auth_time,
+                sid: record.sid.clone(),
+                expires_at: 0,
+            };
+            Some(refresh::issue(inner, family, &jti).await?)
+        }
+        _ => None,
+    };
     // A reuse of the code may have come between taking it and writing the grant.
     let revoked = inner
         .store
@@ -181,28 +254,153 @@ pub async fn token(
             .delete(&grant_key(&jti))
             .await
             .map_err(store_error)?;
+        if let Some(t) = &refresh_token {
+            inner
+                .store
+                .delete(&keys::refresh_token(t))
+                .await
+                .map_err(store_error)?;
+        }
         tracing::warn!(client = %client.config.id, "authorization code reused while being redeemed: its tokens are revoked");
         return Err(OAuthError::invalid_grant(
             "the code is unknown, expired or already used",
         ));
     }
-    tracing::info!(client = %client.config.id, "tokens issued");
+    tracing::info!(client = %client.config.id, refresh = refresh_token.is_some(), "tokens issued");
+    Ok(respond(
+        inner,
+        &access_token,
+        &id_token,
+        refresh_token,
+        &record.scopes,
+    ))
+}
 
-    let body = json!({
+fn respond(
+    inner: &Inner,
+    access_token: &str,
+    id_token: &str,
+    refresh_token: Option<String>,
+    scopes: &[String],
+) -> Response {
+    let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": tokens.access_token_secs,
+        "expires_in": inner.config.tokens.access_token_secs,
         "id_token": id_token,
-        "scope": record.scopes.join(" "),
+        "scope": scopes.join(" "),
     });
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    if let Some(r) = refresh_token {
+        body["refresh_token"] = json!(r);
+    }
+    no_store(body)
+}
+
+/// RFC 6749 §6: a used refresh token is exchanged for new tokens and a new refresh token of the
+/// same family, with the claims re-released from the citizen's current identity under the
+/// client's current allow-list and consent.
+async fn refresh_token(
+    inner: &Inner,
+    client: &Client,
+    form: &TokenParams,
+) -> Result<Response, OAuthError> {
+    if !client.config.offline_access {
+        return Err(OAuthError::new(
+            OAuthErrorCode::UnauthorizedClient,
+            "this client may not use refresh tokens",
+        ));
+    }
+    let presented = form
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let mut record = refresh::take(inner, client, presented).await?;
+    // A narrower scope may be asked for (§6), never a wider one.
+    let scopes: Vec<String> = match form.scope.as_deref() {
+        Some(asked) => {
+            let asked: Vec<String> = asked
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if asked.iter().any(|s| !record.scopes.contains(s)) {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidScope,
+                    "a refresh cannot widen the scope",
+                ));
+            }
+            asked
+        }
+        None => record.scopes.clone(),
+    };
+    // The citizen as they are now: the live session's identity if there still is one.
+    if let Some(live) = inner
+        .session_by_sid(&record.sid)
+        .await
+        .map_err(store_error)?
+    {
+        record.identity = live.session.identity;
+    }
+    let mut allowed: Vec<String> = identity::releasable(&scopes, &client.config.claims)
+        .map(str::to_owned)
+        .collect();
+    if client.config.require_consent {
+        let consented = crate::consent::granted_claims(inner, &record.identity, &client.config.id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "directory failure at refresh");
+                OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, "try again shortly")
+            })?;
+        allowed.retain(|c| consented.contains(c));
+    }
+    let claims = record.identity.released_claims(&scopes, &allowed);
+    let jti = random_token(24);
+    let issue = Issue {
+        sub: &record.sub,
+        scopes: &scopes,
+        claims: &claims,
+        acr: &record.acr,
+        amr: &record.amr,
+        auth_time: record.auth_time,
+        sid: &record.sid,
+        nonce: None,
+    };
+    let (access_token, id_token) = mint(inner, client, &issue, &jti)?;
+    let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
+    let grant = Grant {
+        client_id: client.config.id.clone(),
+        sub: record.sub.clone(),
+        scopes: scopes.clone(),
+        claims: claims.clone(),
+    };
+    inner
+        .store
+        .put(&grant_key(&jti), &grant, lifetime)
+        .await
+        .map_err(store_error)?;
+    let family = record.family.clone();
+    record.scopes = scopes.clone();
+    let next = refresh::issue(inner, record, &jti).await?;
+    // A reuse detected meanwhile revoked the family: what was just written goes too.
+    if refresh::family_revoked(inner, &family)
+        .await
+        .map_err(store_error)?
+    {
+        refresh::revoke_family(inner, &family)
+            .await
+            .map_err(store_error)?;
+        return Err(OAuthError::invalid_grant(
+            "the refresh token is unknown, expired or revoked",
+        ));
+    }
+    tracing::info!(client = %client.config.id, "tokens refreshed");
+    Ok(respond(
+        inner,
+        &access_token,
+        &id_token,
+        Some(next),
+        &scopes,
+    ))
 }
 
 /// RFC 6749 §4.4: a client's own access token, for the admin API only.
@@ -239,10 +437,7 @@ fn client_credentials(
     let token =
         access_token::sign(inner, &claims).map_err(|e| OAuthError::server_error(e.to_string()))?;
     tracing::info!(client = %client.config.id, "admin access token issued");
-    let body = json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": ADMIN_SCOPE });
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store(
+        json!({ "access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": ADMIN_SCOPE }),
+    ))
 }

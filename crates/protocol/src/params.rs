@@ -44,8 +44,13 @@ pub struct TokenParams {
     pub code_verifier: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
-    /// For the client_credentials grant (RFC 6749 §4.4.2).
+    /// For the client_credentials grant (RFC 6749 §4.4.2), or to narrow a refresh (§6).
     pub scope: Option<String>,
+    /// For the refresh_token grant (RFC 6749 §6).
+    pub refresh_token: Option<String>,
+    /// For introspection (RFC 7662 §2.1) and revocation (RFC 7009 §2.1).
+    pub token: Option<String>,
+    pub token_type_hint: Option<String>,
 }
 
 impl TokenParams {

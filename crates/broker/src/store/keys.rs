@@ -59,9 +59,29 @@ pub fn counter(what: &str, who: &str) -> String {
     format!("lt:count:{what}:{{{}}}", sha256_b64url(who))
 }
 
-/// The members of a token family (refresh tokens), by family id.
+/// A refresh token's record, and the marker its use leaves (one hash tag, like a code's).
+pub fn refresh_token(token: &str) -> String {
+    format!("lt:refresh:{{{}}}", sha256_b64url(token))
+}
+
+pub fn refresh_spent(token: &str) -> String {
+    format!("lt:refresh-spent:{{{}}}", sha256_b64url(token))
+}
+
+/// The family of a refresh token (plain: a random id), so a reuse can find what to revoke.
+pub fn refresh_family(token: &str) -> String {
+    format!("lt:refresh-family:{{{}}}", sha256_b64url(token))
+}
+
+/// The keys of everything a refresh-token family issued (refresh tokens and grants), by
+/// family id: what a reuse revokes at once.
 pub fn token_family(family: &str) -> String {
     format!("lt:family:{{{family}}}")
+}
+
+/// Set when a family is revoked, so a rotation racing the revocation sees it.
+pub fn family_revoked(family: &str) -> String {
+    format!("lt:family-revoked:{{{family}}}")
 }
 
 #[cfg(test)]

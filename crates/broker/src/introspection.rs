@@ -1,0 +1,155 @@
+//! What a client may ask about, or end, of the tokens it holds: introspection (RFC 7662) and
+//! revocation (RFC 7009). Both authenticate the client as the token endpoint does, and both
+//! answer only about the client's own tokens: another client's token is "not active" to it,
+//! and its revocation a no-op, so neither reveals anything about tokens it does not hold.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lienthong_protocol::{OAuthError, OAuthErrorCode, TokenParams};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::access_token::{self, Grant, grant_key, userinfo_audience};
+use crate::refresh::{self, RefreshRecord, store_error};
+use crate::state::{Broker, Client, Inner};
+use crate::store::keys;
+use crate::token::{authenticate, no_store};
+
+#[derive(Deserialize)]
+struct AccessClaims {
+    jti: String,
+    sub: String,
+    client_id: String,
+    scope: String,
+    iat: u64,
+    acr: Option<String>,
+    auth_time: Option<u64>,
+    sid: Option<String>,
+}
+
+fn token_param(form: &TokenParams) -> Result<&str, OAuthError> {
+    form.token
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))
+}
+
+/// Tries the token as one of our access tokens (unexpired, grant still there), then as a
+/// refresh token; `None` when it is neither, or not this client's.
+async fn active(inner: &Inner, client: &Client, token: &str) -> Result<Option<Value>, OAuthError> {
+    if let Ok((c, exp)) =
+        access_token::verify_with_expiry::<AccessClaims>(inner, token, &userinfo_audience(inner))
+    {
+        let grant: Option<Grant> = inner
+            .store
+            .get(&grant_key(&c.jti))
+            .await
+            .map_err(store_error)?;
+        let live = grant.is_some_and(|g| g.sub == c.sub);
+        if !live || c.client_id != client.config.id {
+            return Ok(None);
+        }
+        return Ok(Some(json!({
+            "active": true,
+            "token_type": "Bearer",
+            "scope": c.scope,
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "iss": inner.issuer,
+            "aud": userinfo_audience(inner),
+            "iat": c.iat,
+            "exp": exp,
+            "jti": c.jti,
+            "acr": c.acr,
+            "auth_time": c.auth_time,
+            "sid": c.sid,
+        })));
+    }
+    let record: Option<RefreshRecord> = inner
+        .store
+        .get(&keys::refresh_token(token))
+        .await
+        .map_err(store_error)?;
+    match record {
+        Some(r)
+            if r.client_id == client.config.id
+                && !refresh::family_revoked(inner, &r.family)
+                    .await
+                    .map_err(store_error)? =>
+        {
+            Ok(Some(json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": r.scopes.join(" "),
+                "client_id": r.client_id,
+                "sub": r.sub,
+                "iss": inner.issuer,
+                "exp": r.expires_at,
+                "acr": r.acr,
+                "auth_time": r.auth_time,
+                "sid": r.sid,
+            })))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `POST /introspect` (RFC 7662).
+pub async fn introspect(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let inner = broker.inner();
+    let form = TokenParams::parse(&body)?;
+    let client = authenticate(inner, &headers, &form)?;
+    let answer = active(inner, client, token_param(&form)?)
+        .await?
+        .unwrap_or_else(|| json!({ "active": false }));
+    Ok(no_store(answer))
+}
+
+/// `POST /revoke` (RFC 7009): a refresh token ends its whole family (every token issued from
+/// the same sign-in); an access token ends its grant. Unknown tokens are not an error.
+pub async fn revoke(
+    State(broker): State<Broker>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let inner = broker.inner();
+    let form = TokenParams::parse(&body)?;
+    let client = authenticate(inner, &headers, &form)?;
+    let token = token_param(&form)?;
+    match form.token_type_hint.as_deref() {
+        None | Some("access_token") | Some("refresh_token") => {}
+        Some(_) => {
+            return Err(OAuthError::new(
+                OAuthErrorCode::InvalidRequest,
+                "unsupported_token_type: use access_token or refresh_token",
+            ));
+        }
+    }
+    let refresh: Option<RefreshRecord> = inner
+        .store
+        .get(&keys::refresh_token(token))
+        .await
+        .map_err(store_error)?;
+    if let Some(r) = refresh.filter(|r| r.client_id == client.config.id) {
+        refresh::revoke_family(inner, &r.family)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(client = %client.config.id, "refresh token revoked with its family");
+    } else if let Ok(c) =
+        access_token::verify::<AccessClaims>(inner, token, &userinfo_audience(inner))
+        && c.client_id == client.config.id
+    {
+        inner
+            .store
+            .delete(&grant_key(&c.jti))
+            .await
+            .map_err(store_error)?;
+        tracing::info!(client = %client.config.id, "access token revoked");
+    }
+    Ok((StatusCode::OK, [("cache-control", "no-store")]).into_response())
+}

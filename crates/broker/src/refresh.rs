@@ -1,0 +1,178 @@
+//! Refresh tokens (RFC 6749 §6, OIDC Core §12) for systems allowed `offline_access`: a system
+//! keeps a citizen signed in for a working day without sending them to sign in again.
+//!
+//! A refresh token is opaque, stored only under its hash, and good for one use: each use gives
+//! a new one of the same *family*. Presenting a used one again means it was copied — so the
+//! whole family is revoked at once (every refresh token and access token it issued), by the
+//! same take-and-mark rule as codes: whichever way a theft and a legitimate use interleave,
+//! nothing the family issued survives. Each refresh re-releases the claims from the citizen's
+//! current identity under the client's current allow-list and consent.
+
+use std::time::Duration;
+
+use lienthong_protocol::OAuthError;
+use lienthong_protocol::secret::random_token;
+use serde::{Deserialize, Serialize};
+
+use crate::access_token::grant_key;
+use crate::identity::CitizenIdentity;
+use crate::state::{Client, Inner};
+use crate::store::{Record, StoreError, keys};
+
+/// What a refresh token stands for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub family: String,
+    pub client_id: String,
+    pub sub: String,
+    pub scopes: Vec<String>,
+    pub identity: CitizenIdentity,
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub auth_time: u64,
+    pub sid: String,
+    /// When this token stops working (seconds since the epoch), for introspection.
+    pub expires_at: u64,
+}
+
+impl Record for RefreshRecord {
+    const KIND: &'static str = "refresh token";
+    const VERSION: u8 = 1;
+}
+
+/// What a used refresh token leaves behind: only that it was used (its family is in the
+/// `refresh_family` index).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RefreshSpent {}
+
+impl Record for RefreshSpent {
+    const KIND: &'static str = "spent refresh token";
+    const VERSION: u8 = 1;
+}
+
+pub(crate) fn store_error(e: StoreError) -> OAuthError {
+    tracing::error!(error = %e, "store failure at the token endpoint");
+    OAuthError::new(
+        lienthong_protocol::OAuthErrorCode::TemporarilyUnavailable,
+        "try again shortly",
+    )
+}
+
+fn lifetime(inner: &Inner) -> Duration {
+    Duration::from_secs(inner.config.tokens.refresh_token_secs)
+}
+
+/// A new refresh token of `record.family`, remembered as a member of the family together with
+/// the grant `jti` issued beside it.
+pub(crate) async fn issue(
+    inner: &Inner,
+    mut record: RefreshRecord,
+    jti: &str,
+) -> Result<String, OAuthError> {
+    let token = random_token(32);
+    let ttl = lifetime(inner);
+    record.expires_at = inner.now() + ttl.as_secs();
+    let key = keys::refresh_token(&token);
+    inner
+        .store
+        .raw()
+        .put(
+            &keys::refresh_family(&token),
+            record.family.clone().into_bytes(),
+            ttl,
+        )
+        .await
+        .map_err(store_error)?;
+    inner
+        .store
+        .put(&key, &record, ttl)
+        .await
+        .map_err(store_error)?;
+    let family = keys::token_family(&record.family);
+    for member in [key, grant_key(jti)] {
+        inner
+            .store
+            .raw()
+            .set_add(&family, &member, ttl)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(token)
+}
+
+/// Revokes everything `family` issued: marks it first (a rotation in flight re-reads the mark),
+/// then deletes every member.
+pub(crate) async fn revoke_family(inner: &Inner, family: &str) -> Result<(), StoreError> {
+    let raw = inner.store.raw();
+    raw.put(
+        &keys::family_revoked(family),
+        b"1".to_vec(),
+        lifetime(inner),
+    )
+    .await?;
+    let set = keys::token_family(family);
+    for member in raw.set_members(&set).await? {
+        raw.delete(&member).await?;
+    }
+    raw.delete(&set).await
+}
+
+pub(crate) async fn family_revoked(inner: &Inner, family: &str) -> Result<bool, StoreError> {
+    Ok(inner
+        .store
+        .raw()
+        .get(&keys::family_revoked(family))
+        .await?
+        .is_some())
+}
+
+/// Takes a presented refresh token for `client`: its record, or `invalid_grant` (with the
+/// family revoked when the token had been used already).
+pub(crate) async fn take(
+    inner: &Inner,
+    client: &Client,
+    token: &str,
+) -> Result<RefreshRecord, OAuthError> {
+    let refused = || OAuthError::invalid_grant("the refresh token is unknown, expired or revoked");
+    // Take it and leave the used-marker in one step: of two presentations, however close, one
+    // gets the record and the other finds the marker.
+    let Some(record) = inner
+        .store
+        .take_leaving::<RefreshRecord, _>(
+            &keys::refresh_token(token),
+            &keys::refresh_spent(token),
+            &RefreshSpent {},
+            lifetime(inner),
+        )
+        .await
+        .map_err(store_error)?
+    else {
+        let raw = inner.store.raw();
+        if raw
+            .get(&keys::refresh_spent(token))
+            .await
+            .map_err(store_error)?
+            .is_some()
+            && let Some(family) = raw
+                .get(&keys::refresh_family(token))
+                .await
+                .map_err(store_error)?
+                .and_then(|f| String::from_utf8(f).ok())
+        {
+            revoke_family(inner, &family).await.map_err(store_error)?;
+            tracing::warn!(client = %client.config.id, "refresh token reused: its whole family is revoked");
+        }
+        return Err(refused());
+    };
+    if record.client_id != client.config.id {
+        // Stolen and presented by another system: refused, the owner's family left alone.
+        return Err(refused());
+    }
+    if family_revoked(inner, &record.family)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(refused());
+    }
+    Ok(record)
+}

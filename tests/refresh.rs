@@ -1,0 +1,297 @@
+//! Long sessions over HTTP: refresh tokens (rotation, reuse detection), introspection
+//! (RFC 7662) and revocation (RFC 7009).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lienthong_protocol::MockClock;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn offline(client: &str) -> AuthRequest {
+    let mut req = AuthRequest::new(client);
+    req.scope = "openid profile citizen_id offline_access".into();
+    req
+}
+
+async fn post(env: &Env, path: &str, client: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", env.issuer))
+        .basic_auth(client, Some(SECRET))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    if path == "/token" || path == "/introspect" {
+        assert_eq!(
+            r.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store")
+        );
+    }
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn refresh(env: &Env, client: &str, token: &str) -> (StatusCode, Value) {
+    post(
+        env,
+        "/token",
+        client,
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
+async fn introspect(env: &Env, client: &str, token: &str) -> Value {
+    let (status, body) = post(env, "/introspect", client, &[("token", token)]).await;
+    assert_eq!(status, StatusCode::OK);
+    body
+}
+
+async fn userinfo_status(env: &Env, access: &str) -> StatusCode {
+    status_of(
+        reqwest::Client::new()
+            .get(format!("{}/userinfo", env.issuer))
+            .bearer_auth(access),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_refresh_token_rotates_and_re_releases_the_claims_the_client_may_see_now() {
+    let env = Env::start().await;
+    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let r1 = first["refresh_token"]
+        .as_str()
+        .expect("offline_access gives a refresh token");
+    let (status, second) = refresh(&env, PORTAL_A, r1).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let r2 = second["refresh_token"].as_str().unwrap();
+    assert_ne!(r1, r2, "rotated");
+    let claims = env
+        .verify_id_token(second["id_token"].as_str().unwrap(), PORTAL_A)
+        .await;
+    assert_eq!(claims["citizen_id"], AN);
+    let first_claims = env
+        .verify_id_token(first["id_token"].as_str().unwrap(), PORTAL_A)
+        .await;
+    assert_eq!(claims["sub"], first_claims["sub"]);
+    assert_eq!(claims["sid"], first_claims["sid"]);
+    assert_eq!(
+        userinfo_status(&env, second["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+    // A narrower scope on refresh: the claims follow it.
+    let (status, third) = post(
+        &env,
+        "/token",
+        PORTAL_A,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", r2),
+            ("scope", "openid profile offline_access"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let narrowed = env
+        .verify_id_token(third["id_token"].as_str().unwrap(), PORTAL_A)
+        .await;
+    assert!(narrowed.get("citizen_id").is_none(), "{narrowed}");
+    assert_eq!(narrowed["name"], "Nguyễn Văn An");
+    // ...and never a wider one.
+    let (status, body) = post(
+        &env,
+        "/token",
+        PORTAL_A,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", third["refresh_token"].as_str().unwrap()),
+            ("scope", "openid profile citizen_id phone offline_access"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_scope");
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_its_whole_family() {
+    let env = Env::start().await;
+    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let (_, second) = refresh(&env, PORTAL_A, &r1).await;
+    let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+    let access2 = second["access_token"].as_str().unwrap().to_owned();
+    // r1 again: a copy was used. Refused, and everything the family issued ends.
+    let (status, body) = refresh(&env, PORTAL_A, &r1).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_grant");
+    let (status, _) = refresh(&env, PORTAL_A, &r2).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the newest refresh token died too"
+    );
+    assert_eq!(
+        userinfo_status(&env, &access2).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        userinfo_status(&env, first["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED,
+        "and the first access token"
+    );
+}
+
+#[tokio::test]
+async fn only_systems_allowed_offline_access_get_or_use_refresh_tokens() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    let b = tokens(&env, &browser, &offline(PORTAL_B), AN).await;
+    assert!(b.get("refresh_token").is_none(), "{b}");
+    let a = tokens(&env, &browser, &offline(PORTAL_A), AN).await;
+    // A refresh token stolen by another system is refused, and its owner's family survives.
+    let r = a["refresh_token"].as_str().unwrap();
+    let (status, body) = refresh(&env, PORTAL_B, r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "unauthorized_client");
+    let (status, _) = refresh(&env, PORTAL_A, r).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn introspection_tells_active_revoked_and_expired_tokens_apart() {
+    let clock = MockClock::starting_now();
+    let env = Env::with(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    let t = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let access = t["access_token"].as_str().unwrap();
+    let refresh_token = t["refresh_token"].as_str().unwrap();
+    let a = introspect(&env, PORTAL_A, access).await;
+    assert_eq!(a["active"], true);
+    assert_eq!(a["client_id"], PORTAL_A);
+    assert_eq!(a["token_type"], "Bearer");
+    assert!(a["scope"].as_str().unwrap().contains("citizen_id"));
+    let r = introspect(&env, PORTAL_A, refresh_token).await;
+    assert_eq!(r["active"], true);
+    assert_eq!(r["token_type"], "refresh_token");
+    // Another system learns nothing about these tokens.
+    assert_eq!(
+        introspect(&env, PORTAL_B, access).await,
+        serde_json::json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&env, PORTAL_B, refresh_token).await["active"],
+        false
+    );
+    assert_eq!(introspect(&env, PORTAL_A, "garbage").await["active"], false);
+    // Without client authentication: 401.
+    let r = reqwest::Client::new()
+        .post(format!("{}/introspect", env.issuer))
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Expired.
+    clock.advance(Duration::from_secs(301));
+    assert_eq!(introspect(&env, PORTAL_A, access).await["active"], false);
+    assert_eq!(
+        introspect(&env, PORTAL_A, refresh_token).await["active"],
+        true
+    );
+    // Revoked.
+    let (status, _) = post(&env, "/revoke", PORTAL_A, &[("token", refresh_token)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        introspect(&env, PORTAL_A, refresh_token).await["active"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn revocation_ends_an_access_token_or_a_whole_refresh_family() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    let t = tokens(&env, &browser, &offline(PORTAL_A), AN).await;
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(userinfo_status(&env, access).await, StatusCode::OK);
+    // Another client cannot revoke it.
+    let (status, _) = post(&env, "/revoke", PORTAL_B, &[("token", access)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(userinfo_status(&env, access).await, StatusCode::OK);
+    let (status, _) = post(
+        &env,
+        "/revoke",
+        PORTAL_A,
+        &[("token", access), ("token_type_hint", "access_token")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        userinfo_status(&env, access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The refresh token still works; revoking it ends the family.
+    let (status, next) = refresh(&env, PORTAL_A, t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post(
+        &env,
+        "/revoke",
+        PORTAL_A,
+        &[("token", next["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        userinfo_status(&env, next["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = refresh(&env, PORTAL_A, next["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Unknown tokens: 200, as RFC 7009 says.
+    let (status, _) = post(&env, "/revoke", PORTAL_A, &[("token", "no-such-token")]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn concurrent_presentations_of_one_refresh_token_leave_no_live_token_behind() {
+    let env = std::sync::Arc::new(Env::start().await);
+    let t = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let token = t["refresh_token"].as_str().unwrap().to_owned();
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (env, token) = (env.clone(), token.clone());
+            tokio::spawn(async move { refresh(&env, PORTAL_A, &token).await })
+        })
+        .collect();
+    let mut winners = vec![];
+    for r in racers {
+        let (status, body) = r.await.unwrap();
+        if status == StatusCode::OK {
+            winners.push(body);
+        }
+    }
+    assert!(
+        winners.len() <= 1,
+        "at most one presentation wins: {}",
+        winners.len()
+    );
+    // The others were reuses: the family is revoked, so even a winner's tokens are dead.
+    for w in winners {
+        let (status, _) = refresh(&env, PORTAL_A, w["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            userinfo_status(&env, w["access_token"].as_str().unwrap()).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
