@@ -578,8 +578,19 @@ async fn discovery_describes_the_provider_exactly() {
         d["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
     );
+    // Per algorithm the current key and the next one (published ahead of a rotation).
     let jwks = env.jwks().await;
-    assert_eq!(jwks.keys.len(), 2, "one ES256 and one RS256 key");
+    for alg in ["ES256", "RS256", "EdDSA"] {
+        let n = jwks
+            .keys
+            .iter()
+            .filter(|k| k.common.key_algorithm.map(|a| format!("{a:?}")) == Some(alg.into()))
+            .count();
+        assert_eq!(n, 2, "{alg}: current and next");
+    }
+    let kids: std::collections::HashSet<_> =
+        jwks.keys.iter().map(|k| k.common.key_id.clone()).collect();
+    assert_eq!(kids.len(), jwks.keys.len(), "every kid distinct");
 }
 
 /// An environment whose broker (and its Store) reads a clock the test moves.

@@ -95,7 +95,14 @@ pub struct Options {
     pub roster: Option<Roster>,
     /// A clock the test moves (the broker and its Store read it); default: the system clock.
     pub clock: Option<Arc<MockClock>>,
+    /// Keep the signing keys in the directory, sealed with [`SEALING_KEY`], so they can rotate.
+    pub shared_keys: bool,
 }
+
+/// The sealing key of environments with `shared_keys` (32 bytes of 7, base64).
+pub const SEALING_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+/// A system that wants its ID tokens signed with EdDSA.
+pub const PORTAL_ED: &str = "portal-ed";
 
 /// A linked realm: only citizens imported beforehand.
 pub const ONESTOP: &str = "onestop";
@@ -105,6 +112,7 @@ pub const HEALTH: &str = "health";
 
 pub struct Env {
     pub issuer: String,
+    pub broker: Broker,
     pub idp: Running,
     pub directory: lienthong_broker::Directory,
     /// How many times the health system's lookup endpoint was called.
@@ -188,6 +196,7 @@ impl Env {
             issuer = "{issuer}"
             account_id_secret = "test-account-id-secret-0123456789"
             home_url = "{HOME}"
+            {store}
             [upstream]
             issuer = "{idp_issuer}"
             client_id = "lienthong"
@@ -232,6 +241,13 @@ impl Env {
             realm = "{ONESTOP}"
             require_consent = false
             [[clients]]
+            id = "{PORTAL_ED}"
+            secret = "{SECRET}"
+            name = "Hệ thống chữ ký EdDSA"
+            redirect_uris = ["{red}"]
+            id_token_signed_response_alg = "EdDSA"
+            require_consent = false
+            [[clients]]
             id = "{UNREACHABLE}"
             secret = "{SECRET}"
             name = "Hệ thống không trả lời"
@@ -259,6 +275,12 @@ impl Env {
             pa = after_logout_uri(PORTAL_A),
             rb = redirect_uri(PORTAL_B),
             ru = redirect_uri(UNREACHABLE),
+            red = redirect_uri(PORTAL_ED),
+            store = if o.shared_keys {
+                format!("[store]\nsealing_key = \"{SEALING_KEY}\"")
+            } else {
+                String::new()
+            },
             ro = redirect_uri(ONESTOP),
             rh = redirect_uri(HEALTH),
             consent = o.consent,
@@ -279,10 +301,11 @@ impl Env {
         .await
         .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(broker.serve(listener, async move {
+        tokio::spawn(broker.clone().serve(listener, async move {
             let _ = rx.await;
         }));
         Env {
+            broker: broker.clone(),
             issuer,
             idp,
             directory,

@@ -10,10 +10,14 @@ CREATE TABLE consents (
     PRIMARY KEY (subject_key, client_id, claim)
 );
 
--- Signing keys generated once and shared by every node (sealed by the broker before they
--- are written: this table never holds a private key in clear).
+-- Signing keys generated once and shared by every node (sealed by the broker before they are
+-- written: this table never holds a private key in clear). Per algorithm, the highest
+-- generation is the next key, the one below it the current, the one below that the previous;
+-- `lienthong keys rotate` adds a generation and prunes what fell out of use.
 CREATE TABLE signing_keys (
-    alg TEXT PRIMARY KEY,
+    alg TEXT NOT NULL,
+    generation BIGINT NOT NULL,
     sealed_key TEXT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (alg, generation)
 );

@@ -44,7 +44,10 @@ pub(crate) fn grant_key(jti: &str) -> String {
 
 /// Signs an access token with the broker's ES256 key.
 pub(crate) fn sign(inner: &Inner, claims: &Value) -> Result<String, KeyError> {
-    inner.keys.sign(Algorithm::ES256, "at+jwt", claims)
+    inner
+        .keys
+        .current()
+        .sign(Algorithm::ES256, "at+jwt", claims)
 }
 
 /// The expiry every access token carries, read beside the caller's own claims.
@@ -85,6 +88,7 @@ pub(crate) fn verify_with_expiry<T: DeserializeOwned>(
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
     let token: Expiring<T> = inner
         .keys
+        .current()
         .verify(token, validation)
         .map_err(|_| "invalid or expired token")?;
     if token.exp <= inner.now() {

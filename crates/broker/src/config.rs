@@ -136,6 +136,7 @@ pub enum SigningAlg {
     #[default]
     ES256,
     RS256,
+    EdDSA,
 }
 
 impl SigningAlg {
@@ -143,6 +144,7 @@ impl SigningAlg {
         match self {
             Self::ES256 => jsonwebtoken::Algorithm::ES256,
             Self::RS256 => jsonwebtoken::Algorithm::RS256,
+            Self::EdDSA => jsonwebtoken::Algorithm::EdDSA,
         }
     }
 }
@@ -218,7 +220,7 @@ pub struct ClientConfig {
     /// OpenID Front-Channel Logout: loaded in a hidden frame of the signed-out page, with `iss`
     /// and `sid`.
     pub frontchannel_logout_uri: Option<String>,
-    /// `ES256` (default) or `RS256`.
+    /// `ES256` (default), `RS256` or `EdDSA`.
     #[serde(default)]
     pub id_token_signed_response_alg: SigningAlg,
     /// Claims this system may ever receive (further limited by the scopes it asks for).
@@ -370,9 +372,29 @@ impl StoreConfig {
 /// PKCS#8 PEM files of the signing keys. A key not given is generated once and kept in the
 /// directory, sealed with `[store] sealing_key`, so every node sharing the directory signs with
 /// it; without a sealing key it is generated at each start (one node and the demo only).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     pub es256_pem: Option<PathBuf>,
     pub rs256_pem: Option<PathBuf>,
+    pub eddsa_pem: Option<PathBuf>,
+    /// Seconds between two reloads of the shared keys (how soon `lienthong keys rotate` reaches
+    /// every node).
+    #[serde(default = "default_reload")]
+    pub reload_secs: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            es256_pem: None,
+            rs256_pem: None,
+            eddsa_pem: None,
+            reload_secs: default_reload(),
+        }
+    }
+}
+
+fn default_reload() -> u64 {
+    60
 }

@@ -46,7 +46,7 @@ pub async fn configuration(State(broker): State<Broker>) -> Json<Value> {
         "revocation_endpoint": format!("{issuer}/revoke"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": claims,
@@ -61,5 +61,5 @@ pub async fn configuration(State(broker): State<Broker>) -> Json<Value> {
 }
 
 pub async fn jwks(State(broker): State<Broker>) -> Json<JwkSet> {
-    Json(broker.inner().keys.jwks())
+    Json(broker.inner().keys.current().jwks())
 }

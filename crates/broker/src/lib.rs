@@ -22,6 +22,7 @@ pub mod error;
 pub mod flow;
 pub mod identity;
 pub mod introspection;
+pub mod keys;
 pub mod level;
 pub mod logout;
 pub mod messages;

@@ -79,7 +79,7 @@ fn read_hint(inner: &Inner, hint: &str) -> Result<(String, Option<String>), Flow
     validation.validate_exp = false;
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["iss", "aud"]);
-    let claims: HintClaims = inner.keys.verify(hint, validation).map_err(|e| {
+    let claims: HintClaims = inner.keys.current().verify(hint, validation).map_err(|e| {
         tracing::warn!(error = %e, "logout with an id_token_hint that is not ours");
         bad_request()
     })?;
@@ -291,6 +291,7 @@ pub(crate) fn logout_token(inner: &Inner, client: &Client, sid: &str) -> Result<
     });
     inner
         .keys
+        .current()
         .sign(
             client.config.id_token_signed_response_alg.jwt(),
             "logout+jwt",

@@ -129,6 +129,7 @@ fn mint(
     }
     let id_token = inner
         .keys
+        .current()
         .sign(
             client.config.id_token_signed_response_alg.jwt(),
             "JWT",

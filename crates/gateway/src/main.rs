@@ -104,8 +104,18 @@ enum CitizenIdCommand {
 enum KeysCommand {
     /// Print a new PKCS#8 PEM private key for `[keys]` in the broker configuration.
     Generate {
-        #[arg(long, default_value = "ES256", value_parser = ["ES256", "RS256"])]
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "RS256", "EdDSA"])]
         alg: String,
+    },
+    /// Roll the shared signing keys of a broker's directory one step: next becomes current,
+    /// current becomes previous, a new next is published. Every node follows within
+    /// `keys.reload_secs`; no token in flight breaks.
+    Rotate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this algorithm (default: every one whose keys are shared).
+        #[arg(long, value_parser = ["ES256", "RS256", "EdDSA"])]
+        alg: Option<String>,
     },
 }
 
@@ -119,6 +129,19 @@ fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Generate { alg },
         } => generate_key(&alg),
+        Command::Keys {
+            command: KeysCommand::Rotate { config, alg },
+        } => {
+            init_tracing();
+            let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+            match runtime.block_on(rotate_keys(&config, alg.as_deref())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("lienthong: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Accounts { target, command } => {
             init_tracing();
             let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
@@ -260,12 +283,47 @@ fn check_citizen_id(number: &str, birthdate: Option<&str>) -> ExitCode {
     }
 }
 
-fn generate_key(alg: &str) -> ExitCode {
-    let alg = if alg == "RS256" {
-        jsonwebtoken::Algorithm::RS256
-    } else {
-        jsonwebtoken::Algorithm::ES256
+fn parse_alg(alg: &str) -> jsonwebtoken::Algorithm {
+    match alg {
+        "RS256" => jsonwebtoken::Algorithm::RS256,
+        "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
+        _ => jsonwebtoken::Algorithm::ES256,
+    }
+}
+
+/// `lienthong keys rotate`: the shared keys in the directory of `config`.
+async fn rotate_keys(config: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
+    let config: lienthong_broker::Config = settings::load(config, "LIENTHONG")?;
+    let sealing_key = config.store.sealing_key.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "keys rotate needs store.sealing_key: the keys it rolls are the shared ones in the directory"
+        )
+    })?;
+    let sealer = lienthong_broker::store::Sealer::from_base64(sealing_key.expose())?;
+    let directory = connect_directory(&config.directory.url).await?;
+    let pem = |alg| match alg {
+        jsonwebtoken::Algorithm::ES256 => config.keys.es256_pem.is_some(),
+        jsonwebtoken::Algorithm::RS256 => config.keys.rs256_pem.is_some(),
+        _ => config.keys.eddsa_pem.is_some(),
     };
+    for alg in lienthong_broker::keys::ALGORITHMS {
+        if only.is_some_and(|o| parse_alg(o) != alg) || (only.is_none() && pem(alg)) {
+            continue;
+        }
+        let ring = lienthong_broker::keys::rotate(&directory, &sealer, alg).await?;
+        for (slot, kid) in ring {
+            println!("{alg:?} {slot:?}: {kid}");
+        }
+    }
+    println!(
+        "rotated; every node signs with the new current key within keys.reload_secs ({} s)",
+        config.keys.reload_secs
+    );
+    Ok(())
+}
+
+fn generate_key(alg: &str) -> ExitCode {
+    let alg = parse_alg(alg);
     match lienthong_protocol::SigningKey::generate(alg) {
         Ok(key) => {
             print!("{}", key.pkcs8_pem());

@@ -1,8 +1,11 @@
 //! Signing keys and their publication as a JWK Set.
 //!
-//! A provider signs with one key per algorithm (ES256 and RS256 here) and publishes every public
-//! key at its `jwks_uri`. A key's `kid` is its RFC 7638 thumbprint, so the same key always has
-//! the same id and two nodes loading the same PEM publish the same set.
+//! A provider signs with one *current* key per algorithm (ES256, RS256, EdDSA) and publishes
+//! every public key it holds at its `jwks_uri`: the current one, the *next* one (so that
+//! clients caching the set already know it when it becomes current) and the *previous* one (so
+//! that tokens signed before a rotation still verify until they expire). A key's `kid` is its
+//! RFC 7638 thumbprint, so the same key always has the same id and two nodes loading the same
+//! key publish the same set.
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -11,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("unsupported signing algorithm {0:?} (ES256 and RS256 are supported)")]
+    #[error("unsupported signing algorithm {0:?} (ES256, RS256 and EdDSA are supported)")]
     Unsupported(Algorithm),
     #[error("cannot generate a key: {0}")]
     Generate(String),
@@ -44,7 +47,7 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// A fresh key from aws-lc-rs: P-256 for ES256, 2048-bit RSA for RS256.
+    /// A fresh key from aws-lc-rs: P-256 for ES256, 2048-bit RSA for RS256, Ed25519 for EdDSA.
     pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
         use aws_lc_rs::encoding::AsDer;
         let failed = |e: aws_lc_rs::error::Unspecified| KeyError::Generate(e.to_string());
@@ -62,6 +65,13 @@ impl SigningKey {
                 .map_err(failed)?
                 .as_ref()
                 .to_vec(),
+            // PKCS#8 v1 (no embedded public key): the form jsonwebtoken reads for its JWK.
+            Algorithm::EdDSA => aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(
+                &aws_lc_rs::rand::SystemRandom::new(),
+            )
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
             other => return Err(KeyError::Unsupported(other)),
         };
         Self::from_pkcs8_pem(alg, &pkcs8_pem(&pkcs8_der))
@@ -72,6 +82,7 @@ impl SigningKey {
         let encoding = match alg {
             Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes())?,
             Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes())?,
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes())?,
             other => return Err(KeyError::Unsupported(other)),
         };
         let mut public = Jwk::from_encoding_key(&encoding, alg)?;
@@ -116,18 +127,34 @@ fn pkcs8_pem(der: &[u8]) -> String {
     pem
 }
 
-/// The keys a provider signs with, at most one per algorithm.
+/// A key's place in its algorithm's rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Signed with before the last rotation; still published, so its tokens verify.
+    Previous,
+    /// Signs.
+    Current,
+    /// Signs after the next rotation; already published, so caches know it in advance.
+    Next,
+}
+
+/// The keys a provider holds: per algorithm one current key, and perhaps a previous and a next.
 #[derive(Debug, Default)]
 pub struct KeySet {
-    keys: Vec<SigningKey>,
+    keys: Vec<(Slot, SigningKey)>,
 }
 
 impl KeySet {
+    /// Keys that all sign (one per algorithm): a provider that does not rotate.
     pub fn new(keys: Vec<SigningKey>) -> Self {
+        Self::with_slots(keys.into_iter().map(|k| (Slot::Current, k)).collect())
+    }
+
+    pub fn with_slots(keys: Vec<(Slot, SigningKey)>) -> Self {
         Self { keys }
     }
 
-    /// One freshly generated key for each algorithm.
+    /// One freshly generated current key for each algorithm.
     pub fn generate(algs: &[Algorithm]) -> Result<Self, KeyError> {
         Ok(Self::new(
             algs.iter()
@@ -136,18 +163,37 @@ impl KeySet {
         ))
     }
 
+    fn current(&self, alg: Algorithm) -> Option<&SigningKey> {
+        self.keys
+            .iter()
+            .find(|(slot, k)| *slot == Slot::Current && k.alg == alg)
+            .map(|(_, k)| k)
+    }
+
+    /// The algorithms there is a current key for.
     pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
-        self.keys.iter().map(|k| k.alg)
+        self.keys
+            .iter()
+            .filter(|(slot, _)| *slot == Slot::Current)
+            .map(|(_, k)| k.alg)
     }
 
     pub fn supports(&self, alg: Algorithm) -> bool {
-        self.keys.iter().any(|k| k.alg == alg)
+        self.current(alg).is_some()
     }
 
-    /// The public keys, as served at `jwks_uri`.
+    /// The `kid` of each key with its slot, for operators.
+    pub fn describe(&self) -> Vec<(Algorithm, Slot, String)> {
+        self.keys
+            .iter()
+            .map(|(slot, k)| (k.alg, *slot, k.kid.clone()))
+            .collect()
+    }
+
+    /// The public keys, as served at `jwks_uri`: next, current and previous alike.
     pub fn jwks(&self) -> JwkSet {
         JwkSet {
-            keys: self.keys.iter().map(|k| k.public.clone()).collect(),
+            keys: self.keys.iter().map(|(_, k)| k.public.clone()).collect(),
         }
     }
 
@@ -158,19 +204,15 @@ impl KeySet {
         typ: &str,
         claims: &T,
     ) -> Result<String, KeyError> {
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.alg == alg)
-            .ok_or(KeyError::NoKeyFor(alg))?;
+        let key = self.current(alg).ok_or(KeyError::NoKeyFor(alg))?;
         let mut header = Header::new(alg);
         header.typ = Some(typ.to_owned());
         header.kid = Some(key.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
     }
 
-    /// Verifies a token signed by one of our own keys (found by `kid`), then applies `validation`
-    /// (whose algorithm list is replaced by the key's own algorithm).
+    /// Verifies a token signed by one of our own keys, whatever its slot (found by `kid`), then
+    /// applies `validation` (whose algorithm list is replaced by the key's own algorithm).
     pub fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
@@ -180,6 +222,7 @@ impl KeySet {
         let key = self
             .keys
             .iter()
+            .map(|(_, k)| k)
             .find(|k| header.kid.as_deref() == Some(k.kid.as_str()) && header.alg == k.alg)
             .ok_or(KeyError::UnknownKey)?;
         validation.algorithms = vec![key.alg];
@@ -220,6 +263,63 @@ mod tests {
             keys_without(Algorithm::RS256),
             Err(KeyError::NoKeyFor(_))
         ));
+    }
+
+    #[test]
+    fn eddsa_keys_sign_verify_and_publish() {
+        let keys = KeySet::generate(&[Algorithm::EdDSA]).unwrap();
+        let token = keys
+            .sign(
+                Algorithm::EdDSA,
+                "JWT",
+                &serde_json::json!({"sub": "x", "exp": 4102444800u64}),
+            )
+            .unwrap();
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.validate_aud = false;
+        let claims: serde_json::Value = keys.verify(&token, v).unwrap();
+        assert_eq!(claims["sub"], "x");
+        assert_eq!(keys.jwks().keys.len(), 1);
+    }
+
+    #[test]
+    fn only_the_current_key_signs_but_every_slot_verifies_and_is_published() {
+        let (prev, cur, next) = (
+            SigningKey::generate(Algorithm::ES256).unwrap(),
+            SigningKey::generate(Algorithm::ES256).unwrap(),
+            SigningKey::generate(Algorithm::ES256).unwrap(),
+        );
+        let older = KeySet::new(vec![
+            SigningKey::from_pkcs8_pem(Algorithm::ES256, prev.pkcs8_pem()).unwrap(),
+        ]);
+        let signed_before = older
+            .sign(
+                Algorithm::ES256,
+                "JWT",
+                &serde_json::json!({"exp": 4102444800u64}),
+            )
+            .unwrap();
+        let cur_kid = cur.kid().to_owned();
+        let ring = KeySet::with_slots(vec![
+            (Slot::Previous, prev),
+            (Slot::Current, cur),
+            (Slot::Next, next),
+        ]);
+        assert_eq!(ring.jwks().keys.len(), 3);
+        let t = ring
+            .sign(
+                Algorithm::ES256,
+                "JWT",
+                &serde_json::json!({"exp": 4102444800u64}),
+            )
+            .unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&t).unwrap().kid.as_deref(),
+            Some(cur_kid.as_str())
+        );
+        let mut v = Validation::new(Algorithm::ES256);
+        v.validate_aud = false;
+        assert!(ring.verify::<serde_json::Value>(&signed_before, v).is_ok());
     }
 
     fn keys_without(alg: Algorithm) -> Result<String, KeyError> {

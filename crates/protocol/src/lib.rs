@@ -21,5 +21,5 @@ pub mod secret;
 pub use client_auth::ClientCredentials;
 pub use clock::{Clock, MockClock, SharedClock, SystemClock};
 pub use error::{OAuthError, OAuthErrorCode};
-pub use keys::{KeyError, KeySet, SigningKey};
+pub use keys::{KeyError, KeySet, SigningKey, Slot};
 pub use params::{AuthorizationParams, TokenParams, bearer_token, form_access_token};

@@ -53,26 +53,58 @@ impl Directory {
         Ok(())
     }
 
-    /// The shared signing key for `alg`, as the broker sealed it; if there is none yet,
-    /// `candidate` becomes it. Of several nodes starting at once, every one gets the same key.
-    pub async fn shared_signing_key(
+    /// The newest `limit` generations of the shared signing keys for `alg`, newest first, as
+    /// the broker sealed them.
+    pub async fn signing_keys(
         &self,
         alg: &str,
-        candidate: &str,
-    ) -> Result<String, DirectoryError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (alg, sealed_key, created_at) VALUES ($1, $2, $3) ON CONFLICT (alg) DO NOTHING",
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, DirectoryError> {
+        let rows = sqlx::query(
+            "SELECT generation, sealed_key FROM signing_keys WHERE alg = $1 ORDER BY generation DESC LIMIT $2",
         )
         .bind(alg.to_owned())
-        .bind(candidate.to_owned())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Adds generation `generation` for `alg`, unless it exists already (another node or
+    /// operator got there first); returns whether this call added it.
+    pub async fn add_signing_key(
+        &self,
+        alg: &str,
+        generation: i64,
+        sealed: &str,
+    ) -> Result<bool, DirectoryError> {
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (alg, generation, sealed_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (alg, generation) DO NOTHING",
+        )
+        .bind(alg.to_owned())
+        .bind(generation)
+        .bind(sealed.to_owned())
         .bind(self.now())
         .execute(self.pool())
         .await?;
-        let row = sqlx::query("SELECT sealed_key FROM signing_keys WHERE alg = $1")
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets the generations of `alg` below `generation` (keys no token can need any more).
+    pub async fn prune_signing_keys(
+        &self,
+        alg: &str,
+        generation: i64,
+    ) -> Result<(), DirectoryError> {
+        sqlx::query("DELETE FROM signing_keys WHERE alg = $1 AND generation < $2")
             .bind(alg.to_owned())
-            .fetch_one(self.pool())
+            .bind(generation)
+            .execute(self.pool())
             .await?;
-        Ok(row.try_get(0)?)
+        Ok(())
     }
 
     /// Whether the database answers (for `/readyz`).
