@@ -397,9 +397,14 @@ impl Directory {
         }
         // 3. The same ID number is linked here under another upstream subject.
         if let Some(number) = citizen.citizen_id {
+            // Two indexed lookups, not one OR across a join: that form scans every link of the
+            // realm, and a login's cost grew with the number of citizens (seen in a profile).
             let previous = sqlx::query(
-                "SELECT l.local_account_id, l.citizen_key FROM account_links l LEFT JOIN citizens c ON c.citizen_key = l.citizen_key \
-                 WHERE l.realm = $1 AND l.citizen_key IS NOT NULL AND l.citizen_key <> $2 AND (c.citizen_id = $3 OR l.citizen_id = $3)",
+                "SELECT l.local_account_id, l.citizen_key FROM account_links l \
+                 WHERE l.realm = $1 AND l.citizen_id = $3 AND l.citizen_key IS NOT NULL AND l.citizen_key <> $2 \
+                 UNION \
+                 SELECT l.local_account_id, l.citizen_key FROM citizens c JOIN account_links l ON l.citizen_key = c.citizen_key \
+                 WHERE l.realm = $1 AND c.citizen_id = $3 AND c.citizen_key <> $2",
             )
             .bind(r.to_owned())
             .bind(key.clone())
