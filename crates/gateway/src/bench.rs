@@ -1,11 +1,16 @@
-//! `lienthong bench`: a load driver that performs complete brokered logins exactly as a citizen's
-//! browser and a provincial system would — authorize, the mock IdP's form, callback, consent,
-//! token, userinfo — with a cookie jar per simulated citizen and a different citizen per login.
+//! `lienthong bench`: a load driver for a running broker and mock IdP (docs/performance.md).
 //!
-//! It reports logins per second, latency percentiles, errors by kind, and, for the processes
-//! named by `--broker-pid` / `--idp-pid`, the CPU seconds and peak resident memory they used
-//! over the run, read from `/proc`: so "broker CPU per login" is measured, not estimated.
-//! Bounded in count and time; meant for loopback only.
+//! Workloads: `login` — complete brokered logins exactly as a citizen's browser and a provincial
+//! system would perform them (authorize, the mock IdP's form, callback, consent, token,
+//! userinfo), a cookie jar per simulated citizen and a different citizen per login; `sso` — a
+//! signed-in citizen's next login (authorize answered from the SSO session, token), no trip to
+//! the IdP; `refresh` — refresh-token rotations; `userinfo` and `introspect` — one request each.
+//!
+//! Per workload it reports operations per second, latency percentiles, errors by kind, and, for
+//! the processes named by `--broker-pid` / `--idp-pid`, the CPU seconds and peak resident memory
+//! they used over the run, read from `/proc` — so "broker CPU per login" is measured, not
+//! estimated — beside the cryptographic floor of one login measured in the same run with the
+//! same libraries. Bounded in count and time; meant for loopback only.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,26 +28,26 @@ pub struct BenchArgs {
     /// The broker's issuer URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     issuer: String,
-    #[arg(long, default_value = "cong-dich-vu-cong")]
+    #[arg(long, default_value = "bench-portal")]
     client_id: String,
-    #[arg(long, default_value = "change-me")]
+    #[arg(long, default_value = "bench-secret")]
     client_secret: String,
-    #[arg(
-        long,
-        default_value = "https://dichvucong.example.gov.vn/oidc/callback"
-    )]
+    #[arg(long, default_value = "http://127.0.0.1:8082/callback")]
     redirect_uri: String,
-    #[arg(long, default_value = "openid profile citizen_id")]
+    #[arg(long, default_value = "openid profile citizen_id offline_access")]
     scope: String,
+    /// login, sso, refresh, userinfo, introspect, or all of them in that order.
+    #[arg(long, default_value = "login")]
+    workload: String,
     /// The mock IdP's test password and OTP.
     #[arg(long, default_value = "matkhau-thu")]
     password: String,
     #[arg(long, default_value = "123456")]
     otp: String,
-    /// Complete logins to perform at most.
+    /// Operations (logins, requests) to perform at most, per workload.
     #[arg(long, default_value_t = 1000)]
     logins: usize,
-    /// Logins in flight at once.
+    /// Operations in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     /// Stop after this many seconds even if fewer logins were done.
@@ -118,27 +123,96 @@ fn query_value(url: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// One complete login as browser + portal; the error names the step that failed.
-async fn one_login(args: &BenchArgs, number: &str) -> Result<(), &'static str> {
-    let browser = reqwest::Client::builder()
+/// The provincial system's own HTTP client: one for the run, connections kept open, as a
+/// portal's back end keeps them.
+fn portal() -> &'static reqwest::Client {
+    static PORTAL: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    PORTAL.get_or_init(reqwest::Client::new)
+}
+
+fn browser() -> Result<reqwest::Client, &'static str> {
+    reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|_| "client")?;
+        .map_err(|_| "client")
+}
+
+/// PKCE pair and the authorization URL for one login.
+fn authorization(args: &BenchArgs) -> Result<(String, Url), &'static str> {
     let verifier = lienthong_protocol::secret::random_token(32);
     // S256: the challenge is the verifier's SHA-256, base64url.
     let challenge = lienthong_protocol::secret::sha256_b64url(&verifier);
-    let state = lienthong_protocol::secret::random_token(16);
     let mut url = Url::parse(&format!("{}/authorize", args.issuer)).map_err(|_| "issuer")?;
     url.query_pairs_mut()
         .append_pair("client_id", &args.client_id)
         .append_pair("redirect_uri", &args.redirect_uri)
         .append_pair("response_type", "code")
         .append_pair("scope", &args.scope)
-        .append_pair("state", &state)
+        .append_pair("state", &lienthong_protocol::secret::random_token(16))
         .append_pair("nonce", &lienthong_protocol::secret::random_token(16))
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
+    Ok((verifier, url))
+}
+
+async fn token_request(
+    args: &BenchArgs,
+    form: &[(&str, &str)],
+    what: &'static str,
+) -> Result<serde_json::Value, &'static str> {
+    portal()
+        .post(format!("{}/token", args.issuer))
+        .basic_auth(&args.client_id, Some(&args.client_secret))
+        .form(form)
+        .send()
+        .await
+        .map_err(|_| "connection")?
+        .error_for_status()
+        .map_err(|_| what)?
+        .json()
+        .await
+        .map_err(|_| "token body")
+}
+
+async fn redeem(
+    args: &BenchArgs,
+    code: &str,
+    verifier: &str,
+) -> Result<serde_json::Value, &'static str> {
+    token_request(
+        args,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &args.redirect_uri),
+            ("code_verifier", verifier),
+        ],
+        "token",
+    )
+    .await
+}
+
+async fn userinfo(args: &BenchArgs, access: &str) -> Result<(), &'static str> {
+    portal()
+        .get(format!("{}/userinfo", args.issuer))
+        .bearer_auth(access)
+        .send()
+        .await
+        .map_err(|_| "connection")?
+        .error_for_status()
+        .map_err(|_| "userinfo")
+        .map(|_| ())
+}
+
+/// A complete login in `browser` — authorize, the IdP's form, callback, consent, token,
+/// userinfo; the token response. The error names the step that failed.
+async fn login(
+    args: &BenchArgs,
+    browser: &reqwest::Client,
+    number: &str,
+) -> Result<serde_json::Value, &'static str> {
+    let (verifier, url) = authorization(args)?;
     let send_err = |_| "connection";
     let r = browser.get(url).send().await.map_err(send_err)?;
     let to_idp = location(&r).map_err(|_| "authorize")?;
@@ -172,34 +246,22 @@ async fn one_login(args: &BenchArgs, number: &str) -> Result<(), &'static str> {
     }
     let at_client = location(&r).map_err(|_| "callback")?;
     let code = query_value(&at_client, "code").ok_or("no code")?;
-    let portal = reqwest::Client::new();
-    let tokens: serde_json::Value = portal
-        .post(format!("{}/token", args.issuer))
-        .basic_auth(&args.client_id, Some(&args.client_secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", &args.redirect_uri),
-            ("code_verifier", &verifier),
-        ])
-        .send()
-        .await
-        .map_err(send_err)?
-        .error_for_status()
-        .map_err(|_| "token")?
-        .json()
-        .await
-        .map_err(|_| "token body")?;
-    let access = tokens["access_token"].as_str().ok_or("no access token")?;
-    portal
-        .get(format!("{}/userinfo", args.issuer))
-        .bearer_auth(access)
-        .send()
-        .await
-        .map_err(send_err)?
-        .error_for_status()
-        .map_err(|_| "userinfo")?;
-    Ok(())
+    let tokens = redeem(args, &code, &verifier).await?;
+    userinfo(
+        args,
+        tokens["access_token"].as_str().ok_or("no access token")?,
+    )
+    .await?;
+    Ok(tokens)
+}
+
+/// An SSO login: the session answers authorize (no trip to the IdP), the code is redeemed.
+async fn sso_login(args: &BenchArgs, browser: &reqwest::Client) -> Result<(), &'static str> {
+    let (verifier, url) = authorization(args)?;
+    let r = browser.get(url).send().await.map_err(|_| "connection")?;
+    let at_client = location(&r).map_err(|_| "authorize")?;
+    let code = query_value(&at_client, "code").ok_or("sso gave no code")?;
+    redeem(args, &code, &verifier).await.map(|_| ())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -210,34 +272,41 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.concurrency == 0 || args.logins == 0 {
-        bail!("--logins and --concurrency must be at least 1");
-    }
-    let args = Arc::new(args);
-    let before: Vec<_> = [("broker", args.broker_pid), ("mock IdP", args.idp_pid)]
-        .into_iter()
-        .filter_map(|(name, pid)| pid.map(|p| (name, p)))
-        .map(|(name, p)| usage(p).map(|u| (name, p, u)))
-        .collect::<Result<_, _>>()?;
+/// What one workload's run gave.
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: BTreeMap<&'static str, usize>,
+    wall: Duration,
+}
+
+/// Runs `op(i)` for i in 0..count with `concurrency` in flight, until done or the deadline.
+async fn drive<F, Fut>(args: &BenchArgs, label: &str, op: F) -> Outcome
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), &'static str>> + Send,
+{
+    let op = Arc::new(op);
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
-    let results = Arc::new(Mutex::new((Vec::new(), BTreeMap::<&str, usize>::new())));
+    let results = Arc::new(Mutex::new((
+        Vec::new(),
+        BTreeMap::<&'static str, usize>::new(),
+    )));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_secs);
+    let total = args.logins;
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (args, next, done, results) =
-                (args.clone(), next.clone(), done.clone(), results.clone());
+            let (op, next, done, results) =
+                (op.clone(), next.clone(), done.clone(), results.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= args.logins || Instant::now() >= deadline {
+                    if i >= total || Instant::now() >= deadline {
                         break;
                     }
-                    let number = citizen_number(args.first_citizen + i);
                     let t = Instant::now();
-                    let outcome = one_login(&args, &number).await;
+                    let outcome = op(i).await;
                     let elapsed = t.elapsed();
                     let mut r = results.lock().await;
                     match outcome {
@@ -250,7 +319,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let progress = {
-        let (done, total) = (done.clone(), args.logins);
+        let (done, label) = (done.clone(), label.to_owned());
         tokio::spawn(async move {
             use std::io::IsTerminal;
             if !std::io::stderr().is_terminal() {
@@ -258,45 +327,62 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                eprint!("\r{} / {total} logins", done.load(Ordering::Relaxed));
+                eprint!("\r{label}: {} / {total}", done.load(Ordering::Relaxed));
                 let _ = std::io::stderr().flush();
             }
         })
     };
     for w in workers {
-        w.await?;
+        let _ = w.await;
     }
     progress.abort();
     let wall = started.elapsed();
     let (mut latencies, errors) = std::mem::take(&mut *results.lock().await);
     latencies.sort();
-    let ok = latencies.len();
+    Outcome {
+        latencies,
+        errors,
+        wall,
+    }
+}
+
+/// Prints one workload's figures, with the processes' CPU and memory over the run.
+fn report(
+    args: &BenchArgs,
+    label: &str,
+    (unit, one): (&str, &str),
+    outcome: &Outcome,
+    before: &[(&str, u32, ProcessUsage)],
+) -> anyhow::Result<()> {
+    let ok = outcome.latencies.len();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("workload: {label}");
     println!(
-        "workload: complete brokered login (authorize, IdP form, callback, consent, token, userinfo)"
-    );
-    println!(
-        "logins: {ok} ok, {} failed, in {:.2} s, concurrency {}",
-        errors.values().sum::<usize>(),
-        wall.as_secs_f64(),
+        "  {unit}: {ok} ok, {} failed, in {:.2} s, concurrency {}",
+        outcome.errors.values().sum::<usize>(),
+        outcome.wall.as_secs_f64(),
         args.concurrency
     );
-    println!("rate: {:.1} logins/s", ok as f64 / wall.as_secs_f64());
     println!(
-        "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.9)),
-        ms(percentile(&latencies, 0.99)),
-        ms(latencies.last().copied().unwrap_or_default())
+        "  rate: {:.1} {unit}/s",
+        ok as f64 / outcome.wall.as_secs_f64()
     );
-    for (kind, n) in &errors {
-        println!("error {kind}: {n}");
+    let l = &outcome.latencies;
+    println!(
+        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        ms(percentile(l, 0.5)),
+        ms(percentile(l, 0.9)),
+        ms(percentile(l, 0.99)),
+        ms(l.last().copied().unwrap_or_default())
+    );
+    for (kind, n) in &outcome.errors {
+        println!("  error {kind}: {n}");
     }
     for (name, pid, start) in before {
-        let end = usage(pid)?;
+        let end = usage(*pid)?;
         let cpu = end.cpu_secs - start.cpu_secs;
         println!(
-            "{name} (pid {pid}): {cpu:.2} CPU s, {:.3} ms CPU per login, peak RSS {:.1} MB",
+            "  {name} (pid {pid}): {cpu:.2} CPU s, {:.3} ms CPU per {one}, peak RSS {:.1} MB",
             if ok > 0 {
                 cpu * 1000.0 / ok as f64
             } else {
@@ -304,6 +390,169 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
             end.peak_rss_kib as f64 / 1024.0
         );
+    }
+    Ok(())
+}
+
+/// The cryptography of one brokered login, measured here with the broker's own libraries:
+/// verify the upstream RS256 ID token, sign the ES256 ID and access tokens, verify the access
+/// token at userinfo. Milliseconds per login.
+fn crypto_floor() -> anyhow::Result<f64> {
+    use jsonwebtoken::{Algorithm, Validation};
+    use lienthong_protocol::KeySet;
+    let upstream = KeySet::generate(&[Algorithm::RS256])?;
+    let ours = KeySet::generate(&[Algorithm::ES256])?;
+    let claims = serde_json::json!({"iss": "x", "sub": "s", "aud": "a", "exp": 4102444800u64});
+    let id_upstream = upstream.sign(Algorithm::RS256, "JWT", &claims)?;
+    let mut v = Validation::new(Algorithm::RS256);
+    v.validate_aud = false;
+    let rounds = 2000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        upstream.verify::<serde_json::Value>(&id_upstream, v.clone())?;
+        ours.sign(Algorithm::ES256, "JWT", &claims)?;
+        let at = ours.sign(Algorithm::ES256, "at+jwt", &claims)?;
+        let mut va = Validation::new(Algorithm::ES256);
+        va.validate_aud = false;
+        ours.verify::<serde_json::Value>(&at, va)?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1000.0 / rounds as f64)
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.concurrency == 0 || args.logins == 0 {
+        bail!("--logins and --concurrency must be at least 1");
+    }
+    let workloads: Vec<&'static str> = match args.workload.as_str() {
+        "all" => vec!["login", "sso", "refresh", "userinfo", "introspect"],
+        "login" => vec!["login"],
+        "sso" => vec!["sso"],
+        "refresh" => vec!["refresh"],
+        "userinfo" => vec!["userinfo"],
+        "introspect" => vec!["introspect"],
+        other => bail!("--workload {other:?}: login, sso, refresh, userinfo, introspect or all"),
+    };
+    let args = Arc::new(args);
+    let floor = crypto_floor()?;
+    println!("crypto floor (same libraries, this machine): {floor:.3} ms CPU per login");
+    for workload in workloads {
+        // Setup (not measured): the citizens, sessions and tokens a workload starts from.
+        let setup = match workload {
+            "login" => Vec::new(),
+            _ => {
+                let n = args.concurrency.max(8);
+                let mut v = Vec::new();
+                for i in 0..n {
+                    let b = browser().map_err(|e| anyhow::anyhow!(e))?;
+                    let number = citizen_number(args.first_citizen + 500_000 + i);
+                    let tokens = login(&args, &b, &number)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("setup login failed at {e}"))?;
+                    v.push((b, tokens));
+                }
+                v
+            }
+        };
+        let before: Vec<_> = [("broker", args.broker_pid), ("mock IdP", args.idp_pid)]
+            .into_iter()
+            .filter_map(|(name, pid)| pid.map(|p| (name, p)))
+            .map(|(name, p)| usage(p).map(|u| (name, p, u)))
+            .collect::<Result<_, _>>()?;
+        let setup = Arc::new(setup);
+        let a = args.clone();
+        let (label, unit, outcome) = match workload {
+            "login" => (
+                "complete brokered login (authorize, IdP form, callback, consent, token, userinfo)",
+                ("logins", "login"),
+                drive(&args, workload, move |i| {
+                    let a = a.clone();
+                    async move {
+                        let number = citizen_number(a.first_citizen + i);
+                        login(&a, &browser()?, &number).await.map(|_| ())
+                    }
+                })
+                .await,
+            ),
+            "sso" => (
+                "SSO login, no trip to the IdP (authorize from the session, token)",
+                ("logins", "login"),
+                drive(&args, workload, move |i| {
+                    let (a, s) = (a.clone(), setup.clone());
+                    async move { sso_login(&a, &s[i % s.len()].0).await }
+                })
+                .await,
+            ),
+            "refresh" => {
+                // Each simulated system holds its latest refresh token and rotates it.
+                let holders: Arc<Vec<Mutex<String>>> = Arc::new(
+                    setup
+                        .iter()
+                        .map(|(_, t)| Mutex::new(t["refresh_token"].as_str().unwrap_or("").into()))
+                        .collect(),
+                );
+                (
+                    "refresh-token rotation (grant_type=refresh_token)",
+                    ("refreshes", "refresh"),
+                    drive(&args, workload, move |i| {
+                        let (a, h) = (a.clone(), holders.clone());
+                        async move {
+                            let mut current = h[i % h.len()].lock().await;
+                            let t = token_request(
+                                &a,
+                                &[("grant_type", "refresh_token"), ("refresh_token", &current)],
+                                "refresh",
+                            )
+                            .await?;
+                            *current = t["refresh_token"]
+                                .as_str()
+                                .ok_or("no refresh token")?
+                                .into();
+                            Ok(())
+                        }
+                    })
+                    .await,
+                )
+            }
+            "userinfo" => (
+                "userinfo (GET with a bearer token)",
+                ("requests", "request"),
+                drive(&args, workload, move |i| {
+                    let (a, s) = (a.clone(), setup.clone());
+                    async move {
+                        let t = &s[i % s.len()].1;
+                        userinfo(&a, t["access_token"].as_str().ok_or("no access token")?).await
+                    }
+                })
+                .await,
+            ),
+            _ => (
+                "introspection (POST /introspect of an access token)",
+                ("requests", "request"),
+                drive(&args, workload, move |i| {
+                    let (a, s) = (a.clone(), setup.clone());
+                    async move {
+                        let t = &s[i % s.len()].1;
+                        let answer: serde_json::Value = portal()
+                            .post(format!("{}/introspect", a.issuer))
+                            .basic_auth(&a.client_id, Some(&a.client_secret))
+                            .form(&[("token", t["access_token"].as_str().unwrap_or(""))])
+                            .send()
+                            .await
+                            .map_err(|_| "connection")?
+                            .json()
+                            .await
+                            .map_err(|_| "introspect body")?;
+                        if answer["active"] == true {
+                            Ok(())
+                        } else {
+                            Err("inactive")
+                        }
+                    }
+                })
+                .await,
+            ),
+        };
+        report(&args, label, unit, &outcome, &before)?;
     }
     Ok(())
 }
