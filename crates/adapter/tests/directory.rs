@@ -651,3 +651,56 @@ async fn a_slow_lookup_endpoint_gives_a_bounded_failure_not_a_hang() {
     ));
     b.drop_database().await;
 }
+
+#[tokio::test]
+async fn consents_add_up_and_signing_key_generations_are_taken_once() {
+    for b in backends().await {
+        let name = b.name;
+        let d = &b.dir;
+        let claims = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        d.record_consent("who", "portal", &claims(&["name", "birthdate"]))
+            .await
+            .unwrap();
+        // Recorded again elsewhere at the same moment, with one more claim: nothing is lost.
+        let (one, two) = (claims(&["citizen_id"]), claims(&["name", "gender"]));
+        let (a, b2) = tokio::join!(
+            d.record_consent("who", "portal", &one),
+            d.record_consent("who", "portal", &two)
+        );
+        a.unwrap();
+        b2.unwrap();
+        let mut got = d.consented_claims("who", "portal", 0).await.unwrap();
+        got.sort();
+        assert_eq!(got, ["birthdate", "citizen_id", "gender", "name"], "{name}");
+        assert!(
+            d.consented_claims("who", "other", 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            d.consented_claims("who", "portal", i64::MAX)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: consents older than the window do not count"
+        );
+        assert!(d.add_signing_key("ES256", 1, "sealed-1").await.unwrap());
+        assert!(
+            !d.add_signing_key("ES256", 1, "other").await.unwrap(),
+            "{name}: a generation is written once"
+        );
+        assert!(d.add_signing_key("ES256", 2, "sealed-2").await.unwrap());
+        assert!(d.add_signing_key("ES256", 3, "sealed-3").await.unwrap());
+        d.prune_signing_keys("ES256", 2).await.unwrap();
+        let gens: Vec<i64> = d
+            .signing_keys("ES256", 3)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        assert_eq!(gens, [3, 2], "{name}");
+        b.drop_database().await;
+    }
+}

@@ -28,28 +28,34 @@ impl Directory {
     }
 
     /// Records consent to `claims`: each is added (or its time renewed), none is lost to a
-    /// consent recorded at the same moment elsewhere.
+    /// consent recorded at the same moment elsewhere. One statement for all the claims.
     pub async fn record_consent(
         &self,
         subject_key: &str,
         client_id: &str,
         claims: &[String],
     ) -> Result<(), DirectoryError> {
-        let now = self.now();
-        let mut tx = self.pool().begin().await?;
-        for claim in claims {
-            sqlx::query(
-                "INSERT INTO consents (subject_key, client_id, claim, granted_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at",
-            )
-            .bind(subject_key.to_owned())
-            .bind(client_id.to_owned())
-            .bind(claim.clone())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if claims.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        let rows: Vec<String> = (0..claims.len())
+            .map(|i| format!("({})", self.params(4 * i + 1, 4)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO consents (subject_key, client_id, claim, granted_at) VALUES {} \
+             ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at",
+            rows.join(", ")
+        );
+        let now = self.now();
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for claim in claims {
+            query = query
+                .bind(subject_key.to_owned())
+                .bind(client_id.to_owned())
+                .bind(claim.clone())
+                .bind(now);
+        }
+        query.execute(self.pool()).await?;
         Ok(())
     }
 
