@@ -120,6 +120,16 @@ pub enum UpstreamAlg {
     PS256,
 }
 
+impl UpstreamAlg {
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            Self::RS256 => jsonwebtoken::Algorithm::RS256,
+            Self::ES256 => jsonwebtoken::Algorithm::ES256,
+            Self::PS256 => jsonwebtoken::Algorithm::PS256,
+        }
+    }
+}
+
 /// Whether, and how, the upstream userinfo endpoint is called.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

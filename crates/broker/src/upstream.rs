@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use lienthong_protocol::SharedClock;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
@@ -114,6 +116,8 @@ struct Discovered {
     at: Instant,
     metadata: Metadata,
     client: UpstreamClient,
+    /// The IdP's keys as jsonwebtoken reads them, for signature checks on aws-lc-rs.
+    jwks: JwkSet,
 }
 
 pub struct Connector {
@@ -198,10 +202,14 @@ impl Connector {
         )
         .set_redirect_uri(self.redirect_uri.clone())
         .set_auth_type(auth);
+        let jwks: JwkSet = serde_json::to_value(metadata.jwks())
+            .and_then(serde_json::from_value)
+            .map_err(|e| UpstreamError::Unavailable(format!("the IdP's JWKS: {e}")))?;
         let fresh = Arc::new(Discovered {
             at: Instant::now(),
             metadata,
             client,
+            jwks,
         });
         *slot = Some(fresh.clone());
         Ok(fresh)
@@ -331,10 +339,16 @@ impl Connector {
         let id_token = response
             .id_token()
             .ok_or_else(|| UpstreamError::Rejected("no ID token".into()))?;
+        // The signature is checked here, on aws-lc-rs (the one crypto stack): openidconnect's
+        // own check runs on RustCrypto's bignum RSA, 5 % of a login's CPU. Its claim checks —
+        // iss, aud, azp, exp, iat, nonce — still run below, on the token this has verified.
+        let id_token_text = id_token.to_string();
+        verify_signature(&discovered.jwks, &self.config.id_token_algs, &id_token_text)?;
         let clock = self.clock.clone();
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs(self.id_token_algs.clone())
+            .insecure_disable_signature_check()
             .set_time_fn(move || {
                 chrono::DateTime::from_timestamp_millis(clock.now_millis() as i64)
                     .unwrap_or_default()
@@ -347,7 +361,6 @@ impl Connector {
             .auth_method_refs()
             .map(|v| v.iter().map(|a| a.as_str().to_owned()).collect())
             .unwrap_or_default();
-        let id_token_text = id_token.to_string();
         // The signature is verified; read every claim, including names the core type ignores.
         let mut claims = jwt_payload(&id_token_text)?;
         if self.config.userinfo != UserinfoMethod::None {
@@ -409,6 +422,65 @@ impl Connector {
     }
 }
 
+/// The upstream ID token's signature, by one of the IdP's published keys, with an algorithm
+/// from `upstream.id_token_algs` — and nothing looser: never `none`, never a shared secret,
+/// never a key of another type or use than the algorithm asks, and the header's `kid` names the
+/// key (or, without a `kid`, exactly one key fits).
+fn verify_signature(
+    jwks: &JwkSet,
+    allowed: &[UpstreamAlg],
+    token: &str,
+) -> Result<(), UpstreamError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, PublicKeyUse};
+    let rejected = |why: String| UpstreamError::Rejected(format!("ID token signature: {why}"));
+    let header = jsonwebtoken::decode_header(token).map_err(|e| rejected(e.to_string()))?;
+    if !allowed.iter().any(|a| a.jwt() == header.alg) {
+        return Err(rejected(format!(
+            "algorithm {:?} is not allowed",
+            header.alg
+        )));
+    }
+    let fits = |k: &&jsonwebtoken::jwk::Jwk| {
+        let family = matches!(
+            (&k.algorithm, header.alg),
+            (
+                AlgorithmParameters::RSA(_),
+                Algorithm::RS256 | Algorithm::PS256
+            ) | (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256)
+        );
+        let use_ok = matches!(
+            k.common.public_key_use,
+            None | Some(PublicKeyUse::Signature)
+        );
+        let alg_ok = k
+            .common
+            .key_algorithm
+            .is_none_or(|a| format!("{a:?}") == format!("{:?}", header.alg));
+        family && use_ok && alg_ok
+    };
+    let candidates: Vec<_> = jwks
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .filter(fits)
+        .collect();
+    let key = match (header.kid.as_deref(), candidates.as_slice()) {
+        (_, [one]) => *one,
+        (Some(kid), []) => return Err(rejected(format!("no published key {kid:?}"))),
+        (None, []) => return Err(rejected("no published key fits".into())),
+        (_, _) => return Err(rejected("more than one published key fits".into())),
+    };
+    let key = DecodingKey::from_jwk(key).map_err(|e| rejected(e.to_string()))?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    // Only the signature here: the claims are openidconnect's to check, by our clock.
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .map(|_| ())
+        .map_err(|e| rejected(e.to_string()))
+}
+
 fn core_alg(alg: UpstreamAlg) -> CoreJwsSigningAlgorithm {
     match alg {
         UpstreamAlg::RS256 => CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
@@ -427,4 +499,68 @@ fn jwt_payload(jwt: &str) -> Result<Map<String, Value>, UpstreamError> {
         .decode(payload)
         .map_err(|e| UpstreamError::Rejected(e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Rejected(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lienthong_protocol::KeySet;
+
+    fn claims() -> serde_json::Value {
+        serde_json::json!({"iss": "https://idp", "sub": "s", "aud": "lienthong", "exp": 4102444800u64})
+    }
+
+    #[test]
+    fn the_upstream_signature_is_checked_strictly() {
+        let idp = KeySet::generate(&[Algorithm::RS256, Algorithm::ES256]).unwrap();
+        let jwks = idp.jwks();
+        let allowed = [UpstreamAlg::RS256, UpstreamAlg::ES256];
+        for alg in [Algorithm::RS256, Algorithm::ES256] {
+            let good = idp.sign(alg, "JWT", &claims()).unwrap();
+            assert!(verify_signature(&jwks, &allowed, &good).is_ok(), "{alg:?}");
+            // Someone else's signature under a published kid.
+            let (signed_part, _) = good.rsplit_once('.').unwrap();
+            let other = KeySet::generate(&[alg])
+                .unwrap()
+                .sign(alg, "JWT", &claims())
+                .unwrap();
+            let forged = format!("{signed_part}.{}", other.rsplit_once('.').unwrap().1);
+            assert!(
+                verify_signature(&jwks, &allowed, &forged).is_err(),
+                "{alg:?} forged"
+            );
+        }
+        // An algorithm not allowed, even though its key is published.
+        let rs = idp.sign(Algorithm::RS256, "JWT", &claims()).unwrap();
+        assert!(verify_signature(&jwks, &[UpstreamAlg::ES256], &rs).is_err());
+        // alg: none.
+        let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none"})),
+            b64(&claims())
+        );
+        assert!(verify_signature(&jwks, &allowed, &none).is_err());
+        // HS256 keyed with the public key (the classic algorithm confusion).
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = jwks.keys[0].common.key_id.clone();
+        let public = serde_json::to_string(&jwks.keys[0]).unwrap();
+        let hs = jsonwebtoken::encode(
+            &header,
+            &claims(),
+            &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
+        assert!(verify_signature(&jwks, &allowed, &hs).is_err());
+        // A kid the IdP never published.
+        let es = idp.sign(Algorithm::ES256, "JWT", &claims()).unwrap();
+        let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+        header.kid = Some("nobody".into());
+        let unknown = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+            es.split_once('.').unwrap().1
+        );
+        assert!(verify_signature(&jwks, &allowed, &unknown).is_err());
+    }
 }
