@@ -704,3 +704,23 @@ async fn consents_add_up_and_signing_key_generations_are_taken_once() {
         b.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn a_citizen_provisioned_on_two_nodes_at_once_gets_one_account() {
+    for b in backends().await {
+        let name = b.name;
+        let portal = realm("portal-race", LinkPolicy::Provision);
+        let n = number("001085004512");
+        let http = http_client();
+        let subject = format!("race-{}", lienthong_protocol::secret::random_token(6));
+        let c = citizen(&subject, Some(&n), None);
+        let (one, two) = tokio::join!(
+            b.dir.resolve(&portal, &c, &http),
+            b.dir.resolve(&portal, &c, &http)
+        );
+        let (one, _) = account(one.unwrap());
+        let (two, _) = account(two.unwrap());
+        assert_eq!(one, two, "{name}: one account, whoever wins");
+        b.drop_database().await;
+    }
+}

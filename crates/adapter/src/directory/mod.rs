@@ -238,6 +238,14 @@ impl Directory {
     /// Finds or creates the citizen record for an upstream identity; keeps the current numbers
     /// and records every change. Returns the citizen key.
     pub async fn upsert_citizen(&self, c: &CitizenInput<'_>) -> Result<String, DirectoryError> {
+        Ok(self.find_or_create_citizen(c).await?.0)
+    }
+
+    /// [`Directory::upsert_citizen`], saying also whether this call created the record.
+    async fn find_or_create_citizen(
+        &self,
+        c: &CitizenInput<'_>,
+    ) -> Result<(String, bool), DirectoryError> {
         let number = c.citizen_id.map(|n| n.as_str().to_owned());
         let cmnd = c.legacy_cmnd.map(|n| n.as_str().to_owned());
         let found = sqlx::query("SELECT citizen_key, citizen_id, legacy_cmnd FROM citizens WHERE issuer = $1 AND subject = $2")
@@ -286,7 +294,7 @@ impl Directory {
                 }
                 tx.commit().await?;
             }
-            return Ok(key);
+            return Ok((key, false));
         }
         let key = new_key();
         let now = self.now();
@@ -301,7 +309,7 @@ impl Directory {
             .await?;
         if inserted.rows_affected() == 0 {
             // Another node created it at the same moment: use theirs.
-            return Box::pin(self.upsert_citizen(c)).await;
+            return Box::pin(self.find_or_create_citizen(c)).await;
         }
         if let Some(n) = &number {
             let others = sqlx::query(
@@ -325,7 +333,7 @@ impl Directory {
                 .await?;
             }
         }
-        Ok(key)
+        Ok((key, true))
     }
 
     /// The account of `citizen` in `realm`, under the realm's policy (DESIGN.md step 7).
@@ -335,16 +343,21 @@ impl Directory {
         citizen: &CitizenInput<'_>,
         http: &reqwest::Client,
     ) -> Result<Resolution, DirectoryError> {
-        let key = self.upsert_citizen(citizen).await?;
+        let (key, created) = self.find_or_create_citizen(citizen).await?;
         let r = realm.id.as_str();
-        // 1. This citizen's own link.
-        let own = sqlx::query(
-            "SELECT local_account_id FROM account_links WHERE realm = $1 AND citizen_key = $2",
-        )
-        .bind(r.to_owned())
-        .bind(key.clone())
-        .fetch_optional(&self.pool)
-        .await?;
+        // 1. This citizen's own link — which a record created just now cannot have yet (each
+        //    statement costs a round trip to SQLite's worker thread; see docs/performance.md).
+        let own = if created {
+            None
+        } else {
+            sqlx::query(
+                "SELECT local_account_id FROM account_links WHERE realm = $1 AND citizen_key = $2",
+            )
+            .bind(r.to_owned())
+            .bind(key.clone())
+            .fetch_optional(&self.pool)
+            .await?
+        };
         if let Some(row) = own {
             return Ok(Resolution::Account {
                 local_account_id: row.try_get(0)?,
@@ -449,11 +462,27 @@ impl Directory {
             LinkPolicy::Linked => Ok(Resolution::NotLinked),
             LinkPolicy::Provision => {
                 let local = new_key();
-                self.insert_link(r, &local, &key, "provision").await?;
-                Ok(Resolution::Account {
-                    local_account_id: local,
-                    how: LinkSource::Provision,
-                })
+                match self.insert_link(r, &local, &key, "provision").await {
+                    Ok(()) => Ok(Resolution::Account {
+                        local_account_id: local,
+                        how: LinkSource::Provision,
+                    }),
+                    // Another node provisioned this citizen at the same moment: theirs stands.
+                    Err(DirectoryError::Conflict(_)) => {
+                        let row = sqlx::query(
+                            "SELECT local_account_id FROM account_links WHERE realm = $1 AND citizen_key = $2",
+                        )
+                        .bind(r.to_owned())
+                        .bind(key.clone())
+                        .fetch_one(&self.pool)
+                        .await?;
+                        Ok(Resolution::Account {
+                            local_account_id: row.try_get(0)?,
+                            how: LinkSource::Existing,
+                        })
+                    }
+                    Err(other) => Err(other),
+                }
             }
             LinkPolicy::Lookup => {
                 let Some(config) = &realm.lookup else {
