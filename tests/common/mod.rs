@@ -101,6 +101,8 @@ pub struct Options {
 
 /// The sealing key of environments with `shared_keys` (32 bytes of 7, base64).
 pub const SEALING_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+/// A system in the lookup realm that asks the citizen's consent first.
+pub const HEALTH_PORTAL: &str = "health-portal";
 /// A system that wants its ID tokens signed with EdDSA.
 pub const PORTAL_ED: &str = "portal-ed";
 
@@ -241,6 +243,14 @@ impl Env {
             realm = "{ONESTOP}"
             require_consent = false
             [[clients]]
+            id = "{HEALTH_PORTAL}"
+            secret = "{SECRET}"
+            name = "Cổng hồ sơ sức khỏe"
+            redirect_uris = ["{rhp}"]
+            realm = "{HEALTH}"
+            claims = ["name", "citizen_id"]
+            require_consent = true
+            [[clients]]
             id = "{PORTAL_ED}"
             secret = "{SECRET}"
             name = "Hệ thống chữ ký EdDSA"
@@ -276,6 +286,7 @@ impl Env {
             rb = redirect_uri(PORTAL_B),
             ru = redirect_uri(UNREACHABLE),
             red = redirect_uri(PORTAL_ED),
+            rhp = redirect_uri(HEALTH_PORTAL),
             store = if o.shared_keys {
                 format!("[store]\nsealing_key = \"{SEALING_KEY}\"")
             } else {

@@ -1,55 +1,128 @@
 //! Step 7 of a login: which local account of the client's system belongs to the citizen, under
 //! its realm's linking policy (the directory decides), or the page that says why there is none.
+//!
+//! In two parts, around consent. [`before_consent`] decides what Lienthong's own directory can
+//! decide without anything leaving it — an existing or imported link, a `linked` realm's
+//! refusal, a number known under another subject — so a citizen with no account is told so
+//! before being asked anything. What releases the citizen to the system — the `lookup` call, a
+//! `provision`ed account — happens in [`release`], after consent, and is followed by the code.
 
 use axum::http::StatusCode;
-use lienthong_adapter::directory::{CitizenInput, Resolution};
+use axum::response::Response;
+use lienthong_adapter::directory::{CitizenInput, DirectoryError, Prepared, Resolution};
+use lienthong_adapter::policy::RealmConfig;
+use serde::{Deserialize, Serialize};
 
+use crate::code::issue_code;
 use crate::config::SubjectType;
 use crate::error::FlowError;
+use crate::identity::CitizenIdentity;
 use crate::messages::Problem;
 use crate::request::AuthorizeRequest;
-use crate::session::SsoSession;
+use crate::session::LiveSession;
 use crate::state::{Client, Inner};
 
-/// Step 7: which account of this client's system belongs to the citizen, under its realm's
-/// policy; or the page that says why there is none.
-pub(crate) async fn account_for(
-    inner: &Inner,
-    client: &Client,
-    request: &AuthorizeRequest,
-    session: &SsoSession,
-) -> Result<String, FlowError> {
-    let identity = &session.identity;
-    if client.config.subject_type == SubjectType::Pairwise {
-        return Ok(lienthong_adapter::derived_account_id(
-            &inner.account_secret,
-            &client.realm,
-            &identity.issuer,
-            &identity.subject,
-        ));
-    }
-    // Every client's realm is in the map (filled at start), so this holds for any client.
-    let realm = &inner.realms[&client.realm];
-    let input = CitizenInput {
+/// The account as far as it is known before consent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Account {
+    /// Decided already: the `sub` the code will name.
+    Known(String),
+    /// The realm's policy acts after consent, for the citizen record with this key.
+    AfterConsent { citizen_key: String },
+}
+
+fn input(identity: &CitizenIdentity) -> CitizenInput<'_> {
+    CitizenInput {
         issuer: &identity.issuer,
         subject: &identity.subject,
         citizen_id: identity.citizen_id.as_ref(),
         legacy_cmnd: identity.legacy_id.as_ref(),
         name: identity.name.as_deref(),
         birthdate: identity.birthdate.as_deref(),
-    };
-    let resolution = inner
+    }
+}
+
+fn realm_of<'a>(inner: &'a Inner, client: &Client) -> &'a RealmConfig {
+    // Every client's realm is in the map (filled at start), so this holds for any client.
+    &inner.realms[&client.realm]
+}
+
+fn unavailable(inner: &Inner, request: &AuthorizeRequest, e: DirectoryError) -> FlowError {
+    tracing::error!(error = %e, "directory failure");
+    request.page(
+        inner,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Problem::TemporarilyUnavailable,
+    )
+}
+
+/// What the account step knows before consent: the `sub`, a refusal page, or "after consent".
+pub(crate) async fn before_consent(
+    inner: &Inner,
+    client: &Client,
+    request: &AuthorizeRequest,
+    identity: &CitizenIdentity,
+) -> Result<Account, FlowError> {
+    if client.config.subject_type == SubjectType::Pairwise {
+        return Ok(Account::Known(lienthong_adapter::derived_account_id(
+            &inner.account_secret,
+            &client.realm,
+            &identity.issuer,
+            &identity.subject,
+        )));
+    }
+    let realm = realm_of(inner, client);
+    match inner
         .directory
-        .resolve(realm, &input, &inner.http)
+        .prepare(realm, &input(identity))
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "directory failure");
-            request.page(
-                inner,
-                StatusCode::SERVICE_UNAVAILABLE,
-                Problem::TemporarilyUnavailable,
-            )
-        })?;
+        .map_err(|e| unavailable(inner, request, e))?
+    {
+        Prepared::Done(resolution) => {
+            outcome(inner, client, request, realm, resolution).map(Account::Known)
+        }
+        Prepared::NeedsRelease { citizen_key } => Ok(Account::AfterConsent { citizen_key }),
+    }
+}
+
+/// What follows consent (or needs none): the account, if the realm's policy still had to act
+/// — the first moment anything about the citizen leaves Lienthong — then the code.
+pub(crate) async fn release(
+    inner: &Inner,
+    client: &Client,
+    request: &AuthorizeRequest,
+    live: &LiveSession,
+    claims: Vec<String>,
+    account: Account,
+) -> Result<Response, FlowError> {
+    let sub = match account {
+        Account::Known(sub) => sub,
+        Account::AfterConsent { citizen_key } => {
+            let realm = realm_of(inner, client);
+            let resolution = inner
+                .directory
+                .release_account(
+                    realm,
+                    &input(&live.session.identity),
+                    &citizen_key,
+                    &inner.http,
+                )
+                .await
+                .map_err(|e| unavailable(inner, request, e))?;
+            outcome(inner, client, request, realm, resolution)?
+        }
+    };
+    issue_code(inner, client, request, live, claims, sub).await
+}
+
+/// The directory's answer as the `sub`, or the page (or error) that says why there is none.
+fn outcome(
+    inner: &Inner,
+    client: &Client,
+    request: &AuthorizeRequest,
+    realm: &RealmConfig,
+    resolution: Resolution,
+) -> Result<String, FlowError> {
     let refuse = |status, problem, description: &str| {
         if request.prompt_none {
             return request.error(inner, "access_denied", description);

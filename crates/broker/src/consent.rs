@@ -14,7 +14,7 @@ use axum_extra::extract::CookieJar;
 use lienthong_protocol::secret::{random_token, sha256_b64url};
 use serde::{Deserialize, Serialize};
 
-use crate::code::issue_code;
+use crate::account::{Account, release};
 use crate::error::{CitizenPage, FlowError};
 use crate::identity::CitizenIdentity;
 use crate::messages::Problem;
@@ -29,13 +29,15 @@ pub struct PendingConsent {
     pub request: AuthorizeRequest,
     pub session_key: String,
     pub claims: Vec<String>,
-    /// The account the code will name.
-    pub sub: String,
+    /// The question exactly as the page put it, recorded with the answer.
+    pub wording: String,
+    /// The account as far as it was known before asking.
+    pub account: Account,
 }
 
 impl Record for PendingConsent {
     const KIND: &'static str = "pending consent";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 }
 
 /// The citizen's key in the consent records: the upstream identity's hash, never a number.
@@ -65,6 +67,17 @@ fn directory_unavailable(e: lienthong_adapter::directory::DirectoryError) -> Flo
     .into()
 }
 
+/// The question the consent page asks, in both languages, as recorded with the answer.
+fn wording(client_name: &str, labels: &[crate::pages::ClaimLabel]) -> String {
+    let vi: Vec<&str> = labels.iter().map(|l| l.vi).collect();
+    let en: Vec<&str> = labels.iter().map(|l| l.en).collect();
+    format!(
+        "{client_name} đề nghị được nhận các thông tin sau của bạn: {}. / {client_name} asks to receive these details of yours: {}.",
+        vi.join(", "),
+        en.join(", ")
+    )
+}
+
 /// What the login does next, once consent is considered.
 pub(crate) enum ConsentStep {
     /// Nothing to ask, or already agreed: go on to the code.
@@ -81,7 +94,7 @@ pub(crate) async fn ask_if_needed(
     request: &AuthorizeRequest,
     live: &LiveSession,
     claims: &[String],
-    sub: &str,
+    account: &Account,
 ) -> Result<ConsentStep, FlowError> {
     if !client.config.require_consent || claims.is_empty() {
         return Ok(ConsentStep::Granted);
@@ -97,21 +110,22 @@ pub(crate) async fn ask_if_needed(
         return Err(request.error(inner, "consent_required", "the citizen must consent"));
     }
     let consent_id = random_token(32);
+    let labels: Vec<_> = claims
+        .iter()
+        .map(|c| crate::pages::claim_label(c))
+        .collect();
     let pending = PendingConsent {
         request: request.clone(),
         session_key: live.key.clone(),
         claims: claims.to_vec(),
-        sub: sub.to_owned(),
+        wording: wording(&client.config.name, &labels),
+        account: account.clone(),
     };
     let ttl = Duration::from_secs(inner.config.sessions.pending_login_secs);
     inner
         .store
         .put(&keys::pending_consent(&consent_id), &pending, ttl)
         .await?;
-    let labels: Vec<_> = claims
-        .iter()
-        .map(|c| crate::pages::claim_label(c))
-        .collect();
     let name = live.session.identity.name.clone().unwrap_or_default();
     Ok(ConsentStep::Ask(crate::pages::consent(
         &client.config.name,
@@ -148,7 +162,19 @@ pub async fn decide(
         let Some(live) = live else {
             return Err(request.page(inner, StatusCode::BAD_REQUEST, Problem::ConsentExpired));
         };
-        if form.decision != "allow" {
+        let allowed = form.decision == "allow";
+        inner
+            .directory
+            .record_consent_decision(
+                &subject_key(&live.session.identity),
+                &request.client_id,
+                &pending.claims,
+                &pending.wording,
+                allowed,
+            )
+            .await
+            .map_err(directory_unavailable)?;
+        if !allowed {
             tracing::info!(client = %request.client_id, "citizen refused consent");
             return Err(request.error(
                 inner,
@@ -158,7 +184,15 @@ pub async fn decide(
         }
         record(inner, &live.session, &request.client_id, &pending.claims).await?;
         tracing::info!(client = %request.client_id, claims = ?pending.claims, "consent recorded");
-        issue_code(inner, client, request, &live, pending.claims, pending.sub).await
+        release(
+            inner,
+            client,
+            request,
+            &live,
+            pending.claims,
+            pending.account,
+        )
+        .await
     }
     .await;
     inner.respond(result)

@@ -4,8 +4,7 @@
 
 use axum::response::Response;
 
-use crate::account::account_for;
-use crate::code::issue_code;
+use crate::account::{before_consent, release};
 use crate::consent::{ConsentStep, ask_if_needed};
 use crate::error::FlowError;
 use crate::identity;
@@ -13,20 +12,23 @@ use crate::request::AuthorizeRequest;
 use crate::session::LiveSession;
 use crate::state::Inner;
 
-/// Steps 7–8 with a live session: the account, consent if needed, then a one-time code back to
-/// the client.
+/// Steps 7–8 with a live session: consent where it is required, and only then the account
+/// and the code ([`release`]). Nothing about the citizen leaves Lienthong — no lookup call to the
+/// system, no account created in it, no code — before the citizen has agreed.
 pub(crate) async fn complete(
     inner: &Inner,
     request: &AuthorizeRequest,
     live: LiveSession,
 ) -> Result<Response, FlowError> {
     let client = inner.client_of(&request.client_id)?;
-    let sub = account_for(inner, client, request, &live.session).await?;
+    // What the directory decides without releasing anything comes first: a citizen with no
+    // account in a `linked` realm is told so before being asked to share anything.
+    let account = before_consent(inner, client, request, &live.session.identity).await?;
     let claims: Vec<String> = identity::releasable(&request.scopes, &client.config.claims)
         .map(str::to_owned)
         .collect();
-    match ask_if_needed(inner, client, request, &live, &claims, &sub).await? {
+    match ask_if_needed(inner, client, request, &live, &claims, &account).await? {
         ConsentStep::Ask(page) => Ok(page),
-        ConsentStep::Granted => issue_code(inner, client, request, &live, claims, sub).await,
+        ConsentStep::Granted => release(inner, client, request, &live, claims, account).await,
     }
 }

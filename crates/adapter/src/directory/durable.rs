@@ -59,6 +59,57 @@ impl Directory {
         Ok(())
     }
 
+    /// Records a citizen's answer to a consent question, with the wording they were shown.
+    pub async fn record_consent_decision(
+        &self,
+        subject_key: &str,
+        client_id: &str,
+        claims: &[String],
+        wording: &str,
+        allowed: bool,
+    ) -> Result<(), DirectoryError> {
+        sqlx::query(
+            "INSERT INTO consent_records (record_id, subject_key, client_id, claims, wording, decision, decided_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(lienthong_protocol::secret::random_token(16))
+        .bind(subject_key.to_owned())
+        .bind(client_id.to_owned())
+        .bind(serde_json::to_string(claims).expect("a list of strings"))
+        .bind(wording.to_owned())
+        .bind(if allowed { "allow" } else { "refuse" }.to_owned())
+        .bind(self.now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The consent decisions recorded for `client_id`, newest first: (claims, wording,
+    /// decision, decided_at).
+    pub async fn consent_decisions(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<(Vec<String>, String, String, i64)>, DirectoryError> {
+        let rows = sqlx::query(
+            "SELECT claims, wording, decision, decided_at FROM consent_records WHERE client_id = $1 ORDER BY decided_at DESC, record_id",
+        )
+        .bind(client_id.to_owned())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let claims: String = r.try_get(0)?;
+                Ok((
+                    serde_json::from_str(&claims).unwrap_or_default(),
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// The newest `limit` generations of the shared signing keys for `alg`, newest first, as
     /// the broker sealed them.
     pub async fn signing_keys(

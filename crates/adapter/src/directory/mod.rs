@@ -41,6 +41,15 @@ pub struct CitizenInput<'a> {
     pub birthdate: Option<&'a str>,
 }
 
+/// What [`Directory::prepare`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// Decided without releasing anything.
+    Done(Resolution),
+    /// The realm's policy must act (lookup or provision): after consent.
+    NeedsRelease { citizen_key: String },
+}
+
 /// The outcome of resolving a citizen's account in one realm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
@@ -343,6 +352,26 @@ impl Directory {
         citizen: &CitizenInput<'_>,
         http: &reqwest::Client,
     ) -> Result<Resolution, DirectoryError> {
+        match self.prepare(realm, citizen).await? {
+            Prepared::Done(resolution) => Ok(resolution),
+            Prepared::NeedsRelease { citizen_key } => {
+                self.release_account(realm, citizen, &citizen_key, http)
+                    .await
+            }
+        }
+    }
+
+    /// Everything [`Directory::resolve`] can decide without anything about the citizen leaving
+    /// Lienthong: the citizen record, their own link, an imported link to bind, a number known
+    /// under another subject, and the `linked` policy's refusal. What it cannot decide — a
+    /// `lookup` call to the system, a `provision`ed account — waits for
+    /// [`Directory::release_account`], which the broker calls only after the citizen consented.
+    pub async fn prepare(
+        &self,
+        realm: &RealmConfig,
+        citizen: &CitizenInput<'_>,
+    ) -> Result<Prepared, DirectoryError> {
+        let done = |r: Resolution| Ok(Prepared::Done(r));
         let (key, created) = self.find_or_create_citizen(citizen).await?;
         let r = realm.id.as_str();
         // 1. This citizen's own link — which a record created just now cannot have yet (each
@@ -359,7 +388,7 @@ impl Directory {
             .await?
         };
         if let Some(row) = own {
-            return Ok(Resolution::Account {
+            return done(Resolution::Account {
                 local_account_id: row.try_get(0)?,
                 how: LinkSource::Existing,
             });
@@ -402,7 +431,7 @@ impl Directory {
                     json!({ "by": column, "local_account_id": local }),
                 )
                 .await?;
-                return Ok(Resolution::Account {
+                return done(Resolution::Account {
                     local_account_id: local,
                     how: LinkSource::Bound,
                 });
@@ -438,7 +467,7 @@ impl Directory {
                             detail,
                         )
                         .await?;
-                        Ok(Resolution::NeedsRelink)
+                        done(Resolution::NeedsRelink)
                     }
                     NewSubjectRule::Relink => {
                         sqlx::query("UPDATE account_links SET citizen_key = $1 WHERE realm = $2 AND local_account_id = $3")
@@ -449,7 +478,7 @@ impl Directory {
                             .await?;
                         self.event(&self.pool, "login", "relinked", Some(r), Some(&key), detail)
                             .await?;
-                        Ok(Resolution::Account {
+                        done(Resolution::Account {
                             local_account_id: local,
                             how: LinkSource::Relinked,
                         })
@@ -457,7 +486,27 @@ impl Directory {
                 };
             }
         }
-        // 4. The realm's policy.
+        // 4. The realm's policy: `linked` refuses here; the others release something.
+        match realm.policy {
+            LinkPolicy::Linked => done(Resolution::NotLinked),
+            LinkPolicy::Lookup | LinkPolicy::Provision => {
+                Ok(Prepared::NeedsRelease { citizen_key: key })
+            }
+        }
+    }
+
+    /// The realm policy's account for a citizen [`Directory::prepare`] left undecided: the
+    /// system's `lookup` endpoint is called, or an account is `provision`ed. Either releases the
+    /// citizen to the system, so the broker calls this only after consent.
+    pub async fn release_account(
+        &self,
+        realm: &RealmConfig,
+        citizen: &CitizenInput<'_>,
+        key: &str,
+        http: &reqwest::Client,
+    ) -> Result<Resolution, DirectoryError> {
+        let r = realm.id.as_str();
+        let key = key.to_owned();
         match realm.policy {
             LinkPolicy::Linked => Ok(Resolution::NotLinked),
             LinkPolicy::Provision => {
