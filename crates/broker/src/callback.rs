@@ -13,6 +13,7 @@ use lienthong_protocol::secret::random_token;
 use serde::Deserialize;
 
 use crate::authorize::PendingLogin;
+use crate::claims::UnusableIdentity;
 use crate::error::{CitizenPage, FlowError};
 use crate::flow::complete;
 use crate::messages::Problem;
@@ -75,7 +76,12 @@ pub async fn callback(
             match e {
                 UpstreamError::Unavailable(_) => request.page(inner, StatusCode::BAD_GATEWAY, Problem::UpstreamUnavailable),
                 UpstreamError::Rejected(_) => request.page(inner, StatusCode::BAD_REQUEST, Problem::UpstreamRejected),
-                UpstreamError::Identity(_) => request.page(inner, StatusCode::FORBIDDEN, Problem::IdentityUnusable),
+                UpstreamError::Identity(UnusableIdentity::Misconfigured { claim, problem, config_key }) => {
+                    // Named for the operator: the claim, what arrived, the key to change.
+                    tracing::error!(%claim, %problem, %config_key, "the national IdP's answer does not match the claim mapping: login refused");
+                    request.page(inner, StatusCode::BAD_GATEWAY, Problem::ServiceMisconfigured)
+                }
+                UpstreamError::Identity(UnusableIdentity::Inconsistent(_)) => request.page(inner, StatusCode::FORBIDDEN, Problem::IdentityUnusable),
             }
         })?;
         tracing::info!(

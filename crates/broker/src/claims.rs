@@ -11,10 +11,36 @@ use crate::config::{ClaimMapping, ClaimPreset, UpstreamConfig};
 use crate::identity::CitizenIdentity;
 use crate::level::Level;
 
-/// Valid claims that do not describe a usable citizen identity.
+/// Why the upstream's claims give no usable citizen identity.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UnusableIdentity(pub String);
+pub enum UnusableIdentity {
+    /// The answer does not fit the configuration: a claim is missing or malformed where the
+    /// claim mapping says it is, or an `acr` is not in `acr_map`. The operator's to fix, not the
+    /// citizen's: the login is refused (fail closed) and the log says what to change.
+    #[error("claim {claim}: {problem} (configuration: {config_key})")]
+    Misconfigured {
+        claim: String,
+        /// What arrived, described without personal data (never the number itself).
+        problem: String,
+        config_key: &'static str,
+    },
+    /// Well-formed but contradictory national data (an ID number whose birth year is not the
+    /// birth date's): the citizen's record needs correcting at the source.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+fn misconfigured(
+    claim: &str,
+    problem: impl Into<String>,
+    config_key: &'static str,
+) -> UnusableIdentity {
+    UnusableIdentity::Misconfigured {
+        claim: claim.to_owned(),
+        problem: problem.into(),
+        config_key,
+    }
+}
 
 /// Resolved claim names (preset + overrides).
 #[derive(Debug, Clone)]
@@ -55,41 +81,54 @@ impl ClaimMapper {
     ) -> Result<(CitizenIdentity, Level), UnusableIdentity> {
         let n = &self.names;
         let text = |name: &str| claims.get(name).and_then(text_value);
-        let subject =
-            text(&n.subject).ok_or_else(|| UnusableIdentity(format!("no {} claim", n.subject)))?;
+        let subject = text(&n.subject)
+            .ok_or_else(|| misconfigured(&n.subject, "missing", "upstream.claims.subject"))?;
         let birthdate = text(&n.birthdate).and_then(|b| normalise_date(&b));
         let gender = text(&n.gender).and_then(|g| parse_sex(&g));
-        let citizen_id = match text(&n.citizen_id) {
-            Some(raw) => {
-                let date = birthdate.as_deref().and_then(|d| {
-                    time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
-                        .ok()
-                });
-                Some(
-                    CitizenId::parse_checked(raw.trim(), date, None)
-                        .map_err(|e| UnusableIdentity(format!("{}: {e}", n.citizen_id)))?,
-                )
-            }
-            None => None,
-        };
+        // Every login needs a valid 12-digit number: without one no system can find the
+        // citizen, and an empty number stored in the directory would be worse than no login.
+        let raw = text(&n.citizen_id)
+            .ok_or_else(|| misconfigured(&n.citizen_id, "missing", "upstream.claims.citizen_id"))?;
+        let number = CitizenId::parse(raw.trim()).map_err(|e| {
+            misconfigured(&n.citizen_id, e.to_string(), "upstream.claims.citizen_id")
+        })?;
+        if let Some(date) = birthdate.as_deref().and_then(|d| {
+            time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
+        }) {
+            number
+                .check_birthdate(date)
+                .map_err(|e| UnusableIdentity::Inconsistent(format!("{}: {e}", n.citizen_id)))?;
+        }
+        let citizen_id = Some(number);
         // A malformed old CMND is refused like a malformed ID number: it would otherwise be
         // dropped without a word, and imported links keyed by it would never match.
         let legacy_id = text(&n.legacy_id)
             .map(|raw| {
-                LegacyCmnd::parse(raw.trim())
-                    .map_err(|e| UnusableIdentity(format!("{}: {e}", n.legacy_id)))
+                LegacyCmnd::parse(raw.trim()).map_err(|e| {
+                    misconfigured(&n.legacy_id, e.to_string(), "upstream.claims.legacy_id")
+                })
             })
             .transpose()?;
-        let level = claims
+        let received: Vec<String> = claims
             .get(&n.acr)
             .into_iter()
             .flat_map(|v| match v {
                 Value::Array(items) => items.iter().filter_map(text_value).collect::<Vec<_>>(),
                 other => text_value(other).into_iter().collect(),
             })
-            .filter_map(|acr| self.acr_map.get(&acr).copied())
+            .collect();
+        let level = received
+            .iter()
+            .filter_map(|acr| self.acr_map.get(acr).copied())
             .max()
-            .ok_or_else(|| UnusableIdentity(format!("no known level in the {} claim", n.acr)))?;
+            .ok_or_else(|| {
+                let problem = if received.is_empty() {
+                    "missing".to_owned()
+                } else {
+                    format!("{received:?} not in acr_map")
+                };
+                misconfigured(&n.acr, problem, "upstream.acr_map")
+            })?;
         let identity = CitizenIdentity {
             issuer: self.issuer.clone(),
             subject,

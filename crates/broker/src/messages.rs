@@ -20,10 +20,11 @@ pub enum Problem {
     NotLinked,
     RelinkRequired,
     SystemUnavailable,
+    ServiceMisconfigured,
 }
 
 impl Problem {
-    pub const ALL: [Problem; 11] = [
+    pub const ALL: [Problem; 12] = [
         Self::UnknownClient,
         Self::InvalidRequest,
         Self::LoginExpired,
@@ -35,6 +36,7 @@ impl Problem {
         Self::NotLinked,
         Self::RelinkRequired,
         Self::SystemUnavailable,
+        Self::ServiceMisconfigured,
     ];
 
     pub fn key(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Problem {
             Self::NotLinked => "not_linked",
             Self::RelinkRequired => "relink_required",
             Self::SystemUnavailable => "system_unavailable",
+            Self::ServiceMisconfigured => "service_misconfigured",
         }
     }
 

@@ -68,9 +68,9 @@ pub enum UpstreamError {
     /// The IdP's answer failed validation (issuer, signature, nonce, ...): never retried as is.
     #[error("national IdP answer refused: {0}")]
     Rejected(String),
-    /// The answer was valid but does not describe a usable citizen identity.
+    /// The answer was valid but gives no usable citizen identity.
     #[error("unusable identity from the national IdP: {0}")]
-    Identity(String),
+    Identity(#[from] crate::claims::UnusableIdentity),
 }
 
 /// What an upstream login needs to be resumed at the callback. Kept in the pending login.
@@ -381,10 +381,7 @@ impl Connector {
                 claims.entry(k).or_insert(v);
             }
         }
-        let (identity, level) = self
-            .mapper
-            .map(&claims)
-            .map_err(|e| UpstreamError::Identity(e.0))?;
+        let (identity, level) = self.mapper.map(&claims)?;
         Ok(UpstreamLogin {
             identity,
             level,
