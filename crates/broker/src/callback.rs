@@ -4,7 +4,7 @@
 //! cookie), it is taken from the store exactly once, the authorization response must come from
 //! our IdP (RFC 9207 `iss`), and only then is the code exchanged and the ID token validated.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -33,10 +33,14 @@ pub struct CallbackParams {
 pub async fn callback(
     State(broker): State<Broker>,
     jar: CookieJar,
-    Query(p): Query<CallbackParams>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let inner = broker.inner();
     let result: Result<Response, FlowError> = async {
+        // Parsed here, not by an extractor: a malformed or repeated parameter gets our page,
+        // not the framework's bare text.
+        let p: CallbackParams = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+            .map_err(|_| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest))?;
         let Some(state) = p.state.as_deref() else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest).into());
         };

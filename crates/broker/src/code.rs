@@ -46,11 +46,13 @@ impl Record for CodeRecord {
 pub struct CodeSpent {
     pub jti: String,
     pub revoked: bool,
+    /// The client the code was issued to: only its own second presentation revokes.
+    pub client_id: String,
 }
 
 impl Record for CodeSpent {
     const KIND: &'static str = "spent code";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 }
 
 /// Step 8: a one-time code bound to the client, redirect URI, PKCE challenge, nonce and session.

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
@@ -144,10 +144,12 @@ pub struct ConsentForm {
 pub async fn decide(
     State(broker): State<Broker>,
     jar: CookieJar,
-    Form(form): Form<ConsentForm>,
+    body: axum::body::Bytes,
 ) -> Response {
     let inner = broker.inner();
     let result: Result<Response, FlowError> = async {
+        let form: ConsentForm = serde_urlencoded::from_bytes(&body)
+            .map_err(|_| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest))?;
         let key = keys::pending_consent(&form.consent_id);
         let Some(pending) = inner.store.take::<PendingConsent>(&key).await? else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::ConsentExpired).into());

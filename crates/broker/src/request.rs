@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{CitizenPage, ClientRedirect, FlowError};
+use crate::identity;
 use crate::level::Level;
 use crate::messages::Problem;
 use crate::state::{Client, Inner};
@@ -102,14 +103,16 @@ pub(crate) fn validate(
             "only response_mode=query is supported",
         ));
     }
-    let scopes: Vec<String> = raw
-        .scope
-        .as_deref()
-        .unwrap_or_default()
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    // Granted = requested ∩ allowed: a scope this client may not have (say `accounts:admin`,
+    // or `offline_access` without the right) is dropped, never copied into its tokens.
+    let mut scopes: Vec<String> = Vec::new();
+    for s in raw.scope.as_deref().unwrap_or_default().split(' ') {
+        let allowed = identity::supported_scopes().any(|known| known == s)
+            && (s != identity::OFFLINE_ACCESS || client.config.offline_access);
+        if allowed && !scopes.iter().any(|have| have == s) {
+            scopes.push(s.to_owned());
+        }
+    }
     if !scopes.iter().any(|s| s == "openid") {
         return Err(fail("invalid_scope", "scope must include openid"));
     }

@@ -24,6 +24,10 @@ use crate::refresh::{self, RefreshRecord, store_error};
 use crate::state::{Broker, Client, Inner};
 use crate::store::keys;
 
+/// Compared against when the client id is unknown (it matches no presented secret that
+/// matters: the answer is a refusal either way).
+const UNKNOWN_CLIENT_SECRET: &str = "\u{0}no client has this secret\u{0}";
+
 /// The client a token-endpoint request (or introspection, or revocation) authenticates as.
 pub(crate) fn authenticate<'a>(
     inner: &'a Inner,
@@ -36,12 +40,18 @@ pub(crate) fn authenticate<'a>(
         form.client_secret.as_deref(),
     )?;
     let basic = creds.method == AuthMethod::ClientSecretBasic;
-    let client = inner
-        .clients
-        .get(&creds.client_id)
-        .ok_or_else(|| OAuthError::invalid_client("unknown client", basic))?;
-    creds.check_secret(client.config.secret.expose())?;
-    Ok(client)
+    // One answer for an unknown client and a wrong secret, so client ids cannot be probed; the
+    // comparison runs either way, against a stand-in for an unknown client.
+    let registered = inner.clients.get(&creds.client_id);
+    let secret = registered.map_or(UNKNOWN_CLIENT_SECRET, |c| c.config.secret.expose());
+    let checked = creds.check_secret(secret);
+    match (registered, checked) {
+        (Some(client), Ok(())) => Ok(client),
+        _ => Err(OAuthError::invalid_client(
+            "client authentication failed",
+            basic,
+        )),
+    }
 }
 
 /// A JSON answer that no cache keeps (RFC 6749 §5.1).
@@ -156,6 +166,7 @@ async fn authorization_code(
     let marker = CodeSpent {
         jti: jti.clone(),
         revoked: false,
+        client_id: client.config.id.clone(),
     };
     let Some(record) = inner
         .store
@@ -163,11 +174,15 @@ async fn authorization_code(
         .await
         .map_err(store_error)?
     else {
+        // A second presentation by the client the code belongs to revokes what the first
+        // produced; another client presenting a stolen code is only refused (it must not be
+        // able to revoke the rightful client's tokens).
         if let Some(mut spent) = inner
             .store
             .get::<CodeSpent>(&spent_key)
             .await
             .map_err(store_error)?
+            .filter(|s| s.client_id == client.config.id)
         {
             // Mark first, then delete: the first redemption re-reads the mark after writing its
             // grant, so whichever order the two run in, the grant does not survive.

@@ -1,0 +1,130 @@
+//! Refusals that hold under probing, over HTTP: scopes beyond what a client may have, client
+//! ids probed at the token endpoint, a stolen code, and malformed requests that must get our
+//! page or error rather than the framework's text.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_scope_the_client_may_not_have_never_reaches_its_tokens() {
+    let env = Env::start().await;
+    let mut req = AuthRequest::new(PORTAL_B);
+    req.scope = "openid profile accounts:admin offline_access made-up".into();
+    let t = tokens(&env, &Browser::new(), &req, AN).await;
+    assert_eq!(t["scope"], "openid profile", "requested ∩ allowed");
+    assert!(t.get("refresh_token").is_none());
+    // The access token's own scope claim says the same.
+    let payload = t["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["scope"], "openid profile");
+}
+
+#[tokio::test]
+async fn an_unknown_client_and_a_wrong_secret_get_the_same_answer() {
+    let env = Env::start().await;
+    let attempt = |id: &'static str, secret: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/token", env.issuer))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "authorization_code"), ("code", "x")])
+            .send()
+    };
+    let unknown = attempt("no-such-client", "whatever").await.unwrap();
+    let wrong = attempt(PORTAL_A, "wrong-secret").await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let (a, b): (Value, Value) = (unknown.json().await.unwrap(), wrong.json().await.unwrap());
+    assert_eq!(a, b, "nothing tells the two apart");
+}
+
+#[tokio::test]
+async fn a_stolen_code_presented_by_another_client_does_not_revoke_the_rightful_tokens() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    let req = AuthRequest::new(PORTAL_A);
+    let code = login_for_code(&env, &browser, &req, AN).await;
+    let r = redeem(&env, &req, &code, &req.verifier).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let tokens: Value = r.json().await.unwrap();
+    // Another registered system presents the same code.
+    let thief = reqwest::Client::new()
+        .post(format!("{}/token", env.issuer))
+        .basic_auth(PORTAL_B, Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", &redirect_uri(PORTAL_A)),
+            ("code_verifier", &req.verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thief.status(), StatusCode::BAD_REQUEST);
+    let userinfo = reqwest::Client::new()
+        .get(format!("{}/userinfo", env.issuer))
+        .bearer_auth(tokens["access_token"].as_str().unwrap());
+    assert_eq!(
+        status_of(userinfo).await,
+        StatusCode::OK,
+        "the rightful tokens survive"
+    );
+    // The rightful client's own second presentation still revokes them.
+    assert_eq!(
+        redeem(&env, &req, &code, &req.verifier).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let userinfo = reqwest::Client::new()
+        .get(format!("{}/userinfo", env.issuer))
+        .bearer_auth(tokens["access_token"].as_str().unwrap());
+    assert_eq!(status_of(userinfo).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn malformed_callback_and_consent_requests_get_a_page_not_framework_text() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    for url in [
+        format!("{}/callback?state=a&state=b", env.issuer),
+        format!("{}/callback?state=%zz", env.issuer),
+    ] {
+        let r = browser.get(&url).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("<html lang=\"vi\">") && html.contains("Mã tra cứu"),
+            "{url}: one of our pages, with a reference: {html}"
+        );
+        assert!(!html.contains("Failed to deserialize"), "{url}");
+    }
+    let r = browser
+        .post_form(
+            &format!("{}/consent", env.issuer),
+            &[
+                ("consent_id", "a"),
+                ("consent_id", "b"),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Yêu cầu đăng nhập không hợp lệ")
+    );
+}
