@@ -128,3 +128,109 @@ async fn malformed_callback_and_consent_requests_get_a_page_not_framework_text()
             .contains("Yêu cầu đăng nhập không hợp lệ")
     );
 }
+
+#[tokio::test]
+async fn every_route_answers_with_the_security_headers() {
+    let env = Env::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let i = &env.issuer;
+    let get = |p: &str| http.get(format!("{i}{p}"));
+    let post = |p: &str| http.post(format!("{i}{p}")).body("a=1");
+    let routes = [
+        ("discovery", get("/.well-known/openid-configuration"), true),
+        ("jwks", get("/jwks"), true),
+        ("healthz", get("/healthz"), false),
+        ("readyz", get("/readyz"), false),
+        ("metrics", get("/metrics"), false),
+        ("authorize GET", get("/authorize?client_id=x"), false),
+        ("authorize POST", post("/authorize"), false),
+        ("callback", get("/callback?state=x"), false),
+        ("consent", post("/consent"), false),
+        ("logout GET", get("/logout"), false),
+        ("logout POST", post("/logout"), false),
+        ("logout callback", get("/logout/callback"), false),
+        ("token", post("/token"), false),
+        ("introspect", post("/introspect"), false),
+        ("revoke", post("/revoke"), false),
+        ("userinfo GET", get("/userinfo"), false),
+        ("userinfo POST", post("/userinfo"), false),
+        ("openapi", get("/admin/openapi.json"), true),
+        ("admin list", get("/admin/realms/r/links"), false),
+        ("admin link", post("/admin/realms/r/links"), false),
+        (
+            "admin find",
+            get("/admin/realms/r/links/by-number/001085004512"),
+            false,
+        ),
+        (
+            "admin unlink",
+            http.delete(format!("{i}/admin/realms/r/links/x")),
+            false,
+        ),
+        ("not found", get("/no-such-route"), false),
+    ];
+    for (name, request, public) in routes {
+        let r = request.send().await.unwrap();
+        let h = r.headers();
+        let value = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_owned());
+        let csp = value("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+            "{name}: {csp:?}"
+        );
+        assert!(
+            !csp.contains("script-src"),
+            "{name}: no script is allowed at all"
+        );
+        assert_eq!(value("x-frame-options").as_deref(), Some("DENY"), "{name}");
+        assert_eq!(
+            value("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{name}"
+        );
+        assert_eq!(
+            value("referrer-policy").as_deref(),
+            Some("no-referrer"),
+            "{name}"
+        );
+        let cache = value("cache-control").unwrap_or_default();
+        if public {
+            assert!(cache.starts_with("public"), "{name}: {cache}");
+        } else {
+            assert_eq!(cache, "no-store", "{name}");
+        }
+        // HTTP issuer in tests: no HSTS (it is set under an https issuer).
+        assert!(value("strict-transport-security").is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_consent_page_cannot_be_framed_and_userinfo_is_never_cached() {
+    let env = Env::with(Options {
+        consent: true,
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let r = login(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    assert_eq!(r.status(), StatusCode::OK, "the consent page");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let t = tokens(&env, &Browser::new(), &AuthRequest::new(PORTAL_B), AN).await;
+    let u = reqwest::Client::new()
+        .get(format!("{}/userinfo", env.issuer))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(u.status(), StatusCode::OK);
+    assert_eq!(u.headers()["cache-control"], "no-store");
+}

@@ -20,6 +20,7 @@ pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod flow;
+pub mod headers;
 pub mod identity;
 pub mod introspection;
 pub mod keys;
@@ -91,6 +92,11 @@ impl Broker {
                 ops::track,
             ))
             .with_state(self.clone())
+            // Every answer, including a 404, carries the security headers.
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                headers::secure,
+            ))
             // Bounded work per request: small bodies, no endless waits.
             .layer(RequestBodyLimitLayer::new(64 * 1024))
             .layer(TimeoutLayer::with_status_code(

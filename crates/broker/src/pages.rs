@@ -54,8 +54,29 @@ struct SignedOutPage<'a> {
 
 /// "You are signed out", loading each front-channel logout address in a hidden frame.
 pub fn signed_out(frames: &[String], next: Option<&str>, home: Option<&str>) -> Response {
-    (no_store(), render(&SignedOutPage { frames, next, home })).into_response()
+    let mut response = (no_store(), render(&SignedOutPage { frames, next, home })).into_response();
+    // The one page that frames others: the systems' front-channel logout addresses.
+    let origins: Vec<String> = frames
+        .iter()
+        .filter_map(|f| url::Url::parse(f).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    if !origins.is_empty()
+        && let Ok(csp) =
+            axum::http::HeaderValue::from_str(&format!("{}; frame-src {}", CSP, origins.join(" ")))
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
 }
+
+/// The Content-Security-Policy of every answer: no script, nothing loaded from elsewhere, no
+/// framing. Inline style only (the pages' one `<style>` block). A page that frames others
+/// (front-channel logout) adds its own `frame-src`.
+pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+                       frame-ancestors 'none'; base-uri 'none'";
 
 fn render(t: &impl Template) -> Html<String> {
     Html(
