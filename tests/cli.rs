@@ -102,4 +102,12 @@ fn citizen_id_check_explains_a_number() {
     let json: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
     assert_eq!(json["valid"], false);
     assert!(json["reason"].as_str().unwrap().contains("1985"));
+    // A birth year that has not come yet (century digit 2: the 2000s, year 95).
+    let future = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(["citizen-id", "check", "001295012345"])
+        .output()
+        .unwrap();
+    assert_eq!(future.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&future.stdout).unwrap();
+    assert_eq!(json["reason"], "the birth year 2095 is in the future");
 }

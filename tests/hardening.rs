@@ -234,3 +234,41 @@ async fn the_consent_page_cannot_be_framed_and_userinfo_is_never_cached() {
     assert_eq!(u.status(), StatusCode::OK);
     assert_eq!(u.headers()["cache-control"], "no-store");
 }
+
+#[tokio::test]
+async fn a_wildcard_realm_is_refused_and_every_realm_must_be_asked_for_by_name() {
+    lienthong_protocol::crypto::install();
+    let config = |admin: &str| {
+        format!(
+            r#"
+            issuer = "http://127.0.0.1:1"
+            [upstream]
+            issuer = "http://127.0.0.1:1/idp"
+            client_id = "lienthong"
+            client_secret = "upstream-secret"
+            [[clients]]
+            id = "ops"
+            secret = "{SECRET}"
+            name = "Vận hành"
+            redirect_uris = ["http://127.0.0.1:9/ops/callback"]
+            {admin}
+            "#
+        )
+    };
+    let start = |text: String| async move {
+        lienthong_broker::Broker::new(
+            toml::from_str(&text).unwrap(),
+            std::sync::Arc::new(lienthong_broker::MemoryStore::new()),
+            lienthong_broker::Directory::connect("sqlite::memory:")
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    let refused = start(config("admin_realms = [\"*\"]")).await.err().unwrap();
+    assert!(
+        refused.to_string().contains("admin_realms_all"),
+        "the refusal names the explicit switch: {refused}"
+    );
+    assert!(start(config("admin_realms_all = true")).await.is_ok());
+}

@@ -87,10 +87,9 @@ async fn caller(inner: &Inner, headers: &HeaderMap, realm: &str) -> Result<Strin
     if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
         return Err(forbidden(format!("scope {ADMIN_SCOPE} is required")));
     }
-    let allowed = inner
-        .clients
-        .get(&claims.client_id)
-        .is_some_and(|c| c.config.admin_realms.iter().any(|r| r == realm || r == "*"));
+    let allowed = inner.clients.get(&claims.client_id).is_some_and(|c| {
+        c.config.admin_realms_all || c.config.admin_realms.iter().any(|r| r == realm)
+    });
     let actor = format!("client:{}", claims.client_id);
     if !allowed {
         // A refused call is recorded too: who tried what.

@@ -78,6 +78,7 @@ impl ClaimMapper {
     pub fn map(
         &self,
         claims: &Map<String, Value>,
+        this_year: i32,
     ) -> Result<(CitizenIdentity, Level), UnusableIdentity> {
         let n = &self.names;
         let text = |name: &str| claims.get(name).and_then(text_value);
@@ -89,9 +90,11 @@ impl ClaimMapper {
         // citizen, and an empty number stored in the directory would be worse than no login.
         let raw = text(&n.citizen_id)
             .ok_or_else(|| misconfigured(&n.citizen_id, "missing", "upstream.claims.citizen_id"))?;
-        let number = CitizenId::parse(raw.trim()).map_err(|e| {
-            misconfigured(&n.citizen_id, e.to_string(), "upstream.claims.citizen_id")
-        })?;
+        let number = CitizenId::parse(raw.trim())
+            .and_then(|n| n.check_not_born_after(this_year).map(|()| n))
+            .map_err(|e| {
+                misconfigured(&n.citizen_id, e.to_string(), "upstream.claims.citizen_id")
+            })?;
         if let Some(date) = birthdate.as_deref().and_then(|d| {
             time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
         }) {

@@ -253,6 +253,10 @@ pub struct ClientConfig {
     /// client_credentials grant, scope `accounts:admin`). Empty: no admin access.
     #[serde(default)]
     pub admin_realms: Vec<String>,
+    /// RISKY: this client may administer every realm, present and future. Off by default;
+    /// a wildcard in `admin_realms` is refused so that this is never granted by accident.
+    #[serde(default)]
+    pub admin_realms_all: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

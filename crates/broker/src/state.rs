@@ -116,6 +116,13 @@ impl Broker {
                     )));
                 }
             }
+            if c.admin_realms.iter().any(|r| r.contains('*')) {
+                return Err(StartError::Config(format!(
+                    "client {}: admin_realms lists {:?}; a wildcard is not a realm. To let this \
+                     client administer every realm, set admin_realms_all = true (and know why)",
+                    c.id, c.admin_realms
+                )));
+            }
             let realm = c.realm.clone().unwrap_or_else(|| c.id.clone());
             if clients
                 .insert(

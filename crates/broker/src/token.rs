@@ -425,7 +425,7 @@ fn client_credentials(
     client: &Client,
     scope: Option<&str>,
 ) -> Result<Response, OAuthError> {
-    if client.config.admin_realms.is_empty() {
+    if client.config.admin_realms.is_empty() && !client.config.admin_realms_all {
         return Err(OAuthError::new(
             OAuthErrorCode::UnauthorizedClient,
             "this client has no admin access",

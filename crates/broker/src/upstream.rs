@@ -381,7 +381,10 @@ impl Connector {
                 claims.entry(k).or_insert(v);
             }
         }
-        let (identity, level) = self.mapper.map(&claims)?;
+        let this_year = time::OffsetDateTime::from_unix_timestamp(self.clock.now_secs() as i64)
+            .map(|t| t.year())
+            .unwrap_or(i32::MAX);
+        let (identity, level) = self.mapper.map(&claims, this_year)?;
         Ok(UpstreamLogin {
             identity,
             level,

@@ -37,6 +37,8 @@ pub enum CitizenIdError {
     BirthYearMismatch { in_number: i32, in_date: i32 },
     #[error("the number says {in_number:?}, the record says {in_record:?}")]
     SexMismatch { in_number: Sex, in_record: Sex },
+    #[error("the birth year {0} is in the future")]
+    BornInTheFuture(i32),
 }
 
 /// A well-formed 12-digit personal ID number.
@@ -124,6 +126,16 @@ impl CitizenId {
         self.birth_century() + i32::from(self.0[4] - b'0') * 10 + i32::from(self.0[5] - b'0')
     }
 
+    /// Refuses a number whose birth year is after `this_year` (the caller's clock: this crate
+    /// reads no time of its own).
+    pub fn check_not_born_after(&self, this_year: i32) -> Result<(), CitizenIdError> {
+        if self.birth_year() > this_year {
+            Err(CitizenIdError::BornInTheFuture(self.birth_year()))
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn check_birthdate(&self, date: Date) -> Result<(), CitizenIdError> {
         if date.year() == self.birth_year() {
             Ok(())
@@ -166,6 +178,19 @@ serde_by_parsing!(CitizenId);
 mod tests {
     use super::*;
     use time::macros::date;
+
+    #[test]
+    fn a_birth_year_in_the_future_is_refused_by_the_callers_clock() {
+        let id = CitizenId::parse("001095012345").unwrap();
+        assert!(id.check_not_born_after(2026).is_ok());
+        // Century digit 2 or 3 is the 2000s: 2095.
+        let future = CitizenId::parse("001295012345").unwrap();
+        assert_eq!(future.birth_year(), 2095);
+        assert_eq!(
+            future.check_not_born_after(2026),
+            Err(CitizenIdError::BornInTheFuture(2095))
+        );
+    }
 
     #[test]
     fn reads_every_part_of_the_number() {

@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lienthong_broker::Broker;
 use lienthong_citizen::CitizenId;
+use lienthong_protocol::Clock;
 use runtime::{connect_directory, shutdown_signal};
 use serde_json::json;
 
@@ -266,7 +267,14 @@ fn check_citizen_id(number: &str, birthdate: Option<&str>) -> ExitCode {
         Some(Err(e)) => return invalid(format!("--birthdate must be YYYY-MM-DD: {e}")),
         None => None,
     };
-    match CitizenId::parse_checked(number.trim(), date, None) {
+    let this_year = time::OffsetDateTime::from_unix_timestamp(
+        lienthong_protocol::SystemClock.now_secs() as i64,
+    )
+    .map(|t| t.year())
+    .unwrap_or(i32::MAX);
+    match CitizenId::parse_checked(number.trim(), date, None)
+        .and_then(|id| id.check_not_born_after(this_year).map(|()| id))
+    {
         Ok(id) => {
             let p = id.province();
             let out = json!({

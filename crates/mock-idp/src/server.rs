@@ -481,14 +481,19 @@ async fn login(State(s): State<Arc<Shared>>, jar: CookieJar, Form(f): Form<Login
             Some(&message),
         )
     };
-    let number = match CitizenId::parse(&raw) {
-        Ok(n) => n,
-        Err(e) => {
-            return retry(format!(
-                "Số định danh không hợp lệ: {e}. / Invalid ID number."
-            ));
-        }
-    };
+    // Like the national IdP, a number whose birth year has not come yet is not a number.
+    let this_year = time::OffsetDateTime::from_unix_timestamp(s.clock.now_secs() as i64)
+        .map(|t| t.year())
+        .unwrap_or(i32::MAX);
+    let number =
+        match CitizenId::parse(&raw).and_then(|n| n.check_not_born_after(this_year).map(|()| n)) {
+            Ok(n) => n,
+            Err(e) => {
+                return retry(format!(
+                    "Số định danh không hợp lệ: {e}. / Invalid ID number."
+                ));
+            }
+        };
     if f.password != s.config.password || f.otp.trim() != s.config.otp {
         return retry("Mật khẩu hoặc mã OTP không đúng. / Wrong password or OTP.".into());
     }
