@@ -272,3 +272,61 @@ async fn a_wildcard_realm_is_refused_and_every_realm_must_be_asked_for_by_name()
     );
     assert!(start(config("admin_realms_all = true")).await.is_ok());
 }
+
+#[tokio::test]
+async fn too_many_requests_get_a_429_with_retry_after() {
+    let env = Env::with(Options {
+        limits: Some("authorize_per_minute = 3\ntoken_per_client_per_minute = 2".into()),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    for _ in 0..3 {
+        let r = browser
+            .get(&AuthRequest::new(PORTAL_A).url(&env.issuer))
+            .await;
+        assert!(r.status().is_redirection());
+    }
+    let r = browser
+        .get(&AuthRequest::new(PORTAL_A).url(&env.issuer))
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "60");
+    assert!(r.text().await.unwrap().contains("Quá nhiều lượt đăng nhập"));
+    // Per client at the token endpoint: a JSON error, also with Retry-After.
+    let attempt = || {
+        reqwest::Client::new()
+            .post(format!("{}/token", env.issuer))
+            .basic_auth(PORTAL_A, Some(SECRET))
+            .form(&[("grant_type", "authorization_code"), ("code", "x")])
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(attempt().await.unwrap().status(), StatusCode::BAD_REQUEST);
+    }
+    let r = attempt().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "60");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn oversized_parameters_are_refused_before_anything_is_stored() {
+    let env = Env::start().await;
+    let long = "x".repeat(600);
+    let r = Browser::new()
+        .get(
+            &AuthRequest::new(PORTAL_A)
+                .with("login_hint", &long)
+                .url(&env.issuer),
+        )
+        .await;
+    let q = query(&location(&r));
+    assert_eq!(q["error"], "invalid_request");
+    assert!(q["error_description"].contains("login_hint"));
+    let mut req = AuthRequest::new(PORTAL_A);
+    req.state = "s".repeat(513);
+    let q = query(&location(&Browser::new().get(&req.url(&env.issuer)).await));
+    assert_eq!(q["error"], "invalid_request");
+}

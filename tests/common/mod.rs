@@ -97,6 +97,8 @@ pub struct Options {
     pub clock: Option<Arc<MockClock>>,
     /// Keep the signing keys in the directory, sealed with [`SEALING_KEY`], so they can rotate.
     pub shared_keys: bool,
+    /// A `[limits]` section of the test's own (its keys, one per line).
+    pub limits: Option<String>,
 }
 
 /// The sealing key of environments with `shared_keys` (32 bytes of 7, base64).
@@ -199,6 +201,7 @@ impl Env {
             account_id_secret = "test-account-id-secret-0123456789"
             home_url = "{HOME}"
             {store}
+            {limits}
             [upstream]
             issuer = "{idp_issuer}"
             client_id = "lienthong"
@@ -287,6 +290,11 @@ impl Env {
             ru = redirect_uri(UNREACHABLE),
             red = redirect_uri(PORTAL_ED),
             rhp = redirect_uri(HEALTH_PORTAL),
+            limits = o
+                .limits
+                .as_deref()
+                .map(|l| format!("[limits]\n{l}"))
+                .unwrap_or_default(),
             store = if o.shared_keys {
                 format!("[store]\nsealing_key = \"{SEALING_KEY}\"")
             } else {

@@ -27,6 +27,8 @@ pub struct Config {
     pub keys: KeysConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Secret for the per-system account ids derived from the citizen's upstream identity. Keep
     /// it stable: changing it changes every derived id. Absent: a random one per start (demo).
     pub account_id_secret: Option<Secret>,
@@ -336,6 +338,48 @@ fn default_code_ttl() -> u64 {
 }
 fn default_token_ttl() -> u64 {
     300
+}
+
+/// Requests per minute before a 429 (see `limits.rs`). Generous by default: many citizens
+/// share one public address behind a commune office's NAT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Per source address, at `/authorize` (each may leave a pending login).
+    #[serde(default = "default_authorize_limit")]
+    pub authorize_per_minute: u32,
+    /// Per source address, at `/callback`.
+    #[serde(default = "default_authorize_limit")]
+    pub callback_per_minute: u32,
+    /// Per source address, at `/token`.
+    #[serde(default = "default_token_limit")]
+    pub token_per_minute: u32,
+    /// Per client, at `/token`.
+    #[serde(default = "default_client_limit")]
+    pub token_per_client_per_minute: u32,
+    /// Per source address, at the admin API.
+    #[serde(default = "default_token_limit")]
+    pub admin_per_minute: u32,
+    /// Behind a reverse proxy or load balancer: take the source address from the first
+    /// `X-Forwarded-For` entry. Only when every request passes through a proxy that sets it.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+fn default_authorize_limit() -> u32 {
+    600
+}
+fn default_token_limit() -> u32 {
+    3000
+}
+fn default_client_limit() -> u32 {
+    20_000
 }
 
 /// Where short-lived state lives, and the key that seals it.

@@ -25,6 +25,7 @@ pub mod identity;
 pub mod introspection;
 pub mod keys;
 pub mod level;
+pub mod limits;
 pub mod logout;
 pub mod messages;
 pub mod metrics;
@@ -92,6 +93,10 @@ impl Broker {
                 ops::track,
             ))
             .with_state(self.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                limits::per_source,
+            ))
             // Every answer, including a 404, carries the security headers.
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

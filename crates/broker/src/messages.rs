@@ -21,10 +21,11 @@ pub enum Problem {
     RelinkRequired,
     SystemUnavailable,
     ServiceMisconfigured,
+    TooManyRequests,
 }
 
 impl Problem {
-    pub const ALL: [Problem; 12] = [
+    pub const ALL: [Problem; 13] = [
         Self::UnknownClient,
         Self::InvalidRequest,
         Self::LoginExpired,
@@ -37,6 +38,7 @@ impl Problem {
         Self::RelinkRequired,
         Self::SystemUnavailable,
         Self::ServiceMisconfigured,
+        Self::TooManyRequests,
     ];
 
     pub fn key(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Problem {
             Self::RelinkRequired => "relink_required",
             Self::SystemUnavailable => "system_unavailable",
             Self::ServiceMisconfigured => "service_misconfigured",
+            Self::TooManyRequests => "too_many_requests",
         }
     }
 

@@ -91,6 +91,23 @@ pub(crate) fn validate(
             "request_uri is not supported",
         ));
     }
+    // Bounded: each of these is stored with the pending login until it expires.
+    for (name, value, max) in [
+        ("state", &raw.state, 512),
+        ("nonce", &raw.nonce, 512),
+        ("login_hint", &raw.login_hint, 256),
+        ("acr_values", &raw.acr_values, 256),
+        ("ui_locales", &raw.ui_locales, 128),
+        ("scope", &raw.scope, 1024),
+        ("max_age", &raw.max_age, 10),
+    ] {
+        if value.as_ref().is_some_and(|v| v.len() > max) {
+            return Err(fail(
+                "invalid_request",
+                &format!("{name} is longer than {max} characters"),
+            ));
+        }
+    }
     if raw.response_type.as_deref() != Some("code") {
         return Err(fail(
             "unsupported_response_type",

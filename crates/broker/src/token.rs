@@ -71,6 +71,11 @@ pub async fn token(
     let inner = broker.inner();
     let form = TokenParams::parse(&body)?;
     let client = authenticate(inner, &headers, &form)?;
+    let per_client = inner.config.limits.token_per_client_per_minute;
+    if !crate::limits::allow(inner, "token-client", &client.config.id, per_client).await {
+        tracing::warn!(client = %client.config.id, "rate limit reached for a client");
+        return Ok(crate::limits::client_error());
+    }
     match form.grant_type.as_deref() {
         Some("authorization_code") => authorization_code(inner, client, &form).await,
         Some("refresh_token") => refresh_token(inner, client, &form).await,
