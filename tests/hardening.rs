@@ -330,3 +330,40 @@ async fn oversized_parameters_are_refused_before_anything_is_stored() {
     let q = query(&location(&Browser::new().get(&req.url(&env.issuer)).await));
     assert_eq!(q["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn a_connection_that_stalls_in_its_headers_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::with(Options {
+        extra: Some("[server]\nheader_read_timeout_secs = 1".into()),
+        ..Options::default()
+    })
+    .await;
+    let addr = env.issuer.trim_start_matches("http://").to_owned();
+    // Slowloris: half a request, then silence.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stalled.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the server closed the connection by itself");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "within the header timeout, not the test's"
+    );
+    // A complete request on time is served as usual.
+    let mut fine = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    fine.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    fine.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -99,6 +99,8 @@ pub struct Options {
     pub shared_keys: bool,
     /// A `[limits]` section of the test's own (its keys, one per line).
     pub limits: Option<String>,
+    /// More configuration, appended at the end (whole tables).
+    pub extra: Option<String>,
 }
 
 /// The sealing key of environments with `shared_keys` (32 bytes of 7, base64).
@@ -280,7 +282,9 @@ impl Env {
             redirect_uris = ["{rh}"]
             realm = "{HEALTH}"
             require_consent = false
+            {extra}
             "#,
+            extra = o.extra.as_deref().unwrap_or_default(),
             idp_issuer = idp.issuer,
             userinfo = if o.vnconnect { "post" } else { "get" },
             preset = if o.vnconnect { "vnconnect" } else { "standard" },

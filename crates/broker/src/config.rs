@@ -29,6 +29,8 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
     /// Secret for the per-system account ids derived from the citizen's upstream identity. Keep
     /// it stable: changing it changes every derived id. Absent: a random one per start (demo).
     pub account_id_secret: Option<Secret>,
@@ -338,6 +340,27 @@ fn default_code_ttl() -> u64 {
 }
 fn default_token_ttl() -> u64 {
     300
+}
+
+/// The HTTP server's own bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Seconds a connection has to deliver a request's headers (slowloris is cut off).
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: default_header_timeout(),
+        }
+    }
+}
+
+fn default_header_timeout() -> u64 {
+    10
 }
 
 /// Requests per minute before a 429 (see `limits.rs`). Generous by default: many citizens

@@ -33,6 +33,7 @@ pub mod ops;
 mod pages;
 pub mod refresh;
 pub mod request;
+pub mod server;
 pub mod session;
 pub mod state;
 pub mod store;
@@ -40,7 +41,6 @@ pub mod token;
 pub mod upstream;
 pub mod userinfo;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -124,12 +124,7 @@ impl Broker {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let timeout = Duration::from_secs(self.inner().config.server.header_read_timeout_secs);
+        server::serve(self.router(), listener, timeout, shutdown).await
     }
 }
