@@ -700,3 +700,21 @@ async fn metrics_count_logins_by_outcome_and_level_and_time_each_endpoint() {
     assert!(text.contains("lienthong_sessions_opened_total 1"), "{text}");
     assert!(!text.contains(AN), "no personal data in metrics");
 }
+
+#[tokio::test]
+async fn when_the_idp_rolls_its_keys_the_next_login_fetches_them_again() {
+    // The broker caches the IdP's keys for ten minutes; the IdP restarts with new keys.
+    let mut env = Env::with(Options {
+        metadata_ttl_secs: 600,
+        ..Options::default()
+    })
+    .await;
+    let before = tokens(&env, &Browser::new(), &AuthRequest::new(PORTAL_A), AN).await;
+    assert!(before["id_token"].is_string());
+    env.restart_idp(lienthong_mock_idp::Roster::builtin()).await;
+    let after = tokens(&env, &Browser::new(), &AuthRequest::new(PORTAL_A), MAI).await;
+    assert!(
+        after["id_token"].is_string(),
+        "signed by a key the cache did not have, and still accepted after a re-fetch"
+    );
+}

@@ -101,6 +101,8 @@ pub struct Options {
     pub limits: Option<String>,
     /// More configuration, appended at the end (whole tables).
     pub extra: Option<String>,
+    /// How long the broker caches the IdP's discovery and keys (default 0: never).
+    pub metadata_ttl_secs: u64,
 }
 
 /// The sealing key of environments with `shared_keys` (32 bytes of 7, base64).
@@ -209,7 +211,7 @@ impl Env {
             client_id = "lienthong"
             client_secret = "upstream-secret"
             userinfo = "{userinfo}"
-            metadata_ttl_secs = 0
+            metadata_ttl_secs = {ttl}
             claims = {{ preset = "{preset}" }}
             [[realms]]
             id = "{ONESTOP}"
@@ -285,6 +287,7 @@ impl Env {
             {extra}
             "#,
             extra = o.extra.as_deref().unwrap_or_default(),
+            ttl = o.metadata_ttl_secs,
             idp_issuer = idp.issuer,
             userinfo = if o.vnconnect { "post" } else { "get" },
             preset = if o.vnconnect { "vnconnect" } else { "standard" },

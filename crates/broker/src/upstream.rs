@@ -129,6 +129,8 @@ pub struct Connector {
     id_token_algs: Vec<CoreJwsSigningAlgorithm>,
     /// The ID token's `exp` and `iat` are judged by the broker's clock.
     clock: SharedClock,
+    /// When the JWKS was last fetched again for an unknown `kid` (seconds since the epoch).
+    last_refetch: std::sync::atomic::AtomicU64,
     discovered: RwLock<Option<Arc<Discovered>>>,
 }
 
@@ -160,6 +162,7 @@ impl Connector {
             http,
             id_token_algs,
             clock,
+            last_refetch: std::sync::atomic::AtomicU64::new(0),
             discovered: RwLock::new(None),
         })
     }
@@ -172,7 +175,12 @@ impl Connector {
     /// so the broker starts (and shows a clear page) even while the IdP is down; built once per
     /// refresh, not per login.
     async fn discovered(&self) -> Result<Arc<Discovered>, UpstreamError> {
-        let ttl = Duration::from_secs(self.config.metadata_ttl_secs);
+        self.discovered_within(Duration::from_secs(self.config.metadata_ttl_secs))
+            .await
+    }
+
+    /// Discovery no older than `ttl` (a zero `ttl` fetches it again).
+    async fn discovered_within(&self, ttl: Duration) -> Result<Arc<Discovered>, UpstreamError> {
         if let Some(d) = self.discovered.read().await.as_ref()
             && d.at.elapsed() < ttl
         {
@@ -286,6 +294,22 @@ impl Connector {
         Some(url.into())
     }
 
+    /// Whether an unknown-`kid` re-fetch of the JWKS may run now (one a minute at most).
+    fn may_refetch(&self) -> bool {
+        let now = self.clock.now_secs();
+        let last = self.last_refetch.load(std::sync::atomic::Ordering::Relaxed);
+        now >= last + 60
+            && self
+                .last_refetch
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
     /// The upstream value standing for `level` (the first listed in `acr_map`).
     fn upstream_acr(&self, level: Level) -> Option<String> {
         self.config
@@ -343,7 +367,23 @@ impl Connector {
         // own check runs on RustCrypto's bignum RSA, 5 % of a login's CPU. Its claim checks —
         // iss, aud, azp, exp, iat, nonce — still run below, on the token this has verified.
         let id_token_text = id_token.to_string();
-        verify_signature(&discovered.jwks, &self.config.id_token_algs, &id_token_text)?;
+        let discovered = match verify_signature(
+            &discovered.jwks,
+            &self.config.id_token_algs,
+            &id_token_text,
+        ) {
+            Ok(()) => discovered,
+            // A key the cached JWKS does not have: the IdP may have rolled its keys. Fetch the
+            // set again — at most once a minute, so forged `kid`s cannot make us hammer it.
+            Err(e) if unknown_kid(&discovered.jwks, &id_token_text) && self.may_refetch() => {
+                tracing::info!(error = %e, "ID token signed by a key not in the cached JWKS: fetching the IdP's keys again");
+                let fresh = self.discovered_within(Duration::ZERO).await?;
+                verify_signature(&fresh.jwks, &self.config.id_token_algs, &id_token_text)?;
+                fresh
+            }
+            Err(e) => return Err(e),
+        };
+        let client = &discovered.client;
         let clock = self.clock.clone();
         let verifier = client
             .id_token_verifier()
@@ -479,6 +519,14 @@ fn verify_signature(
     jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
         .map(|_| ())
         .map_err(|e| rejected(e.to_string()))
+}
+
+/// Whether the token's header names a `kid` the set does not hold.
+fn unknown_kid(jwks: &JwkSet, token: &str) -> bool {
+    jsonwebtoken::decode_header(token)
+        .ok()
+        .and_then(|h| h.kid)
+        .is_some_and(|kid| jwks.find(&kid).is_none())
 }
 
 fn core_alg(alg: UpstreamAlg) -> CoreJwsSigningAlgorithm {
