@@ -142,3 +142,68 @@ async fn a_login_whose_acr_is_not_mapped_is_refused_as_misconfigured() {
         "names the value: {line}"
     );
 }
+
+/// `lienthong check-config --online` with a config whose `[upstream]` ends with `extra`.
+async fn check_online(extra: &str, tag: &str) -> (bool, String) {
+    lienthong_protocol::crypto::install();
+    let issuer = format!("http://127.0.0.1:{}", free_port());
+    let idp = MockIdp::start(idp_config_for(&issuer), Roster::builtin())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("lienthong-online-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            issuer = "{issuer}"
+            [directory]
+            url = "sqlite::memory:"
+            [upstream]
+            issuer = "{idp}"
+            client_id = "lienthong"
+            client_secret = "upstream-secret"
+            {extra}
+            "#,
+            idp = idp.issuer,
+        ),
+    )
+    .unwrap();
+    // In the blocking pool: the mock IdP keeps answering on this test's runtime meanwhile.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_lienthong"))
+            .args(["check-config", "--online", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn check_config_online_compares_the_configuration_with_what_the_idp_publishes() {
+    let (ok, text) = check_online("", "good").await;
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: discovery and JWKS fetched"), "{text}");
+    let (ok, text) = check_online("claims = { citizen_id = \"so_dinh_danh\" }", "claim").await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("error: upstream.claims.citizen_id = \"so_dinh_danh\" is not in the IdP's claims_supported"),
+        "{text}"
+    );
+    let (ok, text) = check_online("id_token_algs = [\"ES256\"]", "alg").await;
+    assert!(!ok && text.contains("upstream.id_token_algs"), "{text}");
+    let (ok, text) = check_online("scopes = [\"openid\", \"made-up\"]", "scope").await;
+    assert!(
+        !ok && text.contains("\"made-up\" is not in the IdP's scopes_supported"),
+        "{text}"
+    );
+}

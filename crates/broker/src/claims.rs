@@ -74,6 +74,23 @@ impl ClaimMapper {
         }
     }
 
+    /// Each mapped claim name with its configuration key and whether a login needs it.
+    pub fn mapped(&self) -> Vec<(&'static str, &str, bool)> {
+        let n = &self.names;
+        vec![
+            ("upstream.claims.subject", n.subject.as_str(), true),
+            ("upstream.claims.citizen_id", n.citizen_id.as_str(), true),
+            ("upstream.claims.acr", n.acr.as_str(), true),
+            ("upstream.claims.legacy_id", n.legacy_id.as_str(), false),
+            ("upstream.claims.name", n.name.as_str(), false),
+            ("upstream.claims.birthdate", n.birthdate.as_str(), false),
+            ("upstream.claims.gender", n.gender.as_str(), false),
+            ("upstream.claims.phone", n.phone.as_str(), false),
+            ("upstream.claims.email", n.email.as_str(), false),
+            ("upstream.claims.address", n.address.as_str(), false),
+        ]
+    }
+
     /// Upstream claims (ID token and userinfo merged) -> [`CitizenIdentity`] and [`Level`].
     pub fn map(
         &self,

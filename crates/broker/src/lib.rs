@@ -118,6 +118,13 @@ impl Broker {
         }
     }
 
+    /// `check-config --online`: the configuration against what the national IdP publishes.
+    pub async fn check_upstream(
+        &self,
+    ) -> Result<Vec<(upstream::Severity, String)>, upstream::UpstreamError> {
+        self.inner().upstream.check_online().await
+    }
+
     /// Serves on `listener` until `shutdown` completes, finishing in-flight requests.
     pub async fn serve(
         self,

@@ -80,6 +80,14 @@ pub struct UpstreamRequest {
     pub pkce_verifier: String,
 }
 
+/// One finding of [`Connector::check_online`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Ok,
+    Warning,
+    Error,
+}
+
 /// Options of one upstream authorization request.
 #[derive(Debug, Default)]
 pub struct StartOptions<'a> {
@@ -292,6 +300,110 @@ impl Connector {
             .append_pair("client_id", &self.config.client_id)
             .append_pair("state", state);
         Some(url.into())
+    }
+
+    /// Checks the configuration against what the IdP publishes now: its discovery and keys are
+    /// fetched; the configured algorithms, scopes, claim names and `acr` values are compared
+    /// with `id_token_signing_alg_values_supported`, `scopes_supported`, `claims_supported` and
+    /// `acr_values_supported`; a plain-http issuer that is not on loopback is flagged.
+    pub async fn check_online(&self) -> Result<Vec<(Severity, String)>, UpstreamError> {
+        let d = self.discovered_within(Duration::ZERO).await?;
+        let m = &d.metadata;
+        let mut out = Vec::new();
+        out.push(if d.jwks.keys.is_empty() {
+            (
+                Severity::Error,
+                "the IdP publishes no signing keys".to_owned(),
+            )
+        } else {
+            (
+                Severity::Ok,
+                format!("discovery and JWKS fetched: {} key(s)", d.jwks.keys.len()),
+            )
+        });
+        let signs: Vec<String> = m
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok())
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let ours: Vec<String> = self
+            .config
+            .id_token_algs
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect();
+        out.push(if ours.iter().any(|a| signs.contains(a)) {
+            (
+                Severity::Ok,
+                format!("ID token algorithms: the IdP signs with {signs:?}"),
+            )
+        } else {
+            (
+                Severity::Error,
+                format!("upstream.id_token_algs = {ours:?}, but the IdP signs only with {signs:?}"),
+            )
+        });
+        if let Some(scopes) = m.scopes_supported() {
+            let published: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+            for scope in &self.config.scopes {
+                if !published.contains(&scope.as_str()) {
+                    out.push((
+                        Severity::Error,
+                        format!("upstream.scopes: {scope:?} is not in the IdP's scopes_supported {published:?}"),
+                    ));
+                }
+            }
+        }
+        match m.claims_supported() {
+            Some(claims) => {
+                let published: Vec<&str> = claims.iter().map(|c| c.as_str()).collect();
+                for (key, name, required) in self.mapper.mapped() {
+                    if !published.contains(&name) {
+                        let severity = if required {
+                            Severity::Error
+                        } else {
+                            Severity::Warning
+                        };
+                        out.push((
+                            severity,
+                            format!("{key} = {name:?} is not in the IdP's claims_supported"),
+                        ));
+                    }
+                }
+            }
+            None => out.push((
+                Severity::Warning,
+                "the IdP publishes no claims_supported: claim names cannot be checked".into(),
+            )),
+        }
+        if let Some(acrs) = m.acr_values_supported() {
+            let published: Vec<&str> = acrs.iter().map(|a| a.as_str()).collect();
+            if !self
+                .config
+                .acr_map
+                .keys()
+                .any(|k| published.contains(&k.as_str()))
+            {
+                out.push((
+                    Severity::Error,
+                    format!("upstream.acr_map knows none of the IdP's acr_values_supported {published:?}"),
+                ));
+            }
+        }
+        if let Ok(url) = url::Url::parse(&self.config.issuer)
+            && url.scheme() == "http"
+            && !matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        {
+            out.push((
+                Severity::Warning,
+                format!(
+                    "upstream.issuer {} is plain HTTP and not on this machine",
+                    self.config.issuer
+                ),
+            ));
+        }
+        Ok(out)
     }
 
     /// Whether an unknown-`kid` re-fetch of the JWKS may run now (one a minute at most).

@@ -47,6 +47,10 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also fetch the national IdP's discovery and keys and check the configured
+        /// algorithms, scopes, claim names and acr values against them.
+        #[arg(long)]
+        online: bool,
     },
     /// The account directory: import, export, show.
     Accounts {
@@ -214,12 +218,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
             running.stop().await;
             Ok(())
         }
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, online } => {
             let config: lienthong_broker::Config = settings::load(&config, "LIENTHONG")?;
             let clients = config.clients.len();
             let directory = connect_directory(&config.directory.url).await?;
             let store = lienthong_broker::store::open(&config.store)?;
             let broker = Broker::new(config, store, directory).await?;
+            if online {
+                let findings = broker
+                    .check_upstream()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot check against the national IdP: {e}"))?;
+                for (severity, text) in &findings {
+                    let label = match severity {
+                        lienthong_broker::upstream::Severity::Ok => "ok",
+                        lienthong_broker::upstream::Severity::Warning => "warning",
+                        lienthong_broker::upstream::Severity::Error => "error",
+                    };
+                    println!("{label}: {text}");
+                }
+                if findings
+                    .iter()
+                    .any(|(s, _)| *s == lienthong_broker::upstream::Severity::Error)
+                {
+                    anyhow::bail!("the configuration does not match the national IdP");
+                }
+            }
             println!(
                 "configuration is valid: issuer {}, {clients} client(s)",
                 broker.issuer()

@@ -280,7 +280,34 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
         },
         "authorization_response_iss_parameter_supported": true,
         "ui_locales_supported": ["vi", "en"],
+        "claims_supported": claims_supported(&s),
     }))
+}
+
+/// The claims this IdP can return: the protocol's, and the profile's names for a citizen.
+fn claims_supported(s: &Shared) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    for citizen in s.roster.citizens() {
+        for name in citizen.claims(s.profile()).keys() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
 }
 
 async fn jwks(State(s): State<Arc<Shared>>) -> Json<jsonwebtoken::jwk::JwkSet> {
