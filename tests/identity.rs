@@ -27,19 +27,27 @@ impl Drop for Broker {
 }
 
 /// A broker process whose `[upstream]` section ends with `upstream_extra`, behind a mock IdP.
-async fn broker_with(upstream_extra: &str, tag: &str) -> (Broker, lienthong_mock_idp::Running) {
+/// A mock IdP for a broker on a free port, and that broker's configuration file: its
+/// `[upstream]` section ends with `upstream_extra`, and `clients` follows.
+struct Setup {
+    idp: lienthong_mock_idp::Running,
+    issuer: String,
+    port: u16,
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+async fn setup(tag: &str, upstream_extra: &str, clients: &str) -> Setup {
     lienthong_protocol::crypto::install();
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let idp = MockIdp::start(idp_config_for(&issuer), Roster::builtin())
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("lienthong-identity-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let dir = scratch_dir(tag);
+    let config = write_config(
+        &dir,
+        &format!(
             r#"
             issuer = "{issuer}"
             [directory]
@@ -49,18 +57,40 @@ async fn broker_with(upstream_extra: &str, tag: &str) -> (Broker, lienthong_mock
             client_id = "lienthong"
             client_secret = "upstream-secret"
             {upstream_extra}
-            [[clients]]
-            id = "{PORTAL_A}"
-            secret = "{SECRET}"
-            name = "Cổng A"
-            redirect_uris = ["{ra}"]
-            require_consent = false
+            {clients}
             "#,
             idp = idp.issuer,
-            ra = redirect_uri(PORTAL_A),
         ),
-    )
-    .unwrap();
+    );
+    Setup {
+        idp,
+        issuer,
+        port,
+        dir,
+        config,
+    }
+}
+
+/// A broker process whose `[upstream]` ends with `upstream_extra`, behind a mock IdP.
+async fn broker_with(upstream_extra: &str, tag: &str) -> (Broker, lienthong_mock_idp::Running) {
+    let client = format!(
+        r#"
+        [[clients]]
+        id = "{PORTAL_A}"
+        secret = "{SECRET}"
+        name = "Cổng A"
+        redirect_uris = ["{ra}"]
+        require_consent = false
+        "#,
+        ra = redirect_uri(PORTAL_A),
+    );
+    let Setup {
+        idp,
+        issuer,
+        port,
+        dir,
+        config,
+    } = setup(&format!("identity-{tag}"), upstream_extra, &client).await;
     let log = dir.join("broker.log");
     let child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
         .args(["serve", "--config"])
@@ -145,31 +175,9 @@ async fn a_login_whose_acr_is_not_mapped_is_refused_as_misconfigured() {
 
 /// `lienthong check-config --online` with a config whose `[upstream]` ends with `extra`.
 async fn check_online(extra: &str, tag: &str) -> (bool, String) {
-    lienthong_protocol::crypto::install();
-    let issuer = format!("http://127.0.0.1:{}", free_port());
-    let idp = MockIdp::start(idp_config_for(&issuer), Roster::builtin())
-        .await
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("lienthong-online-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-            issuer = "{issuer}"
-            [directory]
-            url = "sqlite::memory:"
-            [upstream]
-            issuer = "{idp}"
-            client_id = "lienthong"
-            client_secret = "upstream-secret"
-            {extra}
-            "#,
-            idp = idp.issuer,
-        ),
-    )
-    .unwrap();
+    // `held` keeps the mock IdP running while the command runs.
+    let held = setup(&format!("online-{tag}"), extra, "").await;
+    let config = held.config.clone();
     // In the blocking pool: the mock IdP keeps answering on this test's runtime meanwhile.
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_lienthong"))

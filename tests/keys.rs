@@ -128,12 +128,10 @@ async fn each_client_gets_the_algorithm_it_registered() {
 
 #[test]
 fn lienthong_keys_rotate_rolls_the_shared_keys_of_a_directory() {
-    let dir = std::env::temp_dir().join(format!("lienthong-rotate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let dir = scratch_dir("rotate");
+    let config = write_config(
+        &dir,
+        &format!(
             r#"
             issuer = "http://127.0.0.1:1"
             [store]
@@ -147,8 +145,7 @@ fn lienthong_keys_rotate_rolls_the_shared_keys_of_a_directory() {
             "#,
             dir.join("directory.db").display()
         ),
-    )
-    .unwrap();
+    );
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_lienthong"))
             .args(args)

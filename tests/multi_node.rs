@@ -463,12 +463,10 @@ async fn a_node_whose_redis_is_stopped_starts_answers_not_ready_and_recovers_by_
     }
     lienthong_protocol::crypto::install();
     let redis_port = free_port();
-    let dir = std::env::temp_dir().join(format!("lienthong-ready-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let dir = common::scratch_dir("ready");
+    let config = common::write_config(
+        &dir,
+        &format!(
             r#"
             issuer = "http://127.0.0.1:1"
             account_id_secret = "shared-account-id-secret-0123456789"
@@ -485,8 +483,7 @@ async fn a_node_whose_redis_is_stopped_starts_answers_not_ready_and_recovers_by_
             sealing = sealing_key(),
             db = dir.join("directory.db").display(),
         ),
-    )
-    .unwrap();
+    );
     let node = Node::start(&config, free_port(), "lienthong-node-ready.log");
     node.wait_healthy().await;
     let ready = |addr: String| async move {
@@ -521,13 +518,11 @@ async fn a_node_whose_redis_is_stopped_starts_answers_not_ready_and_recovers_by_
 
 #[test]
 fn a_node_on_a_shared_store_refuses_to_start_without_the_shared_secrets() {
-    let dir = std::env::temp_dir().join(format!("lienthong-refuse-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("refuse");
     let check = |extra: &str| {
-        let config = dir.join("broker.toml");
-        std::fs::write(
-            &config,
-            format!(
+        let config = common::write_config(
+            &dir,
+            &format!(
                 r#"
                 issuer = "http://127.0.0.1:1"
                 {extra}
@@ -542,8 +537,7 @@ fn a_node_on_a_shared_store_refuses_to_start_without_the_shared_secrets() {
                 "#,
                 db = dir.join("directory.db").display(),
             ),
-        )
-        .unwrap();
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_lienthong"))
             .args(["check-config", "--config"])
             .arg(&config)

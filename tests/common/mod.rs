@@ -40,6 +40,20 @@ pub fn redirect_uri(client: &str) -> String {
     format!("http://127.0.0.1:9/{client}/callback")
 }
 
+/// A scratch folder of the test's own (`lienthong-{tag}-{pid}` under the temporary folder).
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lienthong-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `config` as `broker.toml` in `dir`; its path, for `lienthong ... --config`.
+pub fn write_config(dir: &std::path::Path, config: &str) -> std::path::PathBuf {
+    let path = dir.join("broker.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
 /// Where a system sends the citizen after signing out (registered for PORTAL_A).
 pub fn after_logout_uri(client: &str) -> String {
     format!("http://127.0.0.1:9/{client}/signed-out")
