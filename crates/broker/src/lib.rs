@@ -20,6 +20,9 @@ pub mod consent;
 pub mod discovery;
 pub mod error;
 pub mod flow;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 pub mod identity;
 pub mod introspection;

@@ -578,7 +578,7 @@ impl Connector {
 /// from `upstream.id_token_algs` — and nothing looser: never `none`, never a shared secret,
 /// never a key of another type or use than the algorithm asks, and the header's `kid` names the
 /// key (or, without a `kid`, exactly one key fits).
-fn verify_signature(
+pub(crate) fn verify_signature(
     jwks: &JwkSet,
     allowed: &[UpstreamAlg],
     token: &str,
@@ -634,7 +634,7 @@ fn verify_signature(
 }
 
 /// Whether the token's header names a `kid` the set does not hold.
-fn unknown_kid(jwks: &JwkSet, token: &str) -> bool {
+pub(crate) fn unknown_kid(jwks: &JwkSet, token: &str) -> bool {
     jsonwebtoken::decode_header(token)
         .ok()
         .and_then(|h| h.kid)
@@ -650,7 +650,7 @@ fn core_alg(alg: UpstreamAlg) -> CoreJwsSigningAlgorithm {
 }
 
 /// The payload of a JWT whose signature has already been verified.
-fn jwt_payload(jwt: &str) -> Result<Map<String, Value>, UpstreamError> {
+pub(crate) fn jwt_payload(jwt: &str) -> Result<Map<String, Value>, UpstreamError> {
     let payload = jwt
         .split('.')
         .nth(1)
