@@ -312,6 +312,53 @@ async fn too_many_requests_get_a_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn pending_logins_are_capped_in_total_and_the_admin_api_per_client() {
+    let env = Env::with(Options {
+        limits: Some("pending_logins_max = 3\nadmin_per_client_per_minute = 2".into()),
+        ..Options::default()
+    })
+    .await;
+    // Each from a browser of its own: the cap counts every source together.
+    let mut statuses = vec![];
+    for _ in 0..4 {
+        let r = Browser::new()
+            .get(&AuthRequest::new(PORTAL_A).url(&env.issuer))
+            .await;
+        statuses.push(r.status().as_u16());
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(r.headers()["retry-after"], "60");
+        }
+    }
+    assert_eq!(statuses, [303, 303, 303, 503]);
+    let admin: Value = reqwest::Client::new()
+        .post(format!("{}/token", env.issuer))
+        .basic_auth("ops", Some(SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "accounts:admin"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = admin["access_token"].as_str().unwrap();
+    let list = || {
+        reqwest::Client::new()
+            .get(format!("{}/admin/realms/{ONESTOP}/links", env.issuer))
+            .bearer_auth(token)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(list().await.unwrap().status(), StatusCode::OK);
+    }
+    let r = list().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "60");
+}
+
+#[tokio::test]
 async fn oversized_parameters_are_refused_before_anything_is_stored() {
     let env = Env::start().await;
     let long = "x".repeat(600);
@@ -366,4 +413,34 @@ async fn a_connection_that_stalls_in_its_headers_is_closed() {
     let mut answer = String::new();
     fine.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::with(Options {
+        extra: Some("[server]\nheader_read_timeout_secs = 1".into()),
+        ..Options::default()
+    })
+    .await;
+    let addr = env.issuer.trim_start_matches("http://").to_owned();
+    // One request answered on a keep-alive connection, then nothing: the wait for the next
+    // request's headers is bounded too, so an idle connection does not stay open for ever.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        idle.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server closed the idle connection by itself"
+    );
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }

@@ -366,7 +366,7 @@ fn a_secret_in_configuration_is_a_secret_type_and_never_printed() {
     let printed = format!("{config:?}");
     for secret in [
         config.upstream.client_secret.expose(),
-        config.clients[0].secret.expose(),
+        config.clients[0].secret.as_ref().unwrap().expose(),
         config.account_id_secret.as_ref().unwrap().expose(),
         config.realms[1].lookup.as_ref().unwrap().secret.expose(),
     ] {

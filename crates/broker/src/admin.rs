@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::access_token::{self, ADMIN_SCOPE, admin_audience};
+use crate::limits;
 use crate::state::{Broker, Inner};
 
 pub const OPENAPI: &str = include_str!("../../../docs/admin-api.openapi.json");
@@ -51,6 +52,9 @@ impl IntoResponse for AdminError {
         {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            r = limits::with_retry_after(r);
+        }
         r
     }
 }
@@ -83,6 +87,15 @@ async fn caller(inner: &Inner, headers: &HeaderMap, realm: &str) -> Result<Strin
     let token = bearer_token(headers).ok_or_else(|| unauthorized("a bearer token is required"))?;
     let claims: AdminClaims =
         access_token::verify(inner, token, &admin_audience(inner)).map_err(unauthorized)?;
+    let per_client = inner.config.limits.admin_per_client_per_minute;
+    if !limits::allow(inner, "admin-client", &claims.client_id, per_client).await {
+        tracing::warn!(client = %claims.client_id, "admin rate limit reached for a client");
+        return Err(AdminError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            "too many requests; try again after the Retry-After delay",
+        ));
+    }
     let forbidden = |d: String| AdminError::new(StatusCode::FORBIDDEN, "insufficient_scope", d);
     if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
         return Err(forbidden(format!("scope {ADMIN_SCOPE} is required")));

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CitizenPage, FlowError};
 use crate::flow::complete;
+use crate::limits;
 use crate::messages::Problem;
 use crate::request::{AuthorizeRequest, validate};
 use crate::state::{Broker, Inner};
@@ -84,6 +85,10 @@ async fn start_upstream(
     request: AuthorizeRequest,
     jar: CookieJar,
 ) -> Result<Response, FlowError> {
+    if !limits::allow_pending_login(inner).await {
+        tracing::warn!("limits.pending_logins_max reached: a login refused");
+        return Ok(limits::busy_page());
+    }
     let state = random_token(32);
     let options = StartOptions {
         minimum_level: request.minimum_level,

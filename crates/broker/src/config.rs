@@ -221,7 +221,15 @@ pub enum ClaimPreset {
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub id: String,
-    pub secret: Secret,
+    /// How the client authenticates at `/token`, `/introspect` and `/revoke`:
+    /// `client_secret_basic` (the default; `client_secret_post` is accepted too) with `secret`,
+    /// or `private_key_jwt` with the public keys in `jwks` and no secret.
+    #[serde(default)]
+    pub token_endpoint_auth_method: ClientAuthMethod,
+    /// The shared secret of the `client_secret_*` methods.
+    pub secret: Option<Secret>,
+    /// The client's public keys for `private_key_jwt` (a JWK Set: `{ keys = [...] }`).
+    pub jwks: Option<jsonwebtoken::jwk::JwkSet>,
     /// Shown to citizens on the consent page.
     pub name: String,
     pub redirect_uris: Vec<String>,
@@ -261,6 +269,18 @@ pub struct ClientConfig {
     /// a wildcard in `admin_realms` is refused so that this is never granted by accident.
     #[serde(default)]
     pub admin_realms_all: bool,
+}
+
+/// A client's authentication method at the broker's token endpoint (OIDC Core §9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// A shared secret, by HTTP Basic or (equally accepted) in the form body.
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523); no secret is shared.
+    PrivateKeyJwt,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -383,6 +403,14 @@ pub struct LimitsConfig {
     /// Per source address, at the admin API.
     #[serde(default = "default_token_limit")]
     pub admin_per_minute: u32,
+    /// Per client, at the admin API.
+    #[serde(default = "default_token_limit")]
+    pub admin_per_client_per_minute: u32,
+    /// Pending logins started (all sources, all nodes) per `sessions.pending_login_secs`
+    /// window; beyond it `/authorize` answers 503 with `Retry-After`. Each one is at most a few
+    /// KB in the Store (its parameters are length-capped).
+    #[serde(default = "default_pending_logins_max")]
+    pub pending_logins_max: u32,
     /// Behind a reverse proxy or load balancer: take the source address from the first
     /// `X-Forwarded-For` entry. Only when every request passes through a proxy that sets it.
     #[serde(default)]
@@ -400,6 +428,9 @@ fn default_authorize_limit() -> u32 {
 }
 fn default_token_limit() -> u32 {
     3000
+}
+fn default_pending_logins_max() -> u32 {
+    100_000
 }
 fn default_client_limit() -> u32 {
     20_000

@@ -14,13 +14,18 @@ use crate::callback::CallbackParams;
 use crate::claims::ClaimMapper;
 use crate::config::{Config, UpstreamAlg};
 use crate::state::Broker;
-use crate::{Directory, MemoryStore, access_token, request, token, upstream};
+use crate::store::MemoryStore;
+use crate::{access_token, client_assertion, request, token, upstream};
+use lienthong_adapter::directory::Directory;
 
-/// A broker with two registered clients, a memory Store and an in-memory directory, and a
-/// national IdP's key set, built once per fuzzing process.
+/// A broker with three registered clients (one authenticating with `private_key_jwt`), a
+/// memory Store and an in-memory directory, and a national IdP's key set, built once per
+/// fuzzing process with the runtime its directory and Store run on.
 pub struct Target {
+    runtime: tokio::runtime::Runtime,
     broker: Broker,
     upstream_jwks: JwkSet,
+    client_jwks: JwkSet,
     mapper: ClaimMapper,
 }
 
@@ -50,21 +55,48 @@ name = "SPA"
 redirect_uris = ["https://spa.example/cb"]
 "#;
 
+/// The `private_key_jwt` client, its keys appended at start.
+const KEYED_CLIENT: &str = r#"
+[[clients]]
+id = "keyed"
+token_endpoint_auth_method = "private_key_jwt"
+name = "Keyed"
+redirect_uris = ["https://keyed.example/cb"]
+"#;
+
+impl Default for Target {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Target {
-    /// Builds the target; needs a Tokio runtime (the directory's migrations run on it).
-    pub async fn new() -> Self {
-        let config: Config = toml::from_str(CONFIG).expect("the fuzzing config parses");
-        let directory = Directory::connect(&config.directory.url)
-            .await
-            .expect("an in-memory directory");
+    /// Builds the target and the runtime it runs on.
+    pub fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let client_keys = KeySet::generate(&[Algorithm::ES256, Algorithm::EdDSA]).expect("keys");
+        let client_jwks = client_keys.jwks();
+        let mut config: Config =
+            toml::from_str(&format!("{CONFIG}{KEYED_CLIENT}")).expect("the fuzzing config parses");
+        config.clients[2].jwks = Some(client_jwks.clone());
         let mapper = ClaimMapper::new(&config.upstream);
-        let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory)
-            .await
-            .expect("the fuzzing broker starts");
+        let broker = runtime.block_on(async {
+            let directory = Directory::connect(&config.directory.url)
+                .await
+                .expect("an in-memory directory");
+            Broker::new(config, Arc::new(MemoryStore::new()), directory)
+                .await
+                .expect("the fuzzing broker starts")
+        });
         let idp = KeySet::generate(&[Algorithm::RS256, Algorithm::ES256]).expect("IdP keys");
         Self {
+            runtime,
             broker,
             upstream_jwks: idp.jwks(),
+            client_jwks,
             mapper,
         }
     }
@@ -92,7 +124,9 @@ impl Target {
         let Ok(form) = TokenParams::parse(body) else {
             return;
         };
-        let _ = token::authenticate(inner, &headers, &form);
+        let _ = self
+            .runtime
+            .block_on(token::authenticate(inner, &headers, &form));
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         let _ = pkce::verify(form.code_verifier.as_deref(), challenge);
     }
@@ -107,17 +141,24 @@ impl Target {
     }
 
     /// A compact JWT as every verifier meets it: the national IdP's ID token (signature, then
-    /// payload and claim mapping) and the broker's own access token at userinfo and admin.
+    /// payload and claim mapping), the broker's own access token at userinfo and admin, and a
+    /// `private_key_jwt` client assertion.
     pub fn jwt(&self, token: &str) {
         let inner = self.broker.inner();
         let allowed = [UpstreamAlg::RS256, UpstreamAlg::ES256, UpstreamAlg::PS256];
         let _ = upstream::verify_signature(&self.upstream_jwks, &allowed, token);
-        let _ = upstream::unknown_kid(&self.upstream_jwks, token);
+        let _ = lienthong_protocol::jws::unknown_kid(&self.upstream_jwks, token);
         if let Ok(claims) = upstream::jwt_payload(token) {
             let _ = self.mapper.map(&claims, 2026);
         }
         let _ =
             access_token::verify::<Value>(inner, token, &access_token::userinfo_audience(inner));
         let _ = access_token::verify::<Value>(inner, token, &access_token::admin_audience(inner));
+        let _ = self.runtime.block_on(client_assertion::verify(
+            inner,
+            "keyed",
+            &self.client_jwks,
+            token,
+        ));
     }
 }

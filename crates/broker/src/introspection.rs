@@ -103,7 +103,7 @@ pub async fn introspect(
 ) -> Result<Response, OAuthError> {
     let inner = broker.inner();
     let form = TokenParams::parse(&body)?;
-    let client = authenticate(inner, &headers, &form)?;
+    let client = authenticate(inner, &headers, &form).await?;
     let answer = active(inner, client, token_param(&form)?)
         .await?
         .unwrap_or_else(|| json!({ "active": false }));
@@ -119,7 +119,7 @@ pub async fn revoke(
 ) -> Result<Response, OAuthError> {
     let inner = broker.inner();
     let form = TokenParams::parse(&body)?;
-    let client = authenticate(inner, &headers, &form)?;
+    let client = authenticate(inner, &headers, &form).await?;
     let token = token_param(&form)?;
     match form.token_type_hint.as_deref() {
         None | Some("access_token") | Some("refresh_token") => {}

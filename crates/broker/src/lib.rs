@@ -14,6 +14,7 @@ pub mod admin;
 pub mod authorize;
 pub mod callback;
 pub mod claims;
+pub mod client_assertion;
 pub mod code;
 pub mod config;
 pub mod consent;

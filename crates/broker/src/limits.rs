@@ -38,6 +38,37 @@ pub(crate) async fn allow(inner: &Inner, what: &str, who: &str, per_minute: u32)
     }
 }
 
+/// Counts one more pending login against `limits.pending_logins_max`, for all sources and
+/// nodes together, in windows as long as a pending login lives; false when over the cap. Each
+/// pending login is held in the Store until it expires, so without this a flood from many
+/// addresses would grow the Store without bound.
+pub(crate) async fn allow_pending_login(inner: &Inner) -> bool {
+    let window = inner.config.sessions.pending_login_secs.max(1);
+    let slot = (inner.now() / window).to_string();
+    match inner
+        .store
+        .raw()
+        .incr(
+            &keys::counter("pending-logins", &slot),
+            Duration::from_secs(window),
+        )
+        .await
+    {
+        Ok(n) => n <= u64::from(inner.config.limits.pending_logins_max),
+        Err(e) => {
+            tracing::warn!(error = %e, "pending logins not counted");
+            true
+        }
+    }
+}
+
+/// The answer when every pending-login place is taken: 503, try again shortly.
+pub(crate) fn busy_page() -> Response {
+    with_retry_after(
+        CitizenPage::new(StatusCode::SERVICE_UNAVAILABLE, Problem::TooManyRequests).into_response(),
+    )
+}
+
 /// The 429 a browser sees.
 pub(crate) fn page() -> Response {
     with_retry_after(
@@ -54,7 +85,7 @@ pub(crate) fn client_error() -> Response {
     with_retry_after((StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response())
 }
 
-fn with_retry_after(mut response: Response) -> Response {
+pub(crate) fn with_retry_after(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(WINDOW.as_secs()));
@@ -62,16 +93,22 @@ fn with_retry_after(mut response: Response) -> Response {
 }
 
 /// The address a request comes from: the peer, or — behind a proxy the configuration trusts —
-/// the first address of `X-Forwarded-For`.
+/// the last address of `X-Forwarded-For`, the one that proxy added. Never the first: a proxy
+/// appends to whatever the client sent, so the first entry is the client's to choose (RFC 9700
+/// §4.13).
 fn source(inner: &Inner, request: &Request) -> String {
     if inner.config.limits.trust_forwarded_for
-        && let Some(first) = request
+        && let Some(last) = request
             .headers()
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
     {
-        return first.trim().to_owned();
+        return last.to_owned();
     }
     request
         .extensions()

@@ -10,7 +10,7 @@ use lienthong_adapter::policy::{LinkPolicy, RealmConfig};
 use lienthong_protocol::{SharedClock, SystemClock};
 use std::time::Duration;
 
-use crate::config::{ClientConfig, Config};
+use crate::config::{ClientAuthMethod, ClientConfig, Config};
 use crate::keys::{self, KeyRing};
 use axum::http::StatusCode;
 
@@ -65,6 +65,28 @@ pub enum StartError {
     SigningKeys(#[from] keys::KeysError),
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A client authenticates one way: a secret, or keys and no secret (a secret beside the keys
+/// would let a thief of the secret skip the stronger method).
+fn check_client_auth(c: &ClientConfig) -> Result<(), StartError> {
+    let fail = |why: &str| Err(StartError::Config(format!("client {}: {why}", c.id)));
+    match c.token_endpoint_auth_method {
+        ClientAuthMethod::PrivateKeyJwt => match (&c.jwks, &c.secret) {
+            (_, Some(_)) => fail("private_key_jwt takes no secret; remove it"),
+            (Some(set), None) if !set.keys.is_empty() => Ok(()),
+            _ => fail("private_key_jwt needs the client's public keys in jwks"),
+        },
+        ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
+            match (&c.secret, &c.jwks) {
+                (Some(s), None) if !s.expose().is_empty() => Ok(()),
+                (_, Some(_)) => fail("jwks is for private_key_jwt; set token_endpoint_auth_method"),
+                _ => fail(
+                    "a secret is required (or token_endpoint_auth_method = \"private_key_jwt\")",
+                ),
+            }
+        }
+    }
 }
 
 impl Broker {
@@ -123,6 +145,7 @@ impl Broker {
                     c.id, c.admin_realms
                 )));
             }
+            check_client_auth(c)?;
             let realm = c.realm.clone().unwrap_or_else(|| c.id.clone());
             if clients
                 .insert(

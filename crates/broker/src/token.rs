@@ -18,7 +18,9 @@ use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenPar
 use serde_json::{Map, Value, json};
 
 use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key, userinfo_audience};
+use crate::client_assertion;
 use crate::code::{CodeRecord, CodeSpent};
+use crate::config::ClientAuthMethod;
 use crate::identity;
 use crate::refresh::{self, RefreshRecord, store_error};
 use crate::state::{Broker, Client, Inner};
@@ -28,29 +30,40 @@ use crate::store::keys;
 /// matters: the answer is a refusal either way).
 const UNKNOWN_CLIENT_SECRET: &str = "\u{0}no client has this secret\u{0}";
 
-/// The client a token-endpoint request (or introspection, or revocation) authenticates as.
-pub(crate) fn authenticate<'a>(
+/// The client a token-endpoint request (or introspection, or revocation) authenticates as, by
+/// the one method it is registered for.
+pub(crate) async fn authenticate<'a>(
     inner: &'a Inner,
     headers: &HeaderMap,
     form: &TokenParams,
 ) -> Result<&'a Client, OAuthError> {
-    let creds = ClientCredentials::from_request(
-        headers,
-        form.client_id.as_deref(),
-        form.client_secret.as_deref(),
-    )?;
+    let creds = ClientCredentials::from_token_request(headers, form)?;
     let basic = creds.method == AuthMethod::ClientSecretBasic;
-    // One answer for an unknown client and a wrong secret, so client ids cannot be probed; the
-    // comparison runs either way, against a stand-in for an unknown client.
+    // One answer for an unknown client, a wrong secret, a bad assertion and the wrong method,
+    // so client ids cannot be probed; a secret comparison runs either way, against a stand-in
+    // for an unknown client.
+    let refused = || OAuthError::invalid_client("client authentication failed", basic);
     let registered = inner.clients.get(&creds.client_id);
-    let secret = registered.map_or(UNKNOWN_CLIENT_SECRET, |c| c.config.secret.expose());
-    let checked = creds.check_secret(secret);
-    match (registered, checked) {
+    if let Some(client) = registered
+        && client.config.token_endpoint_auth_method == ClientAuthMethod::PrivateKeyJwt
+    {
+        let (Some(jwks), Some(assertion)) = (&client.config.jwks, &creds.assertion) else {
+            return Err(refused());
+        };
+        return match client_assertion::verify(inner, &client.config.id, jwks, assertion).await {
+            Ok(()) => Ok(client),
+            Err(e) => {
+                tracing::warn!(client = %client.config.id, error = %e, "client assertion refused");
+                Err(refused())
+            }
+        };
+    }
+    let secret = registered
+        .and_then(|c| c.config.secret.as_ref())
+        .map_or(UNKNOWN_CLIENT_SECRET, |s| s.expose());
+    match (registered, creds.check_secret(secret)) {
         (Some(client), Ok(())) => Ok(client),
-        _ => Err(OAuthError::invalid_client(
-            "client authentication failed",
-            basic,
-        )),
+        _ => Err(refused()),
     }
 }
 
@@ -70,7 +83,7 @@ pub async fn token(
 ) -> Result<Response, OAuthError> {
     let inner = broker.inner();
     let form = TokenParams::parse(&body)?;
-    let client = authenticate(inner, &headers, &form)?;
+    let client = authenticate(inner, &headers, &form).await?;
     let per_client = inner.config.limits.token_per_client_per_minute;
     if !crate::limits::allow(inner, "token-client", &client.config.id, per_client).await {
         tracing::warn!(client = %client.config.id, "rate limit reached for a client");

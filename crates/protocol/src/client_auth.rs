@@ -1,6 +1,8 @@
 //! How a client authenticates at the token endpoint (RFC 6749 §2.3.1, OIDC Core §9):
-//! `client_secret_basic` (HTTP Basic with form-urlencoded id and secret) or `client_secret_post`
-//! (the same two values in the form body). Using both at once is refused, as the RFC requires.
+//! `client_secret_basic` (HTTP Basic with form-urlencoded id and secret), `client_secret_post`
+//! (the same two values in the form body) or `private_key_jwt` (a JWT signed with the client's
+//! own key, RFC 7523 §2.2; verified by the provider, which holds the registered keys). Using
+//! two methods at once is refused, as the RFC requires.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -8,13 +10,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::error::OAuthError;
+use crate::params::TokenParams;
 use crate::secret::constant_time_eq;
+
+/// The one `client_assertion_type` of `private_key_jwt` (RFC 7523 §2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Which method the client used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    PrivateKeyJwt,
     /// A public client naming itself by `client_id` only.
     None,
 }
@@ -24,10 +31,58 @@ pub enum AuthMethod {
 pub struct ClientCredentials {
     pub client_id: String,
     pub secret: Option<String>,
+    /// The signed client assertion (`private_key_jwt`), not yet verified.
+    pub assertion: Option<String>,
     pub method: AuthMethod,
 }
 
 impl ClientCredentials {
+    /// Reads the credentials of a token, introspection or revocation request: a client
+    /// assertion, or else a secret ([`ClientCredentials::from_request`]). With an assertion
+    /// and no `client_id`, the client is the assertion's `iss` (to be verified, with `sub`, by
+    /// the provider).
+    pub fn from_token_request(headers: &HeaderMap, form: &TokenParams) -> Result<Self, OAuthError> {
+        let (kind, assertion) = match (
+            form.client_assertion_type.as_deref(),
+            form.client_assertion.as_deref(),
+        ) {
+            (None, None) => {
+                return Self::from_request(
+                    headers,
+                    form.client_id.as_deref(),
+                    form.client_secret.as_deref(),
+                );
+            }
+            (Some(kind), Some(assertion)) => (kind, assertion),
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "client_assertion and client_assertion_type go together",
+                ));
+            }
+        };
+        if headers.contains_key(AUTHORIZATION) || form.client_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not both",
+            ));
+        }
+        let fail = |why: &str| OAuthError::invalid_client(why, false);
+        if kind != JWT_BEARER {
+            return Err(fail("unsupported client_assertion_type"));
+        }
+        let client_id = match &form.client_id {
+            Some(id) => id.clone(),
+            None => {
+                unverified_issuer(assertion).ok_or_else(|| fail("malformed client assertion"))?
+            }
+        };
+        Ok(Self {
+            client_id,
+            secret: None,
+            assertion: Some(assertion.to_owned()),
+            method: AuthMethod::PrivateKeyJwt,
+        })
+    }
+
     /// Reads the credentials from the `Authorization` header or the form fields.
     pub fn from_request(
         headers: &HeaderMap,
@@ -60,6 +115,7 @@ impl ClientCredentials {
                 Ok(Self {
                     client_id: id,
                     secret: Some(secret),
+                    assertion: None,
                     method: AuthMethod::ClientSecretBasic,
                 })
             }
@@ -68,6 +124,7 @@ impl ClientCredentials {
                     .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?
                     .to_owned(),
                 secret: Some(secret.to_owned()),
+                assertion: None,
                 method: AuthMethod::ClientSecretPost,
             }),
             (None, None) => Ok(Self {
@@ -77,6 +134,7 @@ impl ClientCredentials {
                     })?
                     .to_owned(),
                 secret: None,
+                assertion: None,
                 method: AuthMethod::None,
             }),
         }
@@ -93,6 +151,15 @@ impl ClientCredentials {
             )),
         }
     }
+}
+
+/// The `iss` of a JWT's payload, read without verifying anything: only to find which
+/// client's keys to verify it with.
+fn unverified_issuer(jwt: &str) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1)?).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value ('+' is a space), as RFC 6749
@@ -120,6 +187,7 @@ fn form_urldecode(value: &str) -> Option<String> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn basic(raw: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -154,6 +222,43 @@ mod tests {
     fn both_methods_at_once_are_refused() {
         let err = ClientCredentials::from_request(&basic("a:b"), Some("a"), Some("b")).unwrap_err();
         assert_eq!(err.error, crate::error::OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn a_client_assertion_names_its_client_and_excludes_other_methods() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"portal","sub":"portal"}"#);
+        let jwt = format!("e30.{payload}.sig");
+        let form = |kind: Option<&str>, id: Option<&str>, secret: Option<&str>| TokenParams {
+            client_assertion_type: kind.map(str::to_owned),
+            client_assertion: Some(jwt.clone()),
+            client_id: id.map(str::to_owned),
+            client_secret: secret.map(str::to_owned),
+            ..TokenParams::default()
+        };
+        let none = HeaderMap::new();
+        let c = ClientCredentials::from_token_request(&none, &form(Some(JWT_BEARER), None, None))
+            .unwrap();
+        assert_eq!(
+            (c.client_id.as_str(), c.method),
+            ("portal", AuthMethod::PrivateKeyJwt)
+        );
+        assert_eq!(c.assertion.as_deref(), Some(jwt.as_str()));
+        assert!(c.check_secret("").is_err());
+        let with_id = form(Some(JWT_BEARER), Some("other"), None);
+        assert_eq!(
+            ClientCredentials::from_token_request(&none, &with_id)
+                .unwrap()
+                .client_id,
+            "other"
+        );
+        for (headers, f) in [
+            (basic("portal:s"), form(Some(JWT_BEARER), None, None)),
+            (none.clone(), form(Some(JWT_BEARER), None, Some("s"))),
+            (none.clone(), form(None, None, None)),
+            (none.clone(), form(Some("urn:other"), None, None)),
+        ] {
+            assert!(ClientCredentials::from_token_request(&headers, &f).is_err());
+        }
     }
 
     #[test]

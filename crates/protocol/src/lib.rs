@@ -13,6 +13,7 @@ pub mod client_auth;
 pub mod clock;
 pub mod crypto;
 pub mod error;
+pub mod jws;
 pub mod keys;
 pub mod params;
 pub mod pkce;

@@ -44,6 +44,10 @@ pub struct TokenParams {
     pub code_verifier: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9): the type, always
+    /// [`crate::client_auth::JWT_BEARER`], and the signed assertion.
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
     /// For the client_credentials grant (RFC 6749 §4.4.2), or to narrow a refresh (§6).
     pub scope: Option<String>,
     /// For the refresh_token grant (RFC 6749 §6).

@@ -33,6 +33,14 @@ pub fn pending_consent(consent_id: &str) -> String {
     format!("lt:consent-pending:{{{}}}", sha256_b64url(consent_id))
 }
 
+/// A client assertion's `jti`, spent (the replay cache of `private_key_jwt`).
+pub fn client_assertion(client_id: &str, jti: &str) -> String {
+    format!(
+        "lt:assertion:{{{}}}",
+        sha256_b64url(&format!("{client_id}\u{0}{jti}"))
+    )
+}
+
 /// An authorization code's record, and the marker its redemption leaves: one hash tag, so one
 /// script can take the first and write the second.
 pub fn code(code: &str) -> String {
