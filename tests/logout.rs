@@ -134,6 +134,50 @@ async fn a_sign_out_ends_the_session_everywhere_notifies_every_system_and_the_id
 }
 
 #[tokio::test]
+async fn without_the_upstream_id_token_kept_the_idp_session_still_ends_by_client_id() {
+    let env = Env::with(Options {
+        upstream_extra: Some("logout_id_token_hint = false".into()),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let a = tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    let r = browser
+        .get(&logout_url(
+            &env,
+            &[("id_token_hint", a["id_token"].as_str().unwrap())],
+        ))
+        .await;
+    let next = if r.status() == StatusCode::OK {
+        let page = r.text().await.unwrap();
+        page.split("http-equiv=\"refresh\" content=\"2;url=")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page moves on by itself")
+            .replace("&#38;", "&")
+            .replace("&amp;", "&")
+    } else {
+        location(&r)
+    };
+    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    let q = query(&next);
+    assert!(!q.contains_key("id_token_hint"), "{next}");
+    assert_eq!(q["client_id"], "lienthong");
+    let back = location(&browser.get(&next).await);
+    assert!(back.starts_with(&format!("{}/logout/callback", env.issuer)));
+    let again = location(
+        &browser
+            .get(&AuthRequest::new(PORTAL_A).url(&env.issuer))
+            .await,
+    );
+    let form = browser.get(&again).await;
+    assert!(
+        form.text().await.unwrap().contains("Mật khẩu"),
+        "the IdP's session ended too"
+    );
+}
+
+#[tokio::test]
 async fn a_sign_out_never_redirects_to_an_unregistered_address_and_ends_nothing() {
     let env = Env::start().await;
     let browser = Browser::new();

@@ -115,6 +115,8 @@ pub struct Options {
     pub limits: Option<String>,
     /// More configuration, appended at the end (whole tables).
     pub extra: Option<String>,
+    /// More keys of the `[upstream]` table.
+    pub upstream_extra: Option<String>,
     /// How long the broker caches the IdP's discovery and keys (default 0: never).
     pub metadata_ttl_secs: u64,
 }
@@ -227,6 +229,7 @@ impl Env {
             userinfo = "{userinfo}"
             metadata_ttl_secs = {ttl}
             claims = {{ preset = "{preset}" }}
+            {upstream_extra}
             [[realms]]
             id = "{ONESTOP}"
             policy = "linked"
@@ -301,6 +304,7 @@ impl Env {
             {extra}
             "#,
             extra = o.extra.as_deref().unwrap_or_default(),
+            upstream_extra = o.upstream_extra.as_deref().unwrap_or_default(),
             ttl = o.metadata_ttl_secs,
             idp_issuer = idp.issuer,
             userinfo = if o.vnconnect { "post" } else { "get" },

@@ -105,7 +105,7 @@ pub async fn callback(
             auth_time: login.auth_time.unwrap_or(now),
             amr: login.amr,
             created_at: now,
-            upstream_id_token: login.id_token,
+            upstream_id_token: inner.config.upstream.logout_id_token_hint.then_some(login.id_token),
         };
         let level = session.level;
         let (live, cookie) = inner.open_session(session).await?;

@@ -227,7 +227,7 @@ async fn end(
     let upstream = inner
         .upstream
         .end_session_url(
-            &live.session.upstream_id_token,
+            live.session.upstream_id_token.as_deref(),
             &format!("{}/logout/callback", inner.issuer),
             &state,
         )

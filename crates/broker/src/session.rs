@@ -26,8 +26,10 @@ pub struct SsoSession {
     pub auth_time: u64,
     pub amr: Vec<String>,
     pub created_at: u64,
-    /// The upstream ID token, for ending the upstream session at logout.
-    pub upstream_id_token: String,
+    /// The upstream ID token, for ending the upstream session at logout (unless
+    /// `upstream.logout_id_token_hint` is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_id_token: Option<String>,
 }
 
 impl Record for SsoSession {

@@ -283,7 +283,7 @@ impl Connector {
     /// end-session endpoint (or cannot be reached: the broker's own sign-out stands regardless).
     pub async fn end_session_url(
         &self,
-        id_token_hint: &str,
+        id_token_hint: Option<&str>,
         post_logout_redirect_uri: &str,
         state: &str,
     ) -> Option<String> {
@@ -294,8 +294,10 @@ impl Connector {
             .end_session_endpoint
             .as_deref()?;
         let mut url = url::Url::parse(endpoint).ok()?;
+        if let Some(hint) = id_token_hint {
+            url.query_pairs_mut().append_pair("id_token_hint", hint);
+        }
         url.query_pairs_mut()
-            .append_pair("id_token_hint", id_token_hint)
             .append_pair("post_logout_redirect_uri", post_logout_redirect_uri)
             .append_pair("client_id", &self.config.client_id)
             .append_pair("state", state);
