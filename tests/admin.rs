@@ -7,16 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn admin_token(env: &Env, client: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/token", env.issuer))
-        .basic_auth(client, Some(SECRET))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "accounts:admin"),
-        ])
-        .send()
-        .await
-        .unwrap()
+    client_credentials(env, client, "accounts:admin").await
 }
 
 #[tokio::test]

@@ -86,12 +86,7 @@ async fn introspect(env: &Env, form: &[(&str, &str)]) -> (StatusCode, Value) {
 async fn a_private_key_jwt_client_signs_in_and_each_assertion_works_once() {
     let keys = KeySet::generate(&[Algorithm::ES256]).unwrap();
     let env = env_with_keyed_client(&keys).await;
-    let discovery: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = discovery(&env).await;
     assert!(
         discovery["token_endpoint_auth_methods_supported"]
             .as_array()

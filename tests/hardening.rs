@@ -17,19 +17,7 @@ async fn a_scope_the_client_may_not_have_never_reaches_its_tokens() {
     assert_eq!(t["scope"], "openid profile", "requested ∩ allowed");
     assert!(t.get("refresh_token").is_none());
     // The access token's own scope claim says the same.
-    let payload = t["access_token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap();
-    use base64::Engine;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = jwt_payload(t["access_token"].as_str().unwrap());
     assert_eq!(claims["scope"], "openid profile");
 }
 
@@ -209,11 +197,7 @@ async fn every_route_answers_with_the_security_headers() {
 
 #[tokio::test]
 async fn the_consent_page_cannot_be_framed_and_userinfo_is_never_cached() {
-    let env = Env::with(Options {
-        consent: true,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_consent().await;
     let browser = Browser::new();
     let r = login(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
     assert_eq!(r.status(), StatusCode::OK, "the consent page");
@@ -330,24 +314,11 @@ async fn pending_logins_are_capped_in_total_and_the_admin_api_per_client() {
         }
     }
     assert_eq!(statuses, [303, 303, 303, 503]);
-    let admin: Value = reqwest::Client::new()
-        .post(format!("{}/token", env.issuer))
-        .basic_auth("ops", Some(SECRET))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "accounts:admin"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = admin["access_token"].as_str().unwrap();
+    let token = admin_access_token(&env, "ops").await;
     let list = || {
         reqwest::Client::new()
             .get(format!("{}/admin/realms/{ONESTOP}/links", env.issuer))
-            .bearer_auth(token)
+            .bearer_auth(&token)
             .send()
     };
     for _ in 0..2 {
@@ -378,69 +349,61 @@ async fn oversized_parameters_are_refused_before_anything_is_stored() {
     assert_eq!(q["error"], "invalid_request");
 }
 
-#[tokio::test]
-async fn a_connection_that_stalls_in_its_headers_is_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A broker whose connections wait at most a second for a request's headers, and its address.
+async fn with_a_one_second_header_timeout() -> (Env, String) {
     let env = Env::with(Options {
         extra: Some("[server]\nheader_read_timeout_secs = 1".into()),
         ..Options::default()
     })
     .await;
     let addr = env.issuer.trim_start_matches("http://").to_owned();
-    // Slowloris: half a request, then silence.
-    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stalled
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .await
-        .unwrap();
+    (env, addr)
+}
+
+/// Opens a connection, sends `bytes`, and reads until the server closes it (at most 5 s):
+/// what came back, and how long the server took to close.
+async fn send_and_wait_for_close(addr: &str, bytes: &[u8]) -> (Vec<u8>, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        stalled.read_to_end(&mut buf),
+        stream.read_to_end(&mut buf),
     )
     .await;
     assert!(read.is_ok(), "the server closed the connection by itself");
+    (buf, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_connection_that_stalls_in_its_headers_is_closed() {
+    let (_env, addr) = with_a_one_second_header_timeout().await;
+    // Slowloris: half a request, then silence.
+    let (_, took) =
+        send_and_wait_for_close(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(4),
+        took < std::time::Duration::from_secs(4),
         "within the header timeout, not the test's"
     );
     // A complete request on time is served as usual.
-    let mut fine = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    fine.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    fine.read_to_string(&mut answer).await.unwrap();
+    let (answer, _) = send_and_wait_for_close(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let env = Env::with(Options {
-        extra: Some("[server]\nheader_read_timeout_secs = 1".into()),
-        ..Options::default()
-    })
-    .await;
-    let addr = env.issuer.trim_start_matches("http://").to_owned();
+    let (_env, addr) = with_a_one_second_header_timeout().await;
     // One request answered on a keep-alive connection, then nothing: the wait for the next
     // request's headers is bounded too, so an idle connection does not stay open for ever.
-    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        idle.read_to_end(&mut buf),
-    )
-    .await;
-    assert!(
-        read.is_ok(),
-        "the server closed the idle connection by itself"
-    );
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
-    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let (answer, took) =
+        send_and_wait_for_close(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(took < std::time::Duration::from_secs(4));
 }

@@ -114,12 +114,7 @@ async fn each_client_gets_the_algorithm_it_registered() {
         );
         env.verify_id_token(id, client).await;
     }
-    let discovery: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = discovery(&env).await;
     assert_eq!(
         discovery["id_token_signing_alg_values_supported"],
         serde_json::json!(["ES256", "RS256", "EdDSA"])

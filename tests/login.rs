@@ -422,11 +422,7 @@ async fn a_level_1_account_does_not_satisfy_a_request_for_level_2() {
 
 #[tokio::test]
 async fn consent_is_asked_once_remembered_and_refusable() {
-    let env = Env::with(Options {
-        consent: true,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_consent().await;
     let browser = Browser::new();
     let req = AuthRequest::new(PORTAL_A);
     let page = login(&env, &browser, &req, AN).await;
@@ -566,12 +562,7 @@ async fn the_token_endpoint_authenticates_clients_as_the_standard_says() {
 #[tokio::test]
 async fn discovery_describes_the_provider_exactly() {
     let env = Env::start().await;
-    let d: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: Value = discovery(&env).await;
     assert_eq!(d["issuer"], env.issuer.as_str());
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
     assert_eq!(

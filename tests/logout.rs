@@ -52,12 +52,7 @@ async fn a_sign_out_ends_the_session_everywhere_notifies_every_system_and_the_id
     assert_eq!(id_b["sid"], sid, "one session, one sid");
 
     // Discovery says where and how.
-    let discovery: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = discovery(&env).await;
     assert_eq!(
         discovery["end_session_endpoint"],
         format!("{}/logout", env.issuer)

@@ -86,11 +86,7 @@ async fn a_lookup_realms_endpoint_receives_nothing_when_the_citizen_refuses_cons
 
 #[tokio::test]
 async fn no_account_is_provisioned_before_consent() {
-    let env = Env::with(Options {
-        consent: true,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_consent().await;
     let browser = Browser::new();
     let req = AuthRequest::new(PORTAL_A);
     let id = up_to_consent(&env, &browser, &req).await;

@@ -15,6 +15,17 @@ fn token_endpoint(env: &Env) -> String {
     format!("{}/token", env.issuer)
 }
 
+/// `POST /token` as `client` (by its secret) with `form`.
+async fn post_token(env: &Env, client: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(token_endpoint(env))
+        .basic_auth(client, Some(SECRET))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The broker's answer must be a page of its own, never a redirect away.
 fn assert_page_not_redirect(r: &reqwest::Response, what: &str) {
     assert!(
@@ -47,20 +58,14 @@ async fn rfc9700_4_1_insufficient_redirect_uri_validation() {
     ];
     let browser = Browser::new();
     for variant in variants {
-        let mut url = url::Url::parse(&AuthRequest::new(PORTAL_A).url(&env.issuer)).unwrap();
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "redirect_uri" {
-                    variant.clone()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
+        let url = rewrite_query(&AuthRequest::new(PORTAL_A).url(&env.issuer), |k, v| {
+            Some(if k == "redirect_uri" {
+                variant.clone()
+            } else {
+                v
             })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-        let r = browser.get(url.as_str()).await;
+        });
+        let r = browser.get(&url).await;
         assert_page_not_redirect(&r, &variant);
     }
 }
@@ -70,11 +75,7 @@ async fn rfc9700_4_1_insufficient_redirect_uri_validation() {
 /// neither `state` nor a code leaks to a third party.
 #[tokio::test]
 async fn rfc9700_4_2_credential_leakage_via_referer_headers() {
-    let env = Env::with(Options {
-        consent: true,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_consent().await;
     let browser = Browser::new();
     let req = AuthRequest::new(PORTAL_A);
     let to_idp = browser.get(&req.url(&env.issuer)).await;
@@ -114,12 +115,7 @@ async fn rfc9700_4_3_credential_leakage_via_browser_history() {
     let from_history = redeem(&env, &req, &code, &req.verifier).await;
     assert_eq!(from_history.status(), StatusCode::BAD_REQUEST);
     let userinfo = format!("{}/userinfo", env.issuer);
-    let revoked = reqwest::Client::new()
-        .get(&userinfo)
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let revoked = bearer_get(&userinfo, &access).await;
     assert_eq!(
         revoked.status(),
         StatusCode::UNAUTHORIZED,
@@ -144,20 +140,14 @@ async fn rfc9700_4_4_mix_up_attacks() {
     let to_idp = location(&browser.get(&req.url(&env.issuer)).await);
     let back = location(&sign_in_at_idp(&browser, &to_idp, AN).await);
     // The attacker's IdP answers in the honest IdP's place: same state, its own issuer.
-    let mut mixed = url::Url::parse(&back).unwrap();
-    let pairs: Vec<(String, String)> = mixed
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == "iss" {
-                "https://attacker.example/idp".to_owned()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
+    let mixed = rewrite_query(&back, |k, v| {
+        Some(if k == "iss" {
+            "https://attacker.example/idp".to_owned()
+        } else {
+            v
         })
-        .collect();
-    mixed.query_pairs_mut().clear().extend_pairs(pairs);
-    let r = browser.get(mixed.as_str()).await;
+    });
+    let r = browser.get(&mixed).await;
     assert_page_not_redirect(&r, "an authorization response from another issuer");
     // Taken and spent: the genuine response cannot be replayed after the refusal either.
     let again = browser.get(&back).await;
@@ -182,32 +172,30 @@ async fn rfc9700_4_5_authorization_code_injection() {
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     // Another client, or another redirect URI, cannot redeem a code either.
     let other = login_for_code(&env, &Browser::new(), &attacker, MAI).await;
-    let as_b = reqwest::Client::new()
-        .post(token_endpoint(&env))
-        .basic_auth(PORTAL_B, Some(SECRET))
-        .form(&[
+    let as_b = post_token(
+        &env,
+        PORTAL_B,
+        &[
             ("grant_type", "authorization_code"),
             ("code", other.as_str()),
             ("redirect_uri", &redirect_uri(PORTAL_A)),
             ("code_verifier", &attacker.verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(as_b.status(), StatusCode::BAD_REQUEST);
     let third = login_for_code(&env, &Browser::new(), &attacker, MAI).await;
-    let wrong_uri = reqwest::Client::new()
-        .post(token_endpoint(&env))
-        .basic_auth(PORTAL_A, Some(SECRET))
-        .form(&[
+    let wrong_uri = post_token(
+        &env,
+        PORTAL_A,
+        &[
             ("grant_type", "authorization_code"),
             ("code", third.as_str()),
             ("redirect_uri", &redirect_uri(PORTAL_B)),
             ("code_verifier", &attacker.verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(wrong_uri.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -220,7 +208,7 @@ async fn rfc9700_4_6_access_token_injection() {
     let access = t["access_token"].as_str().unwrap();
     let id_token = t["id_token"].as_str().unwrap();
     // Forged: the same claims signed by a key of the attacker's.
-    let claims = jwt_claims(access);
+    let claims = jwt_payload(access);
     let forger = lienthong_protocol::KeySet::generate(&[jsonwebtoken::Algorithm::ES256]).unwrap();
     let forged = forger
         .sign(jsonwebtoken::Algorithm::ES256, "at+jwt", &claims)
@@ -231,34 +219,13 @@ async fn rfc9700_4_6_access_token_injection() {
         ("an ID token", id_token),
         ("garbage", "e30.e30.e30"),
     ] {
-        let r = reqwest::Client::new()
-            .get(&userinfo)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let r = bearer_get(&userinfo, token).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
     }
     // A citizen's access token at the admin API: another audience.
     let admin = format!("{}/admin/realms/{ONESTOP}/links", env.issuer);
-    let r = reqwest::Client::new()
-        .get(&admin)
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    let r = bearer_get(&admin, access).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-}
-
-fn jwt_claims(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// §4.7: login CSRF against the broker as a client — the attacker's authorization response
@@ -267,11 +234,7 @@ fn jwt_claims(jwt: &str) -> Value {
 /// the browser whose session asked.
 #[tokio::test]
 async fn rfc9700_4_7_cross_site_request_forgery() {
-    let env = Env::with(Options {
-        consent: true,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_consent().await;
     let attacker = Browser::new();
     let req = AuthRequest::new(PORTAL_A);
     let to_idp = location(&attacker.get(&req.url(&env.issuer)).await);
@@ -308,16 +271,9 @@ async fn rfc9700_4_8_pkce_downgrade_attack() {
     let env = Env::start().await;
     let browser = Browser::new();
     let base = AuthRequest::new(PORTAL_A);
-    let without: String = {
-        let mut url = url::Url::parse(&base.url(&env.issuer)).unwrap();
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| !k.starts_with("code_challenge"))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-        url.into()
-    };
+    let without = rewrite_query(&base.url(&env.issuer), |k, v| {
+        (!k.starts_with("code_challenge")).then_some(v)
+    });
     let r = browser.get(&without).await;
     assert_eq!(query(&location(&r))["error"], "invalid_request");
     let plain = AuthRequest::new(PORTAL_A);
@@ -329,17 +285,16 @@ async fn rfc9700_4_8_pkce_downgrade_attack() {
     // With a challenge, the code is not redeemed without its verifier.
     let req = AuthRequest::new(PORTAL_A);
     let code = login_for_code(&env, &Browser::new(), &req, AN).await;
-    let r = reqwest::Client::new()
-        .post(token_endpoint(&env))
-        .basic_auth(PORTAL_A, Some(SECRET))
-        .form(&[
+    let r = post_token(
+        &env,
+        PORTAL_A,
+        &[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", &redirect_uri(PORTAL_A)),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -350,28 +305,10 @@ async fn rfc9700_4_8_pkce_downgrade_attack() {
 async fn rfc9700_4_9_access_token_leakage_at_the_resource_server() {
     let env = Env::start().await;
     let t = tokens(&env, &Browser::new(), &AuthRequest::new(PORTAL_A), AN).await;
-    let claims = jwt_claims(t["access_token"].as_str().unwrap());
+    let claims = jwt_payload(t["access_token"].as_str().unwrap());
     assert_eq!(claims["aud"], format!("{}/userinfo", env.issuer));
-    let admin: Value = reqwest::Client::new()
-        .post(token_endpoint(&env))
-        .basic_auth("ops", Some(SECRET))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "accounts:admin"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin_token = admin["access_token"].as_str().unwrap();
-    let r = reqwest::Client::new()
-        .get(format!("{}/userinfo", env.issuer))
-        .bearer_auth(admin_token)
-        .send()
-        .await
-        .unwrap();
+    let admin_token = admin_access_token(&env, "ops").await;
+    let r = bearer_get(&format!("{}/userinfo", env.issuer), &admin_token).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -382,16 +319,11 @@ async fn rfc9700_4_10_misuse_of_stolen_access_tokens() {
     let env = Env::start().await;
     let t = tokens(&env, &Browser::new(), &AuthRequest::new(PORTAL_A), AN).await;
     let access = t["access_token"].as_str().unwrap();
-    let claims = jwt_claims(access);
+    let claims = jwt_payload(access);
     let lifetime = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
     assert!(lifetime <= 300, "short-lived: {lifetime} s");
     let userinfo = format!("{}/userinfo", env.issuer);
-    let works = reqwest::Client::new()
-        .get(&userinfo)
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    let works = bearer_get(&userinfo, access).await;
     assert_eq!(works.status(), StatusCode::OK);
     let revoke = reqwest::Client::new()
         .post(format!("{}/revoke", env.issuer))
@@ -401,12 +333,7 @@ async fn rfc9700_4_10_misuse_of_stolen_access_tokens() {
         .await
         .unwrap();
     assert_eq!(revoke.status(), StatusCode::OK);
-    let stolen = reqwest::Client::new()
-        .get(&userinfo)
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    let stolen = bearer_get(&userinfo, access).await;
     assert_eq!(stolen.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -440,11 +367,7 @@ async fn rfc9700_4_11_open_redirection() {
 /// form) is a 303, so the browser never re-posts the citizen's form to the next site.
 #[tokio::test]
 async fn rfc9700_4_12_307_redirect() {
-    let env = Env::with(Options {
-        consent: true,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_consent().await;
     let browser = Browser::new();
     let req = AuthRequest::new(PORTAL_A);
     let consent = login(&env, &browser, &req, AN).await;
@@ -510,18 +433,10 @@ async fn rfc9700_4_14_refresh_token_protection() {
     let t = tokens(&env, &Browser::new(), &req, AN).await;
     let stolen = t["refresh_token"].as_str().unwrap().to_owned();
     let refresh = |client: &'static str, token: String| {
-        let endpoint = token_endpoint(&env);
+        let env = &env;
         async move {
-            reqwest::Client::new()
-                .post(endpoint)
-                .basic_auth(client, Some(SECRET))
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap()
+            let form = [("grant_type", "refresh_token"), ("refresh_token", &token)];
+            post_token(env, client, &form).await
         }
     };
     assert_eq!(
@@ -552,34 +467,21 @@ async fn rfc9700_4_14_refresh_token_protection() {
 #[tokio::test]
 async fn rfc9700_4_15_client_impersonating_resource_owner() {
     let env = Env::start().await;
-    let client_credentials = |scope: &'static str| {
-        reqwest::Client::new()
-            .post(token_endpoint(&env))
-            .basic_auth("ops", Some(SECRET))
-            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-            .send()
-    };
     // A citizen's scopes by the client's own grant: refused.
-    let r = client_credentials("openid profile").await.unwrap();
+    let r = client_credentials(&env, "ops", "openid profile").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_scope");
-    let admin: Value = client_credentials("accounts:admin")
+    let admin: Value = client_credentials(&env, "ops", "accounts:admin")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert!(admin.get("id_token").is_none(), "no ID token for a client");
     let token = admin["access_token"].as_str().unwrap();
-    let claims = jwt_claims(token);
+    let claims = jwt_payload(token);
     assert_eq!(claims["client_id"], "ops");
     assert_eq!(claims["scope"], "accounts:admin");
-    let r = reqwest::Client::new()
-        .get(format!("{}/userinfo", env.issuer))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = bearer_get(&format!("{}/userinfo", env.issuer), token).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -587,11 +489,7 @@ async fn rfc9700_4_15_client_impersonating_resource_owner() {
 /// be framed.
 #[tokio::test]
 async fn rfc9700_4_16_clickjacking() {
-    let env = Env::with(Options {
-        consent: true,
-        ..Options::default()
-    })
-    .await;
+    let env = Env::with_consent().await;
     let consent = login(&env, &Browser::new(), &AuthRequest::new(PORTAL_A), AN).await;
     assert_eq!(consent.status(), StatusCode::OK);
     let csp = consent.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
@@ -629,12 +527,7 @@ async fn rfc9700_4_17_attacks_on_in_browser_communication_flows() {
 #[tokio::test]
 async fn rfc9700_4_18_authorization_server_redirecting_to_phishing_site() {
     let env = Env::start().await;
-    let discovery: Value = reqwest::get(format!("{}/.well-known/openid-configuration", env.issuer))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = discovery(&env).await;
     assert!(discovery.get("registration_endpoint").is_none());
     let register = reqwest::Client::new()
         .post(format!("{}/register", env.issuer))

@@ -193,6 +193,15 @@ impl Env {
         Self::with(Options::default()).await
     }
 
+    /// A broker whose systems ask for consent.
+    pub async fn with_consent() -> Self {
+        Self::with(Options {
+            consent: true,
+            ..Options::default()
+        })
+        .await
+    }
+
     pub async fn with(o: Options) -> Self {
         lienthong_protocol::crypto::install();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -656,6 +665,67 @@ pub async fn tokens(
     let r = redeem(env, req, &code, &req.verifier).await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
+}
+
+/// The broker's discovery document.
+pub async fn discovery(env: &Env) -> Value {
+    json_of(reqwest::Client::new().get(format!("{}/.well-known/openid-configuration", env.issuer)))
+        .await
+}
+
+/// `POST /token` with the client_credentials grant and `scope`, as `client` (by its secret).
+pub async fn client_credentials(env: &Env, client: &str, scope: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/token", env.issuer))
+        .basic_auth(client, Some(SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An admin access token of `client` (scope `accounts:admin`).
+pub async fn admin_access_token(env: &Env, client: &str) -> String {
+    let answer: Value = client_credentials(env, client, "accounts:admin")
+        .await
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+/// `GET url` with a bearer token.
+pub async fn bearer_get(url: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A JWT's payload, decoded without any check (to look at what a token says).
+pub fn jwt_payload(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a compact JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// `url` with each query parameter's value passed through `change(name, value)`; a `None`
+/// drops the parameter.
+pub fn rewrite_query(url: &str, change: impl Fn(&str, String) -> Option<String>) -> String {
+    let mut url = Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter_map(|(k, v)| change(&k, v.into_owned()).map(|v| (k.into_owned(), v)))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    url.into()
 }
 
 /// Sends a request and returns its status.
