@@ -2,14 +2,21 @@
 //!
 //! Like mini-redis's `Db`, the state sits behind one `std::sync::Mutex` (every critical section
 //! is a map operation with no `.await`, so a blocking mutex is correct and cheap) next to a
-//! `BTreeSet` ordered by expiry. One background task sleeps until the next expiry, drops what has
+//! min-heap of deadlines. One background task sleeps until the next expiry, drops what has
 //! expired, and stops when the last handle to the store is dropped. Reads also check expiry, so
 //! an entry is never seen after its deadline even if the sweeper is late.
+//!
+//! Memory per entry is what bounds the sessions one node holds, so the map and the heap share
+//! one allocation of each key (`Arc<str>`), and a heap slot is 24 bytes. The heap is not kept in
+//! step with deletions and new deadlines: a slot whose deadline is no longer its entry's is
+//! simply dropped when it comes up (it holds the key's allocation until then, at most one
+//! lifetime of the entry).
 //!
 //! Deadlines are read from the broker's [`Clock`], like every other expiry, so a test that moves
 //! a `MockClock` past a code's lifetime sees the code gone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,8 +45,9 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    entries: HashMap<String, Entry>,
-    expirations: BTreeSet<(Deadline, String)>,
+    entries: HashMap<Arc<str>, Entry>,
+    /// Every deadline set, earliest on top; see the module's note on stale slots.
+    expirations: BinaryHeap<Reverse<(Deadline, Arc<str>)>>,
     shutdown: bool,
 }
 
@@ -51,7 +59,9 @@ struct Entry {
 /// What a key holds: like Redis, a value, a set or a counter.
 enum Data {
     Bytes(Vec<u8>),
-    Set(BTreeSet<String>),
+    /// Sorted, without duplicates. Sets here are small (a session's clients, a refresh-token
+    /// family), where a vector costs a fraction of a tree's nodes.
+    Set(Vec<Box<str>>),
     Counter(u64),
 }
 
@@ -133,12 +143,21 @@ impl Shared {
             return None;
         }
         let state = &mut *state;
-        while let Some((when, key)) = state.expirations.first().cloned() {
-            if when > now {
-                return Some(when);
+        while let Some(Reverse((when, _))) = state.expirations.peek() {
+            if *when > now {
+                return Some(*when);
             }
-            state.entries.remove(&key);
-            state.expirations.pop_first();
+            let Some(Reverse((when, key))) = state.expirations.pop() else {
+                break;
+            };
+            // A stale slot (the entry was deleted, or given another deadline) removes nothing.
+            if state
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.expires_at == when)
+            {
+                state.entries.remove(&key);
+            }
         }
         None
     }
@@ -165,40 +184,45 @@ impl State {
         self.entries.get(key).filter(|e| e.expires_at > now)
     }
 
-    /// Inserts; returns true when the new entry expires before everything else, so the sweeper
-    /// must wake up earlier than planned.
-    fn insert(&mut self, key: &str, value: Data, ttl: Duration, now: Deadline) -> bool {
-        let expires_at = now + ttl.as_millis() as u64;
+    /// Plans `key`'s expiry at `when`; returns true when that is before everything else, so the
+    /// sweeper must wake up earlier than planned.
+    fn schedule(&mut self, when: Deadline, key: Arc<str>) -> bool {
         let earliest = self
             .expirations
-            .first()
-            .is_none_or(|(when, _)| expires_at < *when);
-        if let Some(old) = self
-            .entries
-            .insert(key.to_owned(), Entry { value, expires_at })
-        {
-            self.expirations.remove(&(old.expires_at, key.to_owned()));
-        }
-        self.expirations.insert((expires_at, key.to_owned()));
+            .peek()
+            .is_none_or(|Reverse((next, _))| when < *next);
+        self.expirations.push(Reverse((when, key)));
         earliest
+    }
+
+    /// Inserts; returns whether the sweeper must wake earlier.
+    fn insert(&mut self, key: &str, value: Data, ttl: Duration, now: Deadline) -> bool {
+        let expires_at = now + ttl.as_millis() as u64;
+        let entry = Entry { value, expires_at };
+        // A key already present keeps its allocation (the heap may share it).
+        let key = match self.entries.get_key_value(key) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(key),
+        };
+        self.entries.insert(key.clone(), entry);
+        self.schedule(expires_at, key)
     }
 
     fn remove(&mut self, key: &str, now: Deadline) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
-        self.expirations.remove(&(entry.expires_at, key.to_owned()));
         (entry.expires_at > now).then_some(entry)
     }
 
     /// Moves a live key's deadline; returns whether the sweeper must wake earlier.
     fn expire(&mut self, key: &str, ttl: Duration, now: Deadline) -> Option<bool> {
-        let entry = self.entries.get_mut(key).filter(|e| e.expires_at > now)?;
-        let old = entry.expires_at;
-        entry.expires_at = now + ttl.as_millis() as u64;
-        let new = entry.expires_at;
-        self.expirations.remove(&(old, key.to_owned()));
-        let earliest = self.expirations.first().is_none_or(|(when, _)| new < *when);
-        self.expirations.insert((new, key.to_owned()));
-        Some(earliest)
+        let (shared, entry) = self.entries.get_key_value(key)?;
+        if entry.expires_at <= now {
+            return None;
+        }
+        let shared = shared.clone();
+        let new = now + ttl.as_millis() as u64;
+        self.entries.get_mut(key)?.expires_at = new;
+        Some(self.schedule(new, shared))
     }
 }
 
@@ -280,9 +304,11 @@ impl Store for MemoryStore {
         self.with_state(|s, now| {
             let mut members = match s.remove(key, now).map(|e| e.value) {
                 Some(Data::Set(m)) => m,
-                _ => BTreeSet::new(),
+                _ => Vec::new(),
             };
-            members.insert(member.to_owned());
+            if let Err(at) = members.binary_search_by(|m| (**m).cmp(member)) {
+                members.insert(at, member.into());
+            }
             ((), s.insert(key, Data::Set(members), ttl, now))
         });
         Ok(())
@@ -291,7 +317,7 @@ impl Store for MemoryStore {
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         Ok(self.with_state(|s, now| {
             let members = match s.live(key, now).map(|e| &e.value) {
-                Some(Data::Set(m)) => m.iter().cloned().collect(),
+                Some(Data::Set(m)) => m.iter().map(|m| m.to_string()).collect(),
                 _ => Vec::new(),
             };
             (members, false)
@@ -305,8 +331,9 @@ impl Store for MemoryStore {
                 .get_mut(key)
                 .filter(|e| e.expires_at > now)
                 .map(|e| &mut e.value)
+                && let Ok(at) = m.binary_search_by(|m| (**m).cmp(member))
             {
-                m.remove(member);
+                m.remove(at);
             }
             ((), false)
         });
@@ -367,6 +394,54 @@ mod tests {
             "the sweeper removed the expired entry"
         );
         assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_deadline_removes_nothing() {
+        let clock = lienthong_protocol::MockClock::starting_now();
+        let store = MemoryStore::with_clock(clock.clone());
+        let ttl = |secs| Duration::from_secs(secs);
+        // Put again with a longer life, deleted and put back, and kept alive by touch: each
+        // leaves a slot for its first deadline in the heap.
+        store.put("again", b"1".to_vec(), ttl(5)).await.unwrap();
+        store.put("again", b"2".to_vec(), ttl(60)).await.unwrap();
+        store.put("back", b"1".to_vec(), ttl(5)).await.unwrap();
+        store.delete("back").await.unwrap();
+        store.put("back", b"2".to_vec(), ttl(60)).await.unwrap();
+        store.put("touched", b"1".to_vec(), ttl(5)).await.unwrap();
+        assert!(store.touch("touched", ttl(60)).await.unwrap());
+        clock.advance(ttl(6));
+        tokio::time::sleep(ttl(6)).await;
+        assert_eq!(store.shared.lock().entries.len(), 3, "nothing swept early");
+        for key in ["again", "back", "touched"] {
+            assert!(store.get(key).await.unwrap().is_some(), "{key} still there");
+        }
+        clock.advance(ttl(60));
+        tokio::time::sleep(ttl(60)).await;
+        let state = store.shared.lock();
+        assert!(state.entries.is_empty(), "all swept at their own deadlines");
+        assert!(
+            state.expirations.is_empty(),
+            "and every stale slot with them"
+        );
+    }
+
+    #[tokio::test]
+    async fn sets_hold_each_member_once() {
+        let store = MemoryStore::new();
+        let ttl = Duration::from_secs(60);
+        for member in ["portal", "health", "portal", "one-stop"] {
+            store.set_add("s", member, ttl).await.unwrap();
+        }
+        let mut members = store.set_members("s").await.unwrap();
+        members.sort();
+        assert_eq!(members, ["health", "one-stop", "portal"]);
+        store.set_remove("s", "portal").await.unwrap();
+        store.set_remove("s", "absent").await.unwrap();
+        let mut members = store.set_members("s").await.unwrap();
+        members.sort();
+        assert_eq!(members, ["health", "one-stop"]);
+        assert!(store.set_members("no-such-set").await.unwrap().is_empty());
     }
 
     #[tokio::test]
