@@ -7,10 +7,11 @@
 //! an entry is never seen after its deadline even if the sweeper is late.
 //!
 //! Memory per entry is what bounds the sessions one node holds, so the map and the heap share
-//! one allocation of each key (`Arc<str>`), and a heap slot is 24 bytes. The heap is not kept in
-//! step with deletions and new deadlines: a slot whose deadline is no longer its entry's is
-//! simply dropped when it comes up (it holds the key's allocation until then, at most one
-//! lifetime of the entry).
+//! one allocation of each key (`Arc<str>`), and a heap slot is 24 bytes. A live entry has one
+//! slot, at `Entry::scheduled`: a later deadline (a session touched on every sign-in) adds no
+//! slot — when the slot comes up, it is pushed again at the entry's deadline — and only an
+//! earlier one does. A deleted entry's slot is dropped when it comes up (it holds the key's
+//! allocation until then, at most one lifetime of the entry).
 //!
 //! Deadlines are read from the broker's [`Clock`], like every other expiry, so a test that moves
 //! a `MockClock` past a code's lifetime sees the code gone.
@@ -54,6 +55,8 @@ struct State {
 struct Entry {
     value: Data,
     expires_at: Deadline,
+    /// The deadline of this entry's slot in the heap: never after `expires_at`.
+    scheduled: Deadline,
 }
 
 /// What a key holds: like Redis, a value, a set or a counter.
@@ -150,13 +153,17 @@ impl Shared {
             let Some(Reverse((when, key))) = state.expirations.pop() else {
                 break;
             };
-            // A stale slot (the entry was deleted, or given another deadline) removes nothing.
-            if state
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.expires_at == when)
-            {
-                state.entries.remove(&key);
+            // A slot that is not its entry's (the entry was deleted, or planned earlier) does
+            // nothing; an entry whose deadline moved later is planned again, under the same key.
+            match state.entries.get_mut(&key) {
+                Some(entry) if entry.scheduled == when && entry.expires_at <= now => {
+                    state.entries.remove(&key);
+                }
+                Some(entry) if entry.scheduled == when => {
+                    entry.scheduled = entry.expires_at;
+                    state.expirations.push(Reverse((entry.expires_at, key)));
+                }
+                _ => {}
             }
         }
         None
@@ -195,14 +202,34 @@ impl State {
         earliest
     }
 
+    /// Gives a present entry a new deadline; returns whether the sweeper must wake earlier.
+    /// Only a deadline before the entry's slot needs a new slot.
+    fn move_deadline(&mut self, key: &str, expires_at: Deadline) -> Option<bool> {
+        let (shared, entry) = self.entries.get_key_value(key)?;
+        if entry.scheduled <= expires_at {
+            self.entries.get_mut(key)?.expires_at = expires_at;
+            return Some(false);
+        }
+        let shared = shared.clone();
+        let entry = self.entries.get_mut(key)?;
+        entry.expires_at = expires_at;
+        entry.scheduled = expires_at;
+        Some(self.schedule(expires_at, shared))
+    }
+
     /// Inserts; returns whether the sweeper must wake earlier.
     fn insert(&mut self, key: &str, value: Data, ttl: Duration, now: Deadline) -> bool {
         let expires_at = now + ttl.as_millis() as u64;
-        let entry = Entry { value, expires_at };
-        // A key already present keeps its allocation (the heap may share it).
-        let key = match self.entries.get_key_value(key) {
-            Some((shared, _)) => shared.clone(),
-            None => Arc::from(key),
+        if let Some(entry) = self.entries.get_mut(key) {
+            // A key already present keeps its allocation and, if it can, its slot.
+            entry.value = value;
+            return self.move_deadline(key, expires_at).unwrap_or(false);
+        }
+        let key: Arc<str> = Arc::from(key);
+        let entry = Entry {
+            value,
+            expires_at,
+            scheduled: expires_at,
         };
         self.entries.insert(key.clone(), entry);
         self.schedule(expires_at, key)
@@ -215,14 +242,8 @@ impl State {
 
     /// Moves a live key's deadline; returns whether the sweeper must wake earlier.
     fn expire(&mut self, key: &str, ttl: Duration, now: Deadline) -> Option<bool> {
-        let (shared, entry) = self.entries.get_key_value(key)?;
-        if entry.expires_at <= now {
-            return None;
-        }
-        let shared = shared.clone();
-        let new = now + ttl.as_millis() as u64;
-        self.entries.get_mut(key)?.expires_at = new;
-        Some(self.schedule(new, shared))
+        self.live(key, now)?;
+        self.move_deadline(key, now + ttl.as_millis() as u64)
     }
 }
 
@@ -302,14 +323,19 @@ impl Store for MemoryStore {
 
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         self.with_state(|s, now| {
-            let mut members = match s.remove(key, now).map(|e| e.value) {
-                Some(Data::Set(m)) => m,
-                _ => Vec::new(),
-            };
-            if let Err(at) = members.binary_search_by(|m| (**m).cmp(member)) {
-                members.insert(at, member.into());
+            // Added in place to a live set (no new key, no new slot unless the deadline moves
+            // earlier); anything else under the key is replaced by a new set.
+            if let Some(Entry {
+                value: Data::Set(members),
+                ..
+            }) = s.entries.get_mut(key).filter(|e| e.expires_at > now)
+            {
+                if let Err(at) = members.binary_search_by(|m| (**m).cmp(member)) {
+                    members.insert(at, member.into());
+                }
+                return ((), s.expire(key, ttl, now).unwrap_or(false));
             }
-            ((), s.insert(key, Data::Set(members), ttl, now))
+            ((), s.insert(key, Data::Set(vec![member.into()]), ttl, now))
         });
         Ok(())
     }
@@ -345,6 +371,7 @@ impl Store for MemoryStore {
             if let Some(Entry {
                 value: Data::Counter(n),
                 expires_at,
+                ..
             }) = s.entries.get_mut(key)
                 && *expires_at > now
             {
@@ -424,6 +451,41 @@ mod tests {
             state.expirations.is_empty(),
             "and every stale slot with them"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_moved_later_adds_no_slot() {
+        let clock = lienthong_protocol::MockClock::starting_now();
+        let store = MemoryStore::with_clock(clock.clone());
+        store
+            .put("session", b"1".to_vec(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        for _ in 0..1000 {
+            clock.advance(Duration::from_millis(10));
+            assert!(
+                store
+                    .touch("session", Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            );
+            store
+                .set_add("clients", "portal", Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.shared.lock().expirations.len(),
+            2,
+            "one slot per entry however often it is touched"
+        );
+        // Past the first deadline the slot is planned again, not lost.
+        clock.advance(Duration::from_secs(55));
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert!(store.get("session").await.unwrap().is_some());
+        clock.advance(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(store.shared.lock().entries.is_empty());
     }
 
     #[tokio::test]
