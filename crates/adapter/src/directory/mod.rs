@@ -154,10 +154,13 @@ impl Directory {
     pub async fn connect(url: &str) -> Result<Self, DirectoryError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        // An in-memory SQLite database lives in one connection: give the pool exactly one.
+        // SQLite gets exactly one connection. An in-memory database lives in one; and for a
+        // file, SQLite runs one writer at a time anyway, while in WAL mode a connection drops
+        // its whole page cache whenever another one has written: with a pool of eight, nearly
+        // every statement of a login re-read its pages from the file (docs/performance.md).
         let memory = sqlite && url.contains(":memory:");
         let pool = AnyPoolOptions::new()
-            .max_connections(if memory { 1 } else { 8 })
+            .max_connections(if sqlite { 1 } else { 8 })
             .min_connections(if memory { 1 } else { 0 })
             .idle_timeout(if memory {
                 None
@@ -173,7 +176,7 @@ impl Directory {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        // WAL lets readers run beside the writer; NORMAL is durable across
+                        // WAL lets another process (`lienthong accounts`) read beside the writer; NORMAL is durable across
                         // application crashes, which is what a directory needs.
                         sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144;")
                             .execute(conn)
