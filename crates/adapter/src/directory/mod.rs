@@ -121,6 +121,22 @@ pub struct Directory {
     sqlite: bool,
 }
 
+/// What [`Directory::prepare`] reads in one statement.
+#[derive(Default)]
+struct LoginView {
+    /// The citizen record of this upstream identity: key, ID number, CMND.
+    me: Option<(String, Option<String>, Option<String>)>,
+    /// Its link in the realm.
+    own: Option<String>,
+    /// Other citizen records with the same ID number.
+    others: Vec<String>,
+    /// An unbound link in the realm made for the ID number, or for the CMND.
+    unbound_by_number: Option<String>,
+    unbound_by_cmnd: Option<String>,
+    /// A link in the realm held by another record with the same ID number: account, its key.
+    previous: Option<(String, String)>,
+}
+
 fn new_key() -> String {
     lienthong_protocol::secret::random_token(16)
 }
@@ -258,8 +274,6 @@ impl Directory {
         &self,
         c: &CitizenInput<'_>,
     ) -> Result<(String, bool), DirectoryError> {
-        let number = c.citizen_id.map(|n| n.as_str().to_owned());
-        let cmnd = c.legacy_cmnd.map(|n| n.as_str().to_owned());
         let found = sqlx::query("SELECT citizen_key, citizen_id, legacy_cmnd FROM citizens WHERE issuer = $1 AND subject = $2")
             .bind(c.issuer.to_owned())
             .bind(c.subject.to_owned())
@@ -267,85 +281,183 @@ impl Directory {
             .await?;
         if let Some(row) = found {
             let key: String = row.try_get(0)?;
-            let (old_number, old_cmnd): (Option<String>, Option<String>) =
-                (row.try_get(1)?, row.try_get(2)?);
-            let number_changed = number.is_some() && number != old_number;
-            let cmnd_changed = cmnd.is_some() && cmnd != old_cmnd;
-            if number_changed || cmnd_changed {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("UPDATE citizens SET citizen_id = COALESCE($1, citizen_id), legacy_cmnd = COALESCE($2, legacy_cmnd), updated_at = $3 WHERE citizen_key = $4")
-                    .bind(number.clone())
-                    .bind(cmnd.clone())
-                    .bind(self.now())
-                    .bind(key.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                if number_changed {
-                    let detail = json!({ "old": masked(old_number.as_deref()), "new": masked(number.as_deref()) });
-                    self.event(
-                        &mut *tx,
-                        "login",
-                        "id_number_changed",
-                        None,
-                        Some(&key),
-                        detail,
-                    )
-                    .await?;
-                }
-                if cmnd_changed {
-                    let detail = json!({ "old": masked(old_cmnd.as_deref()), "new": masked(cmnd.as_deref()) });
-                    self.event(
-                        &mut *tx,
-                        "login",
-                        "legacy_number_changed",
-                        None,
-                        Some(&key),
-                        detail,
-                    )
-                    .await?;
-                }
-                tx.commit().await?;
-            }
+            self.keep_numbers_current(&key, c, row.try_get(1)?, row.try_get(2)?)
+                .await?;
             return Ok((key, false));
         }
         let key = new_key();
-        let now = self.now();
-        let inserted = sqlx::query("INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING")
-            .bind(key.clone())
-            .bind(c.issuer.to_owned())
-            .bind(c.subject.to_owned())
-            .bind(number.clone())
-            .bind(cmnd)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        if inserted.rows_affected() == 0 {
+        if !self.insert_citizen(&key, c).await? {
             // Another node created it at the same moment: use theirs.
             return Box::pin(self.find_or_create_citizen(c)).await;
         }
-        if let Some(n) = &number {
+        if let Some(n) = c.citizen_id {
             let others = sqlx::query(
                 "SELECT citizen_key FROM citizens WHERE citizen_id = $1 AND citizen_key <> $2",
             )
-            .bind(n.clone())
+            .bind(n.as_str().to_owned())
             .bind(key.clone())
             .fetch_all(&self.pool)
             .await?;
-            for other in others {
-                let previous: String = other.try_get(0)?;
-                let detail = json!({ "number": masked(Some(n)), "previous_citizen_key": previous });
-                self.event(
-                    &self.pool,
-                    "login",
-                    "known_number_new_subject",
-                    None,
-                    Some(&key),
-                    detail,
-                )
-                .await?;
-            }
+            let others: Vec<String> = others
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            self.record_known_number(&key, n, &others).await?;
         }
         Ok((key, true))
+    }
+
+    /// Records a changed ID number or CMND of an existing citizen record, with its event.
+    async fn keep_numbers_current(
+        &self,
+        key: &str,
+        c: &CitizenInput<'_>,
+        old_number: Option<String>,
+        old_cmnd: Option<String>,
+    ) -> Result<(), DirectoryError> {
+        let number = c.citizen_id.map(|n| n.as_str().to_owned());
+        let cmnd = c.legacy_cmnd.map(|n| n.as_str().to_owned());
+        let number_changed = number.is_some() && number != old_number;
+        let cmnd_changed = cmnd.is_some() && cmnd != old_cmnd;
+        if !(number_changed || cmnd_changed) {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE citizens SET citizen_id = COALESCE($1, citizen_id), legacy_cmnd = COALESCE($2, legacy_cmnd), updated_at = $3 WHERE citizen_key = $4")
+            .bind(number.clone())
+            .bind(cmnd.clone())
+            .bind(self.now())
+            .bind(key.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        if number_changed {
+            let detail =
+                json!({ "old": masked(old_number.as_deref()), "new": masked(number.as_deref()) });
+            self.event(
+                &mut *tx,
+                "login",
+                "id_number_changed",
+                None,
+                Some(key),
+                detail,
+            )
+            .await?;
+        }
+        if cmnd_changed {
+            let detail =
+                json!({ "old": masked(old_cmnd.as_deref()), "new": masked(cmnd.as_deref()) });
+            self.event(
+                &mut *tx,
+                "login",
+                "legacy_number_changed",
+                None,
+                Some(key),
+                detail,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates the citizen record under `key`; false if one for this upstream identity exists
+    /// already (created by another node at the same moment).
+    async fn insert_citizen(
+        &self,
+        key: &str,
+        c: &CitizenInput<'_>,
+    ) -> Result<bool, DirectoryError> {
+        let inserted = sqlx::query("INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING")
+            .bind(key.to_owned())
+            .bind(c.issuer.to_owned())
+            .bind(c.subject.to_owned())
+            .bind(c.citizen_id.map(|n| n.as_str().to_owned()))
+            .bind(c.legacy_cmnd.map(|n| n.as_str().to_owned()))
+            .bind(self.now())
+            .execute(&self.pool)
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// A new citizen record whose ID number other records (earlier upstream subjects) hold.
+    async fn record_known_number(
+        &self,
+        key: &str,
+        number: &CitizenId,
+        others: &[String],
+    ) -> Result<(), DirectoryError> {
+        for previous in others {
+            let detail = json!({ "number": number.masked(), "previous_citizen_key": previous });
+            self.event(
+                &self.pool,
+                "login",
+                "known_number_new_subject",
+                None,
+                Some(key),
+                detail,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Everything a login's account step reads, in one statement (one round trip: a hop to
+    /// SQLite's thread or to PostgreSQL costs more than the lookups, docs/performance.md).
+    async fn login_view(
+        &self,
+        realm: &RealmConfig,
+        c: &CitizenInput<'_>,
+    ) -> Result<LoginView, DirectoryError> {
+        // $1, $2: the upstream identity; $3: the realm; $4: the ID number; $5: the CMND, where
+        // the realm matches on it. A NULL number matches nothing.
+        let rows = sqlx::query(
+            "SELECT 'me', citizen_key, citizen_id, legacy_cmnd FROM citizens WHERE issuer = $1 AND subject = $2 \
+             UNION ALL \
+             SELECT 'own', l.local_account_id, NULL, NULL FROM citizens c JOIN account_links l ON l.citizen_key = c.citizen_key \
+             WHERE c.issuer = $1 AND c.subject = $2 AND l.realm = $3 \
+             UNION ALL \
+             SELECT 'other', citizen_key, NULL, NULL FROM citizens WHERE citizen_id = $4 AND NOT (issuer = $1 AND subject = $2) \
+             UNION ALL \
+             SELECT 'citizen_id', local_account_id, NULL, NULL FROM account_links WHERE realm = $3 AND citizen_id = $4 AND citizen_key IS NULL \
+             UNION ALL \
+             SELECT 'legacy_cmnd', local_account_id, NULL, NULL FROM account_links WHERE realm = $3 AND legacy_cmnd = $5 AND citizen_key IS NULL \
+             UNION ALL \
+             SELECT 'previous', l.local_account_id, l.citizen_key, NULL FROM account_links l \
+             WHERE l.realm = $3 AND l.citizen_id = $4 AND l.citizen_key IS NOT NULL \
+             AND l.citizen_key NOT IN (SELECT citizen_key FROM citizens WHERE issuer = $1 AND subject = $2) \
+             UNION ALL \
+             SELECT 'previous', l.local_account_id, l.citizen_key, NULL FROM citizens c JOIN account_links l ON l.citizen_key = c.citizen_key \
+             WHERE l.realm = $3 AND c.citizen_id = $4 AND NOT (c.issuer = $1 AND c.subject = $2)",
+        )
+        .bind(c.issuer.to_owned())
+        .bind(c.subject.to_owned())
+        .bind(realm.id.clone())
+        .bind(c.citizen_id.map(|n| n.as_str().to_owned()))
+        .bind(
+            c.legacy_cmnd
+                .filter(|_| realm.match_legacy_cmnd)
+                .map(|n| n.as_str().to_owned()),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut view = LoginView::default();
+        for row in &rows {
+            let kind: String = row.try_get(0)?;
+            let value: String = row.try_get(1)?;
+            match kind.as_str() {
+                "me" => view.me = Some((value, row.try_get(2)?, row.try_get(3)?)),
+                "own" => view.own = Some(value),
+                "other" => view.others.push(value),
+                "citizen_id" => view.unbound_by_number = Some(value),
+                "legacy_cmnd" => view.unbound_by_cmnd = Some(value),
+                _ => {
+                    if view.previous.is_none() {
+                        view.previous = Some((value, row.try_get(2)?));
+                    }
+                }
+            }
+        }
+        Ok(view)
     }
 
     /// The account of `citizen` in `realm`, under the realm's policy (DESIGN.md step 7).
@@ -375,56 +487,62 @@ impl Directory {
         citizen: &CitizenInput<'_>,
     ) -> Result<Prepared, DirectoryError> {
         let done = |r: Resolution| Ok(Prepared::Done(r));
-        let (key, created) = self.find_or_create_citizen(citizen).await?;
         let r = realm.id.as_str();
-        // 1. This citizen's own link — which a record created just now cannot have yet (each
-        //    statement costs a round trip to SQLite's worker thread; see docs/performance.md).
-        let own = if created {
-            None
-        } else {
-            sqlx::query(
-                "SELECT local_account_id FROM account_links WHERE realm = $1 AND citizen_key = $2",
-            )
-            .bind(r.to_owned())
-            .bind(key.clone())
-            .fetch_optional(&self.pool)
-            .await?
+        let view = self.login_view(realm, citizen).await?;
+        let key = match view.me {
+            Some((key, old_number, old_cmnd)) => {
+                self.keep_numbers_current(&key, citizen, old_number, old_cmnd)
+                    .await?;
+                key
+            }
+            None => {
+                let key = new_key();
+                if !self.insert_citizen(&key, citizen).await? {
+                    // Another node created the record at the same moment: read again.
+                    return Box::pin(self.prepare(realm, citizen)).await;
+                }
+                if let Some(n) = citizen.citizen_id {
+                    self.record_known_number(&key, n, &view.others).await?;
+                }
+                key
+            }
         };
-        if let Some(row) = own {
+        // 1. This citizen's own link (a record created just now has none).
+        if let Some(local_account_id) = view.own {
             return done(Resolution::Account {
-                local_account_id: row.try_get(0)?,
+                local_account_id,
                 how: LinkSource::Existing,
             });
         }
         // 2. A link made beforehand by number (import, admin), not yet bound to anyone.
-        let mut candidates = vec![(
-            "citizen_id",
-            citizen.citizen_id.map(|n| n.as_str().to_owned()),
-        )];
-        if realm.match_legacy_cmnd {
-            candidates.push((
+        let numbers = [
+            (
+                "citizen_id",
+                view.unbound_by_number,
+                citizen.citizen_id.map(CitizenId::as_str),
+            ),
+            (
                 "legacy_cmnd",
-                citizen.legacy_cmnd.map(|n| n.as_str().to_owned()),
-            ));
-        }
-        for (column, value) in candidates {
-            let Some(value) = value else { continue };
+                view.unbound_by_cmnd,
+                citizen.legacy_cmnd.map(LegacyCmnd::as_str),
+            ),
+        ];
+        for (column, local, number) in numbers {
+            let (Some(local), Some(number)) = (local, number) else {
+                continue;
+            };
             let sql = format!(
-                "UPDATE account_links SET citizen_key = $1 WHERE realm = $2 AND {column} = $3 AND citizen_key IS NULL"
+                "UPDATE account_links SET citizen_key = $1 WHERE realm = $2 AND local_account_id = $3 AND {column} = $4 AND citizen_key IS NULL"
             );
             let bound = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(key.clone())
                 .bind(r.to_owned())
-                .bind(value.clone())
+                .bind(local.clone())
+                .bind(number.to_owned())
                 .execute(&self.pool)
                 .await?;
+            // Not 1: bound by someone else since it was read; the next rule decides.
             if bound.rows_affected() == 1 {
-                let local: String = sqlx::query("SELECT local_account_id FROM account_links WHERE realm = $1 AND citizen_key = $2")
-                    .bind(r.to_owned())
-                    .bind(key.clone())
-                    .fetch_one(&self.pool)
-                    .await?
-                    .try_get(0)?;
                 self.event(
                     &self.pool,
                     "login",
@@ -441,53 +559,36 @@ impl Directory {
             }
         }
         // 3. The same ID number is linked here under another upstream subject.
-        if let Some(number) = citizen.citizen_id {
-            // Two indexed lookups, not one OR across a join: that form scans every link of the
-            // realm, and a login's cost grew with the number of citizens (seen in a profile).
-            let previous = sqlx::query(
-                "SELECT l.local_account_id, l.citizen_key FROM account_links l \
-                 WHERE l.realm = $1 AND l.citizen_id = $3 AND l.citizen_key IS NOT NULL AND l.citizen_key <> $2 \
-                 UNION \
-                 SELECT l.local_account_id, l.citizen_key FROM citizens c JOIN account_links l ON l.citizen_key = c.citizen_key \
-                 WHERE l.realm = $1 AND c.citizen_id = $3 AND c.citizen_key <> $2",
-            )
-            .bind(r.to_owned())
-            .bind(key.clone())
-            .bind(number.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(row) = previous {
-                let (local, old_key): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-                let detail = json!({ "number": number.masked(), "local_account_id": local, "previous_citizen_key": old_key });
-                return match realm.on_new_subject {
-                    NewSubjectRule::Refuse => {
-                        self.event(
-                            &self.pool,
-                            "login",
-                            "relink_refused",
-                            Some(r),
-                            Some(&key),
-                            detail,
-                        )
+        if let (Some(number), Some((local, old_key))) = (citizen.citizen_id, view.previous) {
+            let detail = json!({ "number": number.masked(), "local_account_id": local, "previous_citizen_key": old_key });
+            return match realm.on_new_subject {
+                NewSubjectRule::Refuse => {
+                    self.event(
+                        &self.pool,
+                        "login",
+                        "relink_refused",
+                        Some(r),
+                        Some(&key),
+                        detail,
+                    )
+                    .await?;
+                    done(Resolution::NeedsRelink)
+                }
+                NewSubjectRule::Relink => {
+                    sqlx::query("UPDATE account_links SET citizen_key = $1 WHERE realm = $2 AND local_account_id = $3")
+                        .bind(key.clone())
+                        .bind(r.to_owned())
+                        .bind(local.clone())
+                        .execute(&self.pool)
                         .await?;
-                        done(Resolution::NeedsRelink)
-                    }
-                    NewSubjectRule::Relink => {
-                        sqlx::query("UPDATE account_links SET citizen_key = $1 WHERE realm = $2 AND local_account_id = $3")
-                            .bind(key.clone())
-                            .bind(r.to_owned())
-                            .bind(local.clone())
-                            .execute(&self.pool)
-                            .await?;
-                        self.event(&self.pool, "login", "relinked", Some(r), Some(&key), detail)
-                            .await?;
-                        done(Resolution::Account {
-                            local_account_id: local,
-                            how: LinkSource::Relinked,
-                        })
-                    }
-                };
-            }
+                    self.event(&self.pool, "login", "relinked", Some(r), Some(&key), detail)
+                        .await?;
+                    done(Resolution::Account {
+                        local_account_id: local,
+                        how: LinkSource::Relinked,
+                    })
+                }
+            };
         }
         // 4. The realm's policy: `linked` refuses here; the others release something.
         match realm.policy {
