@@ -263,50 +263,6 @@ impl Directory {
         Ok(())
     }
 
-    /// Finds or creates the citizen record for an upstream identity; keeps the current numbers
-    /// and records every change. Returns the citizen key.
-    pub async fn upsert_citizen(&self, c: &CitizenInput<'_>) -> Result<String, DirectoryError> {
-        Ok(self.find_or_create_citizen(c).await?.0)
-    }
-
-    /// [`Directory::upsert_citizen`], saying also whether this call created the record.
-    async fn find_or_create_citizen(
-        &self,
-        c: &CitizenInput<'_>,
-    ) -> Result<(String, bool), DirectoryError> {
-        let found = sqlx::query("SELECT citizen_key, citizen_id, legacy_cmnd FROM citizens WHERE issuer = $1 AND subject = $2")
-            .bind(c.issuer.to_owned())
-            .bind(c.subject.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(row) = found {
-            let key: String = row.try_get(0)?;
-            self.keep_numbers_current(&key, c, row.try_get(1)?, row.try_get(2)?)
-                .await?;
-            return Ok((key, false));
-        }
-        let key = new_key();
-        if !self.insert_citizen(&key, c).await? {
-            // Another node created it at the same moment: use theirs.
-            return Box::pin(self.find_or_create_citizen(c)).await;
-        }
-        if let Some(n) = c.citizen_id {
-            let others = sqlx::query(
-                "SELECT citizen_key FROM citizens WHERE citizen_id = $1 AND citizen_key <> $2",
-            )
-            .bind(n.as_str().to_owned())
-            .bind(key.clone())
-            .fetch_all(&self.pool)
-            .await?;
-            let others: Vec<String> = others
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()?;
-            self.record_known_number(&key, n, &others).await?;
-        }
-        Ok((key, true))
-    }
-
     /// Records a changed ID number or CMND of an existing citizen record, with its event.
     async fn keep_numbers_current(
         &self,
