@@ -192,8 +192,9 @@ impl Directory {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        // WAL lets another process (`lienthong accounts`) read beside the writer; NORMAL is durable across
-                        // application crashes, which is what a directory needs.
+                        // WAL lets another process (`lienthong accounts`) read beside the
+                        // writer; NORMAL is durable across application crashes, which is what
+                        // a directory needs.
                         sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144;")
                             .execute(conn)
                             .await?;
@@ -368,7 +369,7 @@ impl Directory {
         // the realm matches on it. A NULL number matches nothing.
         // Each link is found through a correlated subquery on the (realm, citizen_key) index, not
         // a join: with stale statistics PostgreSQL hashed a join over every link of the realm
-        // (47 ms at 100,000 links, seconds under load), and a subquery cannot be planned so.
+        // (about 45 ms at 100,000 links, seconds under load), and a subquery cannot be planned so.
         let rows = sqlx::query(
             "SELECT 'me', c.citizen_key, c.citizen_id, c.legacy_cmnd, \
              (SELECT l.local_account_id FROM account_links l WHERE l.realm = $3 AND l.citizen_key = c.citizen_key) \
