@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lienthong_broker::store::{Record, Records, Sealer, Store, keys};
+use lienthong_broker::store::{Record, Records, Sealer, Store, Write, keys};
 use lienthong_broker::{MemoryStore, store::RedisStore};
 use lienthong_protocol::secret::random_token;
 
@@ -24,6 +24,7 @@ async fn conforms(store: Arc<dyn Store>) {
     concurrent_set_adds_lose_nothing(store.clone()).await;
     counters_count_and_expire(store.clone()).await;
     touch_moves_the_expiry_without_rewriting(&*store).await;
+    a_batch_does_each_write_as_alone(&*store).await;
     records_of_an_unknown_version_read_as_absent(store.clone()).await;
     store.ping().await.unwrap();
 }
@@ -172,6 +173,69 @@ async fn touch_moves_the_expiry_without_rewriting(store: &dyn Store) {
             .await
             .unwrap()
     );
+}
+
+/// Keys in several slots (as a token response's are), each write with its own effect and
+/// expiry, all done once `write_all` returns.
+async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
+    let (value, set, touched, absent) = (
+        fresh("batch-value"),
+        fresh("batch-set"),
+        fresh("batch-touched"),
+        fresh("batch-absent"),
+    );
+    store
+        .put(&touched, b"old".to_vec(), Duration::from_millis(400))
+        .await
+        .unwrap();
+    store
+        .set_add(&set, "first", Duration::from_millis(400))
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(5);
+    store
+        .write_all(vec![
+            Write::Put {
+                key: value.clone(),
+                value: b"one".to_vec(),
+                ttl: Duration::from_millis(400),
+            },
+            Write::SetAdd {
+                key: set.clone(),
+                member: "second".into(),
+                ttl,
+            },
+            Write::Touch {
+                key: touched.clone(),
+                ttl,
+            },
+            Write::Touch {
+                key: absent.clone(),
+                ttl,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.get(&value).await.unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.set_members(&set).await.unwrap(), ["first", "second"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(store.get(&value).await.unwrap(), None, "its own expiry");
+    assert_eq!(
+        store.set_members(&set).await.unwrap(),
+        ["first", "second"],
+        "the set's expiry moved with the add"
+    );
+    assert_eq!(
+        store.get(&touched).await.unwrap(),
+        Some(b"old".to_vec()),
+        "touched, not rewritten"
+    );
+    assert_eq!(
+        store.get(&absent).await.unwrap(),
+        None,
+        "a touch creates nothing"
+    );
+    store.write_all(Vec::new()).await.unwrap();
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]

@@ -82,13 +82,12 @@ pub(crate) async fn issue_code(
             && request.scopes.iter().any(|s| s == OFFLINE_ACCESS))
         .then(|| identity.clone()),
     };
-    // A set-add, not a rewrite of the session: two logins at once to two systems (on two
-    // nodes) both end in the list that logout will use.
-    inner.add_session_client(live, &client.config.id).await?;
-    inner.touch_session(live).await?;
     let code = random_token(32);
     let ttl = Duration::from_secs(inner.config.tokens.code_secs);
-    inner.store.put(&keys::code(&code), &record, ttl).await?;
+    let mut batch = inner.store.batch();
+    inner.join_session(&mut batch, live, &client.config.id);
+    batch.put(keys::code(&code), &record, ttl);
+    inner.store.write(batch).await?;
     tracing::info!(client = %client.config.id, level = live.session.level.number(), "authorization code issued");
     inner
         .metrics

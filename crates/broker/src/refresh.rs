@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::access_token::grant_key;
 use crate::identity::CitizenIdentity;
 use crate::state::{Client, Inner};
-use crate::store::{Record, StoreError, keys};
+use crate::store::{Batch, Record, StoreError, keys};
 
 /// What a refresh token stands for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,42 +62,29 @@ fn lifetime(inner: &Inner) -> Duration {
     Duration::from_secs(inner.config.tokens.refresh_token_secs)
 }
 
-/// A new refresh token of `record.family`, remembered as a member of the family together with
-/// the grant `jti` issued beside it.
-pub(crate) async fn issue(
+/// A new refresh token of `record.family`, written by `batch` with its family index and as a
+/// member of the family together with the grant `jti` issued beside it.
+pub(crate) fn issue(
     inner: &Inner,
+    batch: &mut Batch<'_>,
     mut record: RefreshRecord,
     jti: &str,
-) -> Result<String, OAuthError> {
+) -> String {
     let token = random_token(32);
     let ttl = lifetime(inner);
     record.expires_at = inner.now() + ttl.as_secs();
     let key = keys::refresh_token(&token);
-    inner
-        .store
-        .raw()
-        .put(
-            &keys::refresh_family(&token),
+    let family = keys::token_family(&record.family);
+    batch
+        .put_raw(
+            keys::refresh_family(&token),
             record.family.clone().into_bytes(),
             ttl,
         )
-        .await
-        .map_err(store_error)?;
-    inner
-        .store
-        .put(&key, &record, ttl)
-        .await
-        .map_err(store_error)?;
-    let family = keys::token_family(&record.family);
-    for member in [key, grant_key(jti)] {
-        inner
-            .store
-            .raw()
-            .set_add(&family, &member, ttl)
-            .await
-            .map_err(store_error)?;
-    }
-    Ok(token)
+        .put(key.clone(), &record, ttl)
+        .set_add(family.clone(), key, ttl)
+        .set_add(family, grant_key(jti), ttl);
+    token
 }
 
 /// Revokes everything `family` issued: marks it first (a rotation in flight re-reads the mark),

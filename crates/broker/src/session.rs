@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::identity::CitizenIdentity;
 use crate::level::Level;
 use crate::state::Inner;
-use crate::store::{Record, StoreError, keys};
+use crate::store::{Batch, Record, StoreError, keys};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SsoSession {
@@ -107,47 +107,37 @@ impl Inner {
         let ttl = self
             .session_ttl(&live.session)
             .unwrap_or(Duration::from_secs(1));
-        self.store.put(&live.key, &live.session, ttl).await?;
-        self.metrics.session_opened();
         // The index logout by `sid` will need; it holds only the key (a hash), no personal data.
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
-        self.store
-            .raw()
-            .put(
-                &keys::session_by_sid(&live.session.sid),
-                live.key.clone().into_bytes(),
-                absolute,
-            )
-            .await?;
+        let mut batch = self.store.batch();
+        batch.put(live.key.clone(), &live.session, ttl).put_raw(
+            keys::session_by_sid(&live.session.sid),
+            live.key.clone().into_bytes(),
+            absolute,
+        );
+        self.store.write(batch).await?;
+        self.metrics.session_opened();
         Ok((
             live,
             self.cookie(self.session_cookie_name().to_owned(), secret, absolute),
         ))
     }
 
-    /// Restarts the session's idle clock (capped by its absolute limit), without rewriting it.
-    pub async fn touch_session(&self, live: &LiveSession) -> Result<(), StoreError> {
-        match self.session_ttl(&live.session) {
-            Some(ttl) => self.store.raw().touch(&live.key, ttl).await.map(|_| ()),
-            None => self.end_session(live).await,
-        }
-    }
-
-    /// Records that `client_id` took part in the session: an atomic set-add.
-    pub async fn add_session_client(
-        &self,
-        live: &LiveSession,
-        client_id: &str,
-    ) -> Result<(), StoreError> {
+    /// Adds to `batch` what a system's sign-in does to the session: `client_id` joins its
+    /// clients — a set-add, not a rewrite of the session, so two logins at once to two systems
+    /// (on two nodes) both end in the list that logout will use — and its idle clock restarts
+    /// without the session being rewritten. Past the absolute limit there is nothing to restart:
+    /// the stored expiry never runs beyond it.
+    pub fn join_session(&self, batch: &mut Batch<'_>, live: &LiveSession, client_id: &str) {
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
-        self.store
-            .raw()
-            .set_add(
-                &keys::session_clients(&live.session.sid),
-                client_id,
-                absolute,
-            )
-            .await
+        batch.set_add(
+            keys::session_clients(&live.session.sid),
+            client_id.to_owned(),
+            absolute,
+        );
+        if let Some(ttl) = self.session_ttl(&live.session) {
+            batch.touch(live.key.clone(), ttl);
+        }
     }
 
     /// The session with public id `sid`, found through the index (logout with an

@@ -251,11 +251,8 @@ async fn authorization_code(
         scopes: record.scopes.clone(),
         claims: record.claims.clone(),
     };
-    inner
-        .store
-        .put(&grant_key(&jti), &grant, lifetime)
-        .await
-        .map_err(store_error)?;
+    let mut batch = inner.store.batch();
+    batch.put(grant_key(&jti), &grant, lifetime);
     // A refresh token when the system may have one and asked (the code kept the identity).
     let refresh_token = match record.identity.clone() {
         Some(identity) if client.config.offline_access => {
@@ -271,10 +268,11 @@ async fn authorization_code(
                 sid: record.sid.clone(),
                 expires_at: 0,
             };
-            Some(refresh::issue(inner, family, &jti).await?)
+            Some(refresh::issue(inner, &mut batch, family, &jti))
         }
         _ => None,
     };
+    inner.store.write(batch).await.map_err(store_error)?;
     // A reuse of the code may have come between taking it and writing the grant.
     let revoked = inner
         .store
@@ -407,14 +405,12 @@ async fn refresh_token(
         scopes: scopes.clone(),
         claims: claims.clone(),
     };
-    inner
-        .store
-        .put(&grant_key(&jti), &grant, lifetime)
-        .await
-        .map_err(store_error)?;
     let family = record.family.clone();
     record.scopes = scopes.clone();
-    let next = refresh::issue(inner, record, &jti).await?;
+    let mut batch = inner.store.batch();
+    batch.put(grant_key(&jti), &grant, lifetime);
+    let next = refresh::issue(inner, &mut batch, record, &jti);
+    inner.store.write(batch).await.map_err(store_error)?;
     // A reuse detected meanwhile revoked the family: what was just written goes too.
     if refresh::family_revoked(inner, &family)
         .await

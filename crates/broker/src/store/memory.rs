@@ -24,7 +24,7 @@ use std::time::Duration;
 use lienthong_protocol::{SharedClock, SystemClock};
 use tokio::sync::Notify;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, Write};
 
 /// A deadline: milliseconds since the Unix epoch, by the store's clock.
 type Deadline = u64;
@@ -245,6 +245,24 @@ impl State {
         self.live(key, now)?;
         self.move_deadline(key, now + ttl.as_millis() as u64)
     }
+
+    /// Adds `member` to the set at `key` with expiry `ttl`; returns whether the sweeper must
+    /// wake earlier.
+    fn add_member(&mut self, key: &str, member: &str, ttl: Duration, now: Deadline) -> bool {
+        // Added in place to a live set (no new key, no new slot unless the deadline moves
+        // earlier); anything else under the key is replaced by a new set.
+        if let Some(Entry {
+            value: Data::Set(members),
+            ..
+        }) = self.entries.get_mut(key).filter(|e| e.expires_at > now)
+        {
+            if let Err(at) = members.binary_search_by(|m| (**m).cmp(member)) {
+                members.insert(at, member.into());
+            }
+            return self.expire(key, ttl, now).unwrap_or(false);
+        }
+        self.insert(key, Data::Set(vec![member.into()]), ttl, now)
+    }
 }
 
 impl MemoryStore {
@@ -322,21 +340,7 @@ impl Store for MemoryStore {
     }
 
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.with_state(|s, now| {
-            // Added in place to a live set (no new key, no new slot unless the deadline moves
-            // earlier); anything else under the key is replaced by a new set.
-            if let Some(Entry {
-                value: Data::Set(members),
-                ..
-            }) = s.entries.get_mut(key).filter(|e| e.expires_at > now)
-            {
-                if let Err(at) = members.binary_search_by(|m| (**m).cmp(member)) {
-                    members.insert(at, member.into());
-                }
-                return ((), s.expire(key, ttl, now).unwrap_or(false));
-            }
-            ((), s.insert(key, Data::Set(vec![member.into()]), ttl, now))
-        });
+        self.with_state(|s, now| ((), s.add_member(key, member, ttl, now)));
         Ok(())
     }
 
@@ -387,6 +391,21 @@ impl Store for MemoryStore {
             Some(wake) => (true, wake),
             None => (false, false),
         }))
+    }
+
+    async fn write_all(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.with_state(|s, now| {
+            let mut wake = false;
+            for write in writes {
+                wake |= match write {
+                    Write::Put { key, value, ttl } => s.insert(&key, Data::Bytes(value), ttl, now),
+                    Write::SetAdd { key, member, ttl } => s.add_member(&key, &member, ttl, now),
+                    Write::Touch { key, ttl } => s.expire(&key, ttl, now).unwrap_or(false),
+                };
+            }
+            ((), wake)
+        });
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,8 +7,10 @@
 //! leave a marker in its place, so a second redemption racing the first always sees the first),
 //! `set_add` / `set_members` / `set_remove` (`SADD`/`SMEMBERS`/`SREM`: two logins at once to two
 //! systems both land in the session's list of clients), `incr` (a counter that expires: rate
-//! limits), `touch` (`PEXPIRE`: a sliding idle timeout without rewriting the value). Durable
-//! records (consents, signing keys) are not here: they are in SQL.
+//! limits), `touch` (`PEXPIRE`: a sliding idle timeout without rewriting the value), and
+//! `write_all`: several writes that belong to one step (a token response's grant and refresh
+//! token, a code and its session's client list) in one round trip. Durable records (consents,
+//! signing keys) are not here: they are in SQL.
 //!
 //! Backends: [`MemoryStore`] (one process: the demo and single-node use) and [`RedisStore`]
 //! (Redis or Redis Cluster, shared by every node). Values are opaque bytes; [`Records`] puts
@@ -31,6 +33,25 @@ pub use redis::RedisStore;
 pub enum StoreError {
     #[error("store backend unavailable: {0}")]
     Unavailable(String),
+}
+
+/// One write of a [`Store::write_all`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// As [`Store::put`].
+    Put {
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    },
+    /// As [`Store::set_add`].
+    SetAdd {
+        key: String,
+        member: String,
+        ttl: Duration,
+    },
+    /// As [`Store::touch`] (a missing key stays missing).
+    Touch { key: String, ttl: Duration },
 }
 
 /// Shared short-lived state with per-key expiry.
@@ -63,6 +84,11 @@ pub trait Store: Send + Sync + 'static {
     async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
     /// Restarts `key`'s expiry at `ttl` without rewriting it; false if it does not exist.
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Applies every write of one step, in one round trip where the backend can (a standalone
+    /// Redis: one MULTI/EXEC; a Cluster, whose keys lie in different slots: the commands at
+    /// once). Once it returns `Ok` every write is done — a read that follows sees them all; after
+    /// an error some may be done. Each write is to its own key; their order is not promised.
+    async fn write_all(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -119,9 +145,11 @@ impl Records {
         value: &T,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.store
-            .put(key, self.sealer.encode(key, value), ttl)
-            .await
+        self.counted(
+            self.store
+                .put(key, self.sealer.encode(key, value), ttl)
+                .await,
+        )
     }
 
     pub async fn put_new<T: Record>(
@@ -135,6 +163,20 @@ impl Records {
                 .put_new(key, self.sealer.encode(key, value), ttl)
                 .await,
         )
+    }
+
+    /// A batch of writes for [`Records::write`]: typed records sealed as [`Records::put`] seals
+    /// them.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            sealer: &self.sealer,
+            writes: Vec::new(),
+        }
+    }
+
+    /// Applies `batch` ([`Store::write_all`]).
+    pub async fn write(&self, batch: Batch<'_>) -> Result<(), StoreError> {
+        self.counted(self.store.write_all(batch.writes).await)
     }
 
     pub async fn get<T: Record>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -168,5 +210,34 @@ impl Records {
                 .await,
         )?;
         Ok(self.sealer.decode(key, taken))
+    }
+}
+
+/// Writes gathered for one [`Records::write`].
+pub struct Batch<'a> {
+    sealer: &'a Sealer,
+    writes: Vec<Write>,
+}
+
+impl Batch<'_> {
+    pub fn put<T: Record>(&mut self, key: String, value: &T, ttl: Duration) -> &mut Self {
+        let value = self.sealer.encode(&key, value);
+        self.put_raw(key, value, ttl)
+    }
+
+    /// A value stored as it is (an index holding a key, say: nothing personal).
+    pub fn put_raw(&mut self, key: String, value: Vec<u8>, ttl: Duration) -> &mut Self {
+        self.writes.push(Write::Put { key, value, ttl });
+        self
+    }
+
+    pub fn set_add(&mut self, key: String, member: String, ttl: Duration) -> &mut Self {
+        self.writes.push(Write::SetAdd { key, member, ttl });
+        self
+    }
+
+    pub fn touch(&mut self, key: String, ttl: Duration) -> &mut Self {
+        self.writes.push(Write::Touch { key, ttl });
+        self
     }
 }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Script};
+use redis::{Cmd, FromRedisValue, Pipeline, Script};
 use tokio::sync::Mutex;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, Write};
 
 /// Where the Redis is: one server, or the seed nodes of a cluster.
 #[derive(Debug, Clone)]
@@ -143,6 +143,20 @@ impl RedisStore {
         }
     }
 
+    async fn pipeline(&self, pipe: &Pipeline) -> Result<(), StoreError> {
+        let result = match self.connection().await? {
+            Connection::Single(mut c) => pipe.query_async::<()>(&mut c).await,
+            Connection::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.forget_connection_if(&e).await;
+                Err(unavailable(e))
+            }
+        }
+    }
+
     async fn script<T: FromRedisValue>(
         &self,
         script: &Script,
@@ -215,26 +229,9 @@ impl Store for RedisStore {
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         // SADD then PEXPIRE in one MULTI: the set never lingers without an expiry.
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SADD")
-            .arg(key)
-            .arg(member)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(key)
-            .arg(millis(ttl))
-            .ignore();
-        let result = match self.connection().await? {
-            Connection::Single(mut c) => pipe.query_async::<()>(&mut c).await,
-            Connection::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.forget_connection_if(&e).await;
-                Err(unavailable(e))
-            }
-        }
+        pipe.atomic();
+        add_member(&mut pipe, key, member, ttl);
+        self.pipeline(&pipe).await
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
@@ -260,7 +257,63 @@ impl Store for RedisStore {
         Ok(set == 1)
     }
 
+    async fn write_all(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        if let Target::Cluster(_) = self.target {
+            // A Cluster takes a MULTI only within one slot, and these keys lie in several: each
+            // write goes in its own MULTI, all of them at once on the shared connection.
+            let pipes: Vec<Pipeline> = writes
+                .iter()
+                .map(|write| {
+                    let mut pipe = redis::pipe();
+                    push(pipe.atomic(), write);
+                    pipe
+                })
+                .collect();
+            futures_util::future::try_join_all(pipes.iter().map(|p| self.pipeline(p))).await?;
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for write in &writes {
+            push(&mut pipe, write);
+        }
+        self.pipeline(&pipe).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
+}
+
+/// The commands of one write.
+fn push(pipe: &mut Pipeline, write: &Write) {
+    match write {
+        Write::Put { key, value, ttl } => {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis(*ttl))
+                .ignore();
+        }
+        Write::SetAdd { key, member, ttl } => add_member(pipe, key, member, *ttl),
+        Write::Touch { key, ttl } => {
+            pipe.cmd("PEXPIRE").arg(key).arg(millis(*ttl)).ignore();
+        }
+    }
+}
+
+/// SADD and the set's new expiry (inside a MULTI, so the set never lingers without one).
+fn add_member(pipe: &mut Pipeline, key: &str, member: &str, ttl: Duration) {
+    pipe.cmd("SADD")
+        .arg(key)
+        .arg(member)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(key)
+        .arg(millis(ttl))
+        .ignore();
 }
