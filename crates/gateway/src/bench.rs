@@ -54,6 +54,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 120)]
     duration_secs: u64,
     /// First of the distinct synthetic citizens (their numbers are 001085xxxxxx from here on).
+    /// A second run from the same citizen measures returning citizens, whose consent and
+    /// account link exist; a new offset measures first sign-ins again.
     #[arg(long, default_value_t = 0)]
     first_citizen: usize,
     /// The broker process, for its CPU time and peak memory.
@@ -205,13 +207,22 @@ async fn userinfo(args: &BenchArgs, access: &str) -> Result<(), &'static str> {
         .map(|_| ())
 }
 
+/// What one complete login gave.
+struct SignedIn {
+    /// The token response.
+    tokens: serde_json::Value,
+    /// Whether the broker asked for consent: the citizen's first sign-in to the system (or
+    /// their consent had lapsed), which also creates their account link.
+    consent_asked: bool,
+}
+
 /// A complete login in `browser` — authorize, the IdP's form, callback, consent, token,
-/// userinfo; the token response. The error names the step that failed.
+/// userinfo. The error names the step that failed.
 async fn login(
     args: &BenchArgs,
     browser: &reqwest::Client,
     number: &str,
-) -> Result<serde_json::Value, &'static str> {
+) -> Result<SignedIn, &'static str> {
     let (verifier, url) = authorization(args)?;
     let send_err = |_| "connection";
     let r = browser.get(url).send().await.map_err(send_err)?;
@@ -234,7 +245,8 @@ async fn login(
         .map_err(send_err)?;
     let callback = location(&r).map_err(|_| "idp login")?;
     let mut r = browser.get(&callback).send().await.map_err(send_err)?;
-    if r.status() == reqwest::StatusCode::OK {
+    let consent_asked = r.status() == reqwest::StatusCode::OK;
+    if consent_asked {
         let html = r.text().await.map_err(send_err)?;
         let consent_id = hidden_field(&html, "consent_id").ok_or("consent page")?;
         r = browser
@@ -252,7 +264,10 @@ async fn login(
         tokens["access_token"].as_str().ok_or("no access token")?,
     )
     .await?;
-    Ok(tokens)
+    Ok(SignedIn {
+        tokens,
+        consent_asked,
+    })
 }
 
 /// An SSO login: the session answers authorize (no trip to the IdP), the code is redeemed.
@@ -445,10 +460,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 for i in 0..n {
                     let b = browser().map_err(|e| anyhow::anyhow!(e))?;
                     let number = citizen_number(args.first_citizen + 500_000 + i);
-                    let tokens = login(&args, &b, &number)
+                    let signed_in = login(&args, &b, &number)
                         .await
                         .map_err(|e| anyhow::anyhow!("setup login failed at {e}"))?;
-                    v.push((b, tokens));
+                    v.push((b, signed_in.tokens));
                 }
                 v
             }
@@ -460,15 +475,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
         let setup = Arc::new(setup);
         let a = args.clone();
+        let consents = Arc::new(AtomicUsize::new(0));
+        let asked = consents.clone();
         let (label, unit, outcome) = match workload {
             "login" => (
                 "complete brokered login (authorize, IdP form, callback, consent, token, userinfo)",
                 ("logins", "login"),
                 drive(&args, workload, move |i| {
-                    let a = a.clone();
+                    let (a, asked) = (a.clone(), asked.clone());
                     async move {
                         let number = citizen_number(a.first_citizen + i);
-                        login(&a, &browser()?, &number).await.map(|_| ())
+                        let signed_in = login(&a, &browser()?, &number).await?;
+                        if signed_in.consent_asked {
+                            asked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(())
                     }
                 })
                 .await,
@@ -553,6 +574,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ),
         };
         report(&args, label, unit, &outcome, &before)?;
+        if workload == "login" {
+            // A first sign-in (consent asked, account linked) costs more than a returning
+            // citizen's: the figures above are for this mix.
+            println!(
+                "  consent asked (first sign-in to the system): {} of {} logins",
+                consents.load(Ordering::Relaxed),
+                outcome.latencies.len()
+            );
+        }
     }
     Ok(())
 }
