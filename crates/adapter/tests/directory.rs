@@ -658,20 +658,34 @@ async fn consents_add_up_and_signing_key_generations_are_taken_once() {
         let name = b.name;
         let d = &b.dir;
         let claims = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        d.record_consent("who", "portal", &claims(&["name", "birthdate"]))
-            .await
-            .unwrap();
+        let answer = |c: Vec<String>, allowed| async move {
+            d.record_consent_answer("who", "portal", &c, "Cổng A hỏi / Portal A asks", allowed)
+                .await
+        };
+        answer(claims(&["name", "birthdate"]), true).await.unwrap();
         // Recorded again elsewhere at the same moment, with one more claim: nothing is lost.
         let (one, two) = (claims(&["citizen_id"]), claims(&["name", "gender"]));
-        let (a, b2) = tokio::join!(
-            d.record_consent("who", "portal", &one),
-            d.record_consent("who", "portal", &two)
-        );
+        let (a, b2) = tokio::join!(answer(one, true), answer(two, true));
         a.unwrap();
         b2.unwrap();
+        // A refusal is recorded as a decision and grants nothing.
+        answer(claims(&["legacy_id_number"]), false).await.unwrap();
         let mut got = d.consented_claims("who", "portal", 0).await.unwrap();
         got.sort();
         assert_eq!(got, ["birthdate", "citizen_id", "gender", "name"], "{name}");
+        let decisions = d.consent_decisions("portal").await.unwrap();
+        assert_eq!(decisions.len(), 4, "{name}: every answer is recorded");
+        assert_eq!(
+            decisions.iter().filter(|d| d.2 == "refuse").count(),
+            1,
+            "{name}"
+        );
+        assert!(
+            decisions
+                .iter()
+                .all(|d| d.1 == "Cổng A hỏi / Portal A asks"),
+            "{name}: with the wording shown"
+        );
         assert!(
             d.consented_claims("who", "other", 0)
                 .await
@@ -721,6 +735,17 @@ async fn a_citizen_provisioned_on_two_nodes_at_once_gets_one_account() {
         let (one, _) = account(one.unwrap());
         let (two, _) = account(two.unwrap());
         assert_eq!(one, two, "{name}: one account, whoever wins");
+        let created: Vec<_> = b
+            .dir
+            .events(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "link_created" && e.realm.as_deref() == Some("portal-race"))
+            .collect();
+        assert_eq!(created.len(), 1, "{name}: the loser wrote no event");
+        assert_eq!(created[0].detail["local_account_id"], one.as_str());
+        assert_eq!(created[0].detail["source"], "provision");
         b.drop_database().await;
     }
 }

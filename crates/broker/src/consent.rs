@@ -19,7 +19,7 @@ use crate::error::{CitizenPage, FlowError};
 use crate::identity::CitizenIdentity;
 use crate::messages::Problem;
 use crate::request::AuthorizeRequest;
-use crate::session::{LiveSession, SsoSession};
+use crate::session::LiveSession;
 use crate::state::{Broker, Client, Inner};
 use crate::store::{Record, keys};
 
@@ -167,7 +167,7 @@ pub async fn decide(
         let allowed = form.decision == "allow";
         inner
             .directory
-            .record_consent_decision(
+            .record_consent_answer(
                 &subject_key(&live.session.identity),
                 &request.client_id,
                 &pending.claims,
@@ -184,7 +184,6 @@ pub async fn decide(
                 "the citizen refused to share the requested details",
             ));
         }
-        record(inner, &live.session, &request.client_id, &pending.claims).await?;
         tracing::info!(client = %request.client_id, claims = ?pending.claims, "consent recorded");
         release(
             inner,
@@ -198,17 +197,4 @@ pub async fn decide(
     }
     .await;
     inner.respond(result)
-}
-
-async fn record(
-    inner: &Inner,
-    session: &SsoSession,
-    client_id: &str,
-    claims: &[String],
-) -> Result<(), FlowError> {
-    inner
-        .directory
-        .record_consent(&subject_key(&session.identity), client_id, claims)
-        .await
-        .map_err(directory_unavailable)
 }

@@ -27,17 +27,67 @@ impl Directory {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Records consent to `claims`: each is added (or its time renewed), none is lost to a
-    /// consent recorded at the same moment elsewhere. One statement for all the claims.
-    pub async fn record_consent(
+    /// Records a citizen's answer to a consent question — the claims, the wording they were
+    /// shown, the decision — and, if they allowed it, their consent to each claim: added, or its
+    /// time renewed, none lost to a consent recorded at the same moment elsewhere. PostgreSQL
+    /// takes both in one statement. SQLite, whose WITH takes no INSERT, takes the decision
+    /// first and the consents second; a crash between them leaves a decision without its
+    /// consents, so the citizen is asked again — nothing is released that was not agreed.
+    pub async fn record_consent_answer(
+        &self,
+        subject_key: &str,
+        client_id: &str,
+        claims: &[String],
+        wording: &str,
+        allowed: bool,
+    ) -> Result<(), DirectoryError> {
+        const DECISION: &str = "INSERT INTO consent_records (record_id, subject_key, client_id, claims, wording, decision, decided_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        let grants = allowed && !claims.is_empty();
+        let decision = |sql| {
+            sqlx::query(sql)
+                .bind(lienthong_protocol::secret::random_token(16))
+                .bind(subject_key.to_owned())
+                .bind(client_id.to_owned())
+                .bind(serde_json::to_string(claims).expect("a list of strings"))
+                .bind(wording.to_owned())
+                .bind(if allowed { "allow" } else { "refuse" }.to_owned())
+                .bind(self.now())
+        };
+        if self.sqlite || !grants {
+            decision(sqlx::AssertSqlSafe(DECISION.to_owned()))
+                .execute(self.pool())
+                .await?;
+            if grants {
+                self.grant_consents(subject_key, client_id, claims).await?;
+            }
+            return Ok(());
+        }
+        // The consents reuse the decision's parameters: $2 subject, $3 client, $7 time.
+        let rows: Vec<String> = (0..claims.len())
+            .map(|i| format!("($2, $3, ${}, $7)", 8 + i))
+            .collect();
+        let sql = format!(
+            "WITH decision AS ({DECISION}) \
+             INSERT INTO consents (subject_key, client_id, claim, granted_at) VALUES {} \
+             ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at",
+            rows.join(", ")
+        );
+        let mut query = decision(sqlx::AssertSqlSafe(sql));
+        for claim in claims {
+            query = query.bind(claim.clone());
+        }
+        query.execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Consent to `claims` (one statement for all of them), for SQLite's answer.
+    async fn grant_consents(
         &self,
         subject_key: &str,
         client_id: &str,
         claims: &[String],
     ) -> Result<(), DirectoryError> {
-        if claims.is_empty() {
-            return Ok(());
-        }
         let rows: Vec<String> = (0..claims.len())
             .map(|i| format!("({})", self.params(4 * i + 1, 4)))
             .collect();
@@ -56,31 +106,6 @@ impl Directory {
                 .bind(now);
         }
         query.execute(self.pool()).await?;
-        Ok(())
-    }
-
-    /// Records a citizen's answer to a consent question, with the wording they were shown.
-    pub async fn record_consent_decision(
-        &self,
-        subject_key: &str,
-        client_id: &str,
-        claims: &[String],
-        wording: &str,
-        allowed: bool,
-    ) -> Result<(), DirectoryError> {
-        sqlx::query(
-            "INSERT INTO consent_records (record_id, subject_key, client_id, claims, wording, decision, decided_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(lienthong_protocol::secret::random_token(16))
-        .bind(subject_key.to_owned())
-        .bind(client_id.to_owned())
-        .bind(serde_json::to_string(claims).expect("a list of strings"))
-        .bind(wording.to_owned())
-        .bind(if allowed { "allow" } else { "refuse" }.to_owned())
-        .bind(self.now())
-        .execute(self.pool())
-        .await?;
         Ok(())
     }
 

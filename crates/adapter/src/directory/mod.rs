@@ -652,6 +652,9 @@ impl Directory {
         }
     }
 
+    /// A login's new link with its `link_created` event, both or neither; `Conflict` when the
+    /// account is linked already (to this citizen by another node at the same moment, or to
+    /// someone else).
     async fn insert_link(
         &self,
         realm: &str,
@@ -659,30 +662,59 @@ impl Directory {
         key: &str,
         source: &str,
     ) -> Result<(), DirectoryError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query("INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+        let now = self.now();
+        let detail = json!({ "source": source, "local_account_id": local });
+        let inserted = if self.sqlite {
+            // SQLite has no INSERT inside WITH: a transaction holds the two.
+            let mut tx = self.pool.begin().await?;
+            let inserted = sqlx::query("INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                .bind(realm.to_owned())
+                .bind(local.to_owned())
+                .bind(key.to_owned())
+                .bind(source.to_owned())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if inserted {
+                self.event(
+                    &mut *tx,
+                    "login",
+                    "link_created",
+                    Some(realm),
+                    Some(key),
+                    detail,
+                )
+                .await?;
+                tx.commit().await?;
+            }
+            inserted
+        } else {
+            // One statement, so one round trip: the event is written from the inserted row, and
+            // only if there is one.
+            sqlx::query(
+                "WITH link AS (INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING realm, citizen_key) \
+                 INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail) \
+                 SELECT $6, $5, 'login', 'link_created', realm, citizen_key, $7 FROM link",
+            )
             .bind(realm.to_owned())
             .bind(local.to_owned())
             .bind(key.to_owned())
             .bind(source.to_owned())
-            .bind(self.now())
-            .execute(&mut *tx)
-            .await?;
-        if inserted.rows_affected() == 0 {
+            .bind(now)
+            .bind(new_key())
+            .bind(detail.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                == 1
+        };
+        if !inserted {
             return Err(DirectoryError::Conflict(format!(
                 "account {local} is already linked in realm {realm}"
             )));
         }
-        self.event(
-            &mut *tx,
-            "login",
-            "link_created",
-            Some(realm),
-            Some(key),
-            json!({ "source": source, "local_account_id": local }),
-        )
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 
