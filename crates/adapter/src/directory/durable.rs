@@ -4,6 +4,12 @@ use sqlx::Row;
 
 use super::{Directory, DirectoryError};
 
+/// A consent to claims, each row `(subject_key, client_id, claim, granted_at)`; one given again
+/// renews its time.
+const GRANT: &str = "INSERT INTO consents (subject_key, client_id, claim, granted_at) VALUES";
+const GRANT_RENEWS: &str =
+    "ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at";
+
 impl Directory {
     /// The claims `subject_key` has agreed to release to `client_id` since `since` (Unix
     /// seconds).
@@ -68,9 +74,7 @@ impl Directory {
             .map(|i| format!("($2, $3, ${}, $7)", 8 + i))
             .collect();
         let sql = format!(
-            "WITH decision AS ({DECISION}) \
-             INSERT INTO consents (subject_key, client_id, claim, granted_at) VALUES {} \
-             ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at",
+            "WITH decision AS ({DECISION}) {GRANT} {} {GRANT_RENEWS}",
             rows.join(", ")
         );
         let mut query = decision(sqlx::AssertSqlSafe(sql));
@@ -91,11 +95,7 @@ impl Directory {
         let rows: Vec<String> = (0..claims.len())
             .map(|i| format!("({})", self.params(4 * i + 1, 4)))
             .collect();
-        let sql = format!(
-            "INSERT INTO consents (subject_key, client_id, claim, granted_at) VALUES {} \
-             ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at",
-            rows.join(", ")
-        );
+        let sql = format!("{GRANT} {} {GRANT_RENEWS}", rows.join(", "));
         let now = self.now();
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for claim in claims {
