@@ -339,11 +339,6 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.with_state(|s, now| ((), s.add_member(key, member, ttl, now)));
-        Ok(())
-    }
-
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         Ok(self.with_state(|s, now| {
             let members = match s.live(key, now).map(|e| &e.value) {

@@ -75,8 +75,15 @@ pub trait Store: Send + Sync + 'static {
         marker: Vec<u8>,
         marker_ttl: Duration,
     ) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Adds `member` to the set at `key` and sets the set's expiry to `ttl`.
-    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Adds `member` to the set at `key` and sets the set's expiry to `ttl`: a batch of one.
+    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.write_all(vec![Write::SetAdd {
+            key: key.to_owned(),
+            member: member.to_owned(),
+            ttl,
+        }])
+        .await
+    }
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError>;
     async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError>;
     /// Adds one to the counter at `key` (created at 1, expiring after `ttl` from its creation);

@@ -226,14 +226,6 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        // SADD then PEXPIRE in one MULTI: the set never lingers without an expiry.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        add_member(&mut pipe, key, member, ttl);
-        self.pipeline(&pipe).await
-    }
-
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let mut members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(key)).await?;
         members.sort();
@@ -299,21 +291,19 @@ fn push(pipe: &mut Pipeline, write: &Write) {
                 .arg(millis(*ttl))
                 .ignore();
         }
-        Write::SetAdd { key, member, ttl } => add_member(pipe, key, member, *ttl),
+        // Inside the MULTI with its PEXPIRE: the set never lingers without an expiry.
+        Write::SetAdd { key, member, ttl } => {
+            pipe.cmd("SADD")
+                .arg(key)
+                .arg(member)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(key)
+                .arg(millis(*ttl))
+                .ignore();
+        }
         Write::Touch { key, ttl } => {
             pipe.cmd("PEXPIRE").arg(key).arg(millis(*ttl)).ignore();
         }
     }
-}
-
-/// SADD and the set's new expiry (inside a MULTI, so the set never lingers without one).
-fn add_member(pipe: &mut Pipeline, key: &str, member: &str, ttl: Duration) {
-    pipe.cmd("SADD")
-        .arg(key)
-        .arg(member)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(key)
-        .arg(millis(ttl))
-        .ignore();
 }
