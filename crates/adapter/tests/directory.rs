@@ -749,3 +749,30 @@ async fn a_citizen_provisioned_on_two_nodes_at_once_gets_one_account() {
         b.drop_database().await;
     }
 }
+
+/// The pool does not ping a connection before every statement (that doubled a login's round
+/// trips), but one left idle is checked first: a PostgreSQL restart, seen here as the server
+/// ending every session, costs no citizen's request once the pause is over.
+#[tokio::test]
+async fn a_connection_the_server_ended_is_replaced_after_a_pause() {
+    for b in backends().await {
+        let d = &b.dir;
+        d.consented_claims("who", "portal", 0).await.unwrap();
+        if let Some((admin_url, db)) = &b.cleanup {
+            let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            let ended: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1) t",
+            )
+            .bind(db)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            assert!(ended >= 1, "the directory's connection was ended");
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        d.consented_claims("who", "portal", 0)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        b.drop_database().await;
+    }
+}

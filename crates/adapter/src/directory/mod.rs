@@ -141,6 +141,10 @@ fn new_key() -> String {
     lienthong_protocol::secret::random_token(16)
 }
 
+/// A pooled PostgreSQL connection idle at least this long is pinged before it is handed out;
+/// one in steady use is not (see [`Directory::connect`]).
+const PING_IF_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 const LINK_COLUMNS: &str = "l.realm, l.local_account_id, COALESCE(c.citizen_id, l.citizen_id), COALESCE(c.legacy_cmnd, l.legacy_cmnd), l.citizen_key, l.source, l.created_at";
 
 fn link_from(row: &AnyRow) -> Result<Link, sqlx::Error> {
@@ -189,6 +193,20 @@ impl Directory {
                 Some(std::time::Duration::from_secs(1800))
             })
             .acquire_timeout(std::time::Duration::from_secs(5))
+            // sqlx pings every connection it takes from the pool by default: a round trip to
+            // PostgreSQL, or a hop to SQLite's connection thread, before each statement, which
+            // doubled a login's directory round trips. A SQLite file cannot hang up, so it is
+            // never pinged; a PostgreSQL connection only after PING_IF_IDLE unused (a server
+            // restart shows there first), and one that fails is dropped for another.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if sqlite || meta.idle_for < PING_IF_IDLE {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
