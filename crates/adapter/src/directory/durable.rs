@@ -36,9 +36,8 @@ impl Directory {
     /// Records a citizen's answer to a consent question — the claims, the wording they were
     /// shown, the decision — and, if they allowed it, their consent to each claim: added, or its
     /// time renewed, none lost to a consent recorded at the same moment elsewhere. PostgreSQL
-    /// takes both in one statement. SQLite, whose WITH takes no INSERT, takes the decision
-    /// first and the consents second; a crash between them leaves a decision without its
-    /// consents, so the citizen is asked again — nothing is released that was not agreed.
+    /// takes both in one statement; SQLite, whose WITH takes no INSERT, as one transaction of
+    /// two statements sent together.
     pub async fn record_consent_answer(
         &self,
         subject_key: &str,
@@ -49,9 +48,8 @@ impl Directory {
     ) -> Result<(), DirectoryError> {
         const DECISION: &str = "INSERT INTO consent_records (record_id, subject_key, client_id, claims, wording, decision, decided_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)";
-        let grants = allowed && !claims.is_empty();
         let decision = |sql| {
-            sqlx::query(sql)
+            sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(lienthong_protocol::secret::random_token(16))
                 .bind(subject_key.to_owned())
                 .bind(client_id.to_owned())
@@ -60,52 +58,29 @@ impl Directory {
                 .bind(if allowed { "allow" } else { "refuse" }.to_owned())
                 .bind(self.now())
         };
-        if self.sqlite || !grants {
-            decision(sqlx::AssertSqlSafe(DECISION.to_owned()))
-                .execute(self.pool())
-                .await?;
-            if grants {
-                self.grant_consents(subject_key, client_id, claims).await?;
-            }
+        if !allowed || claims.is_empty() {
+            decision(DECISION.to_owned()).execute(self.pool()).await?;
             return Ok(());
         }
         // The consents reuse the decision's parameters: $2 subject, $3 client, $7 time.
         let rows: Vec<String> = (0..claims.len())
             .map(|i| format!("($2, $3, ${}, $7)", 8 + i))
             .collect();
-        let sql = format!(
-            "WITH decision AS ({DECISION}) {GRANT} {} {GRANT_RENEWS}",
-            rows.join(", ")
-        );
-        let mut query = decision(sqlx::AssertSqlSafe(sql));
+        let grants = format!("{GRANT} {} {GRANT_RENEWS}", rows.join(", "));
+        let sql = if self.sqlite {
+            format!("BEGIN IMMEDIATE; {DECISION}; {grants}; COMMIT")
+        } else {
+            format!("WITH decision AS ({DECISION}) {grants}")
+        };
+        let mut query = decision(sql);
         for claim in claims {
             query = query.bind(claim.clone());
         }
-        query.execute(self.pool()).await?;
-        Ok(())
-    }
-
-    /// Consent to `claims` (one statement for all of them), for SQLite's answer.
-    async fn grant_consents(
-        &self,
-        subject_key: &str,
-        client_id: &str,
-        claims: &[String],
-    ) -> Result<(), DirectoryError> {
-        let rows: Vec<String> = (0..claims.len())
-            .map(|i| format!("({})", self.params(4 * i + 1, 4)))
-            .collect();
-        let sql = format!("{GRANT} {} {GRANT_RENEWS}", rows.join(", "));
-        let now = self.now();
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for claim in claims {
-            query = query
-                .bind(subject_key.to_owned())
-                .bind(client_id.to_owned())
-                .bind(claim.clone())
-                .bind(now);
+        if self.sqlite {
+            self.sqlite_atomic(query).await?;
+        } else {
+            query.execute(self.pool()).await?;
         }
-        query.execute(self.pool()).await?;
         Ok(())
     }
 

@@ -282,6 +282,29 @@ impl Directory {
         Ok(())
     }
 
+    /// Runs `query`, a SQLite transaction written out as several statements (`BEGIN
+    /// IMMEDIATE; ...; COMMIT`), in one hop to SQLite's connection thread: sqlx sends a
+    /// multi-statement query whole, binding each `$n` wherever it appears, where a `Transaction`
+    /// costs a hop for BEGIN, one per statement and one for COMMIT. A statement that fails
+    /// leaves the transaction open, so it is rolled back before the connection goes back to the
+    /// pool. Returns the rows the statements returned (`RETURNING`), all together: SQLite's
+    /// count of changed rows is not kept per statement, so it says nothing here.
+    pub(crate) async fn sqlite_atomic<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Vec<AnyRow>, DirectoryError> {
+        let mut conn = self.pool.acquire().await?;
+        match query.fetch_all(&mut *conn).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                // Undoes whatever ran; if BEGIN itself failed there is nothing to undo and
+                // SQLite says so, which changes nothing.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Records a changed ID number or CMND of an existing citizen record, with its event.
     async fn keep_numbers_current(
         &self,
@@ -682,47 +705,37 @@ impl Directory {
     ) -> Result<(), DirectoryError> {
         let now = self.now();
         let detail = json!({ "source": source, "local_account_id": local });
-        let inserted = if self.sqlite {
-            // SQLite has no INSERT inside WITH: a transaction holds the two.
-            let mut tx = self.pool.begin().await?;
-            let inserted = sqlx::query("INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+        let query = |sql| {
+            sqlx::query(sql)
                 .bind(realm.to_owned())
                 .bind(local.to_owned())
                 .bind(key.to_owned())
                 .bind(source.to_owned())
                 .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            if inserted {
-                self.event(
-                    &mut *tx,
-                    "login",
-                    "link_created",
-                    Some(realm),
-                    Some(key),
-                    detail,
-                )
-                .await?;
-                tx.commit().await?;
-            }
-            inserted
+                .bind(new_key())
+                .bind(detail.to_string())
+        };
+        let inserted = if self.sqlite {
+            // SQLite has no INSERT inside WITH: the event follows the link in one transaction,
+            // written only if the link was (changes() counts the previous statement's rows).
+            self.sqlite_atomic(query(
+                "BEGIN IMMEDIATE; \
+                 INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING; \
+                 INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail) \
+                 SELECT $6, $5, 'login', 'link_created', $1, $3, $7 WHERE changes() = 1 RETURNING 1; \
+                 COMMIT",
+            ))
+            .await?
+            .len()
+                == 1
         } else {
             // One statement, so one round trip: the event is written from the inserted row, and
             // only if there is one.
-            sqlx::query(
+            query(
                 "WITH link AS (INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING realm, citizen_key) \
                  INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail) \
                  SELECT $6, $5, 'login', 'link_created', realm, citizen_key, $7 FROM link",
             )
-            .bind(realm.to_owned())
-            .bind(local.to_owned())
-            .bind(key.to_owned())
-            .bind(source.to_owned())
-            .bind(now)
-            .bind(new_key())
-            .bind(detail.to_string())
             .execute(&self.pool)
             .await?
             .rows_affected()
@@ -922,5 +935,42 @@ impl Directory {
             links: links.iter().map(link_from).collect::<Result<_, _>>()?,
             events,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement that fails inside a SQLite transaction sent whole undoes the ones before it,
+    /// and the connection goes back to the pool outside any transaction.
+    #[tokio::test]
+    async fn a_failed_sqlite_transaction_leaves_nothing_behind() {
+        let dir = Directory::connect("sqlite::memory:").await.unwrap();
+        let events = || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM directory_events")
+                .fetch_one(dir.pool())
+                .await
+                .unwrap()
+        };
+        let write = |then: &'static str| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "BEGIN IMMEDIATE; \
+                 INSERT INTO directory_events (event_id, at, actor, action, detail) VALUES ($1, 0, 'test', 'written', '{{}}'); \
+                 {then}; COMMIT"
+            )))
+            .bind(new_key())
+        };
+        let failed = dir
+            .sqlite_atomic(write("INSERT INTO no_such_table VALUES (1)"))
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(events().await, 0, "the first insert was rolled back");
+        dir.sqlite_atomic(write("SELECT 1")).await.unwrap();
+        assert_eq!(
+            events().await,
+            1,
+            "and the connection takes a new transaction"
+        );
     }
 }
