@@ -24,6 +24,10 @@ pub enum KeyError {
     NoKeyFor(Algorithm),
     #[error("token names no known key")]
     UnknownKey,
+    #[error("invalid key: {0}")]
+    Rejected(String),
+    #[error("signing failed")]
+    Sign,
 }
 
 /// One private key, with what is needed to sign, to verify and to publish it.
@@ -31,9 +35,56 @@ pub struct SigningKey {
     alg: Algorithm,
     kid: String,
     pkcs8_pem: String,
-    encoding: EncodingKey,
+    signer: Signer,
     decoding: DecodingKey,
     public: Jwk,
+}
+
+/// The private key parsed once, at load. jsonwebtoken's `encode` parses its `EncodingKey` on
+/// every signature — for RSA a key check with modular inverses and new Montgomery contexts,
+/// for P-256 a scalar multiplication to check the public point — which cost more than the
+/// signature itself (docs/performance.md). The same parses as its aws-lc-rs backend, kept.
+enum Signer {
+    Es256(aws_lc_rs::signature::EcdsaKeyPair),
+    Rs256(aws_lc_rs::signature::RsaKeyPair),
+    EdDsa(aws_lc_rs::signature::Ed25519KeyPair),
+}
+
+impl Signer {
+    fn new(alg: Algorithm, key: &EncodingKey) -> Result<Self, KeyError> {
+        use aws_lc_rs::signature as sig;
+        let invalid = |e: aws_lc_rs::error::KeyRejected| KeyError::Rejected(e.to_string());
+        let der = key.as_bytes();
+        Ok(match alg {
+            Algorithm::ES256 => Self::Es256(
+                sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(invalid)?,
+            ),
+            Algorithm::RS256 => Self::Rs256(sig::RsaKeyPair::from_der(der).map_err(invalid)?),
+            Algorithm::EdDSA => Self::EdDsa(sig::Ed25519KeyPair::from_pkcs8(der).map_err(invalid)?),
+            other => return Err(KeyError::Unsupported(other)),
+        })
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let failed = |_| KeyError::Sign;
+        Ok(match self {
+            Self::Es256(k) => k.sign(&rng, message).map_err(failed)?.as_ref().to_vec(),
+            Self::Rs256(k) => {
+                let mut out = vec![0; k.public_modulus_len()];
+                k.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message,
+                    &mut out,
+                )
+                .map_err(failed)?;
+                out
+            }
+            Self::EdDsa(k) => k.sign(message).as_ref().to_vec(),
+        })
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -94,7 +145,7 @@ impl SigningKey {
             alg,
             kid,
             pkcs8_pem: pem.to_owned(),
-            encoding,
+            signer: Signer::new(alg, &encoding)?,
             decoding,
             public,
         })
@@ -204,11 +255,20 @@ impl KeySet {
         typ: &str,
         claims: &T,
     ) -> Result<String, KeyError> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let key = self.current(alg).ok_or(KeyError::NoKeyFor(alg))?;
         let mut header = Header::new(alg);
         header.typ = Some(typ.to_owned());
         header.kid = Some(key.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+        let json = |e: serde_json::Error| KeyError::Invalid(e.into());
+        let mut jws = b64.encode(serde_json::to_vec(&header).map_err(json)?);
+        jws.push('.');
+        b64.encode_string(serde_json::to_vec(claims).map_err(json)?, &mut jws);
+        let signature = key.signer.sign(jws.as_bytes())?;
+        jws.push('.');
+        b64.encode_string(signature, &mut jws);
+        Ok(jws)
     }
 
     /// Verifies a token signed by one of our own keys, whatever its slot (found by `kid`), then
@@ -252,6 +312,24 @@ mod tests {
         v.validate_aud = false;
         let claims: serde_json::Value = keys.verify(&token, v).unwrap();
         assert_eq!(claims["sub"], "x");
+    }
+
+    /// Signed with the key parsed once, verified by jsonwebtoken from the published JWK alone,
+    /// as a client would; a changed signature is refused.
+    #[test]
+    fn every_algorithm_signs_what_its_published_key_verifies() {
+        for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
+            let keys = KeySet::generate(&[alg]).unwrap();
+            let claims = serde_json::json!({"sub": "Nguyễn", "exp": 4102444800u64});
+            let token = keys.sign(alg, "at+jwt", &claims).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"), "{alg:?}");
+            let got = crate::jws::verify(&keys.jwks(), &[alg], &token).unwrap();
+            assert_eq!(got, claims, "{alg:?}");
+            let mut tampered = token.clone();
+            tampered.replace_range(token.len() - 4.., "AAAA");
+            assert!(crate::jws::verify(&keys.jwks(), &[alg], &tampered).is_err());
+        }
     }
 
     #[test]
