@@ -42,8 +42,8 @@ pub struct SigningKey {
 
 /// The private key parsed once, at load. jsonwebtoken's `encode` parses its `EncodingKey` on
 /// every signature — for RSA a key check with modular inverses and new Montgomery contexts,
-/// for P-256 a scalar multiplication to check the public point — which cost more than the
-/// signature itself (docs/performance.md). The same parses as its aws-lc-rs backend, kept.
+/// for P-256 a scalar multiplication to check the public point — which cost about as much as
+/// the signature itself (docs/performance.md). The same parses as its aws-lc-rs backend, kept.
 enum Signer {
     Es256(aws_lc_rs::signature::EcdsaKeyPair),
     Rs256(aws_lc_rs::signature::RsaKeyPair),
