@@ -179,7 +179,7 @@ impl Directory {
         // its whole page cache whenever another one has written: with a pool of eight, nearly
         // every statement of a login re-read its pages from the file (docs/performance.md).
         let memory = sqlite && url.contains(":memory:");
-        let pool = AnyPoolOptions::new()
+        let options = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 8 })
             .min_connections(if memory { 1 } else { 0 })
             .idle_timeout(if memory {
@@ -199,14 +199,6 @@ impl Directory {
             // never pinged; a PostgreSQL connection only after PING_IF_IDLE unused (a server
             // restart shows there first), and one that fails is dropped for another.
             .test_before_acquire(false)
-            .before_acquire(move |conn, meta| {
-                Box::pin(async move {
-                    if sqlite || meta.idle_for < PING_IF_IDLE {
-                        return Ok(true);
-                    }
-                    Ok(sqlx::Connection::ping(conn).await.is_ok())
-                })
-            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -219,9 +211,20 @@ impl Directory {
                     }
                     Ok(())
                 })
+            });
+        let options = if sqlite {
+            options
+        } else {
+            options.before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_IF_IDLE {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
             })
-            .connect(url)
-            .await?;
+        };
+        let pool = options.connect(url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self {
             pool,
