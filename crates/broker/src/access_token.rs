@@ -5,7 +5,7 @@
 //! (the client_credentials grant, scope [`ADMIN_SCOPE`]).
 
 use jsonwebtoken::Algorithm;
-use lienthong_protocol::KeyError;
+use lienthong_protocol::{Expected, KeyError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -75,22 +75,22 @@ pub(crate) fn verify_with_expiry<T: DeserializeOwned>(
     token: &str,
     audience: &str,
 ) -> Result<(T, u64), &'static str> {
-    let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err("not an access token");
-    }
-    let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
-    validation.set_issuer(&[&inner.issuer]);
-    validation.set_audience(&[audience]);
-    // Expiry is checked below against the broker's clock, not jsonwebtoken's own reading of
-    // the system time; `exp` stays required.
-    validation.validate_exp = false;
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    let token: Expiring<T> = inner
-        .keys
-        .current()
-        .verify(token, validation)
-        .map_err(|_| "invalid or expired token")?;
+    let expected = Expected {
+        issuer: &inner.issuer,
+        audience: Some(audience),
+        typ: Some("at+jwt"),
+    };
+    // Expiry is checked below against the broker's clock; `exp` is required by `Expiring`.
+    let token: Expiring<T> =
+        inner
+            .keys
+            .current()
+            .verify(token, &expected)
+            .map_err(|e| match e {
+                KeyError::Malformed(_) => "malformed token",
+                KeyError::Type(_) => "not an access token",
+                _ => "invalid or expired token",
+            })?;
     if token.exp <= inner.now() {
         return Err("invalid or expired token");
     }

@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
-use lienthong_protocol::jws;
+use lienthong_protocol::{PublicKeys, jws};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -50,14 +49,15 @@ pub enum AssertionError {
     Store(#[from] StoreError),
 }
 
-/// Verifies `assertion` as `client_id`'s, signed by a key of `jwks`, and spends its `jti`.
+/// Verifies `assertion` as `client_id`'s, signed by one of its registered `keys`, and spends
+/// its `jti`.
 pub(crate) async fn verify(
     inner: &Inner,
     client_id: &str,
-    jwks: &JwkSet,
+    keys: &PublicKeys,
     assertion: &str,
 ) -> Result<(), AssertionError> {
-    let claims = jws::verify(jwks, &ALGORITHMS, assertion)?;
+    let claims = keys.verify(&ALGORITHMS, assertion)?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let number = |name: &str| claims.get(name).and_then(Value::as_u64);
     if text("iss") != Some(client_id) || text("sub") != Some(client_id) {

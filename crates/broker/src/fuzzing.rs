@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
-use lienthong_protocol::{AuthorizationParams, KeySet, TokenParams, pkce};
+use lienthong_protocol::{AuthorizationParams, KeySet, PublicKeys, TokenParams, pkce};
 use serde_json::{Map, Value};
 
 use crate::callback::CallbackParams;
@@ -24,8 +23,8 @@ use lienthong_adapter::directory::Directory;
 pub struct Target {
     runtime: tokio::runtime::Runtime,
     broker: Broker,
-    upstream_jwks: JwkSet,
-    client_jwks: JwkSet,
+    upstream_keys: PublicKeys,
+    client_keys: PublicKeys,
     mapper: ClaimMapper,
 }
 
@@ -95,8 +94,8 @@ impl Target {
         Self {
             runtime,
             broker,
-            upstream_jwks: idp.jwks(),
-            client_jwks,
+            upstream_keys: PublicKeys::new(&idp.jwks()),
+            client_keys: PublicKeys::new(&client_jwks),
             mapper,
         }
     }
@@ -146,8 +145,8 @@ impl Target {
     pub fn jwt(&self, token: &str) {
         let inner = self.broker.inner();
         let allowed = [UpstreamAlg::RS256, UpstreamAlg::ES256, UpstreamAlg::PS256];
-        let _ = upstream::verify_signature(&self.upstream_jwks, &allowed, token);
-        let _ = lienthong_protocol::jws::unknown_kid(&self.upstream_jwks, token);
+        let _ = upstream::verify_signature(&self.upstream_keys, &allowed, token);
+        let _ = self.upstream_keys.unknown_kid(token);
         if let Ok(claims) = upstream::jwt_payload(token) {
             let _ = self.mapper.map(&claims, 2026);
         }
@@ -157,7 +156,7 @@ impl Target {
         let _ = self.runtime.block_on(client_assertion::verify(
             inner,
             "keyed",
-            &self.client_jwks,
+            &self.client_keys,
             token,
         ));
     }

@@ -74,12 +74,8 @@ fn bad_request() -> FlowError {
 /// The client and the sid an `id_token_hint` names, if it is one of our ID tokens (expired or
 /// not: a hint is often presented after the token's short life).
 fn read_hint(inner: &Inner, hint: &str) -> Result<(String, Option<String>), FlowError> {
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-    validation.set_issuer(&[&inner.issuer]);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["iss", "aud"]);
-    let claims: HintClaims = inner.keys.current().verify(hint, validation).map_err(|e| {
+    let expected = lienthong_protocol::Expected::issued_by(&inner.issuer);
+    let claims: HintClaims = inner.keys.current().verify(hint, &expected).map_err(|e| {
         tracing::warn!(error = %e, "logout with an id_token_hint that is not ours");
         bad_request()
     })?;

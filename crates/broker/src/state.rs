@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lienthong_adapter::directory::Directory;
 use lienthong_adapter::policy::{LinkPolicy, RealmConfig};
-use lienthong_protocol::{SharedClock, SystemClock};
+use lienthong_protocol::{PublicKeys, SharedClock, SystemClock};
 use std::time::Duration;
 
 use crate::config::{ClientAuthMethod, ClientConfig, Config};
@@ -26,6 +26,8 @@ pub struct Client {
     pub config: ClientConfig,
     /// The account realm: the configured one, or the client's own id.
     pub realm: String,
+    /// `jwks` (a `private_key_jwt` client's public keys), parsed once at start.
+    pub public_keys: Option<Arc<PublicKeys>>,
 }
 
 /// The broker: cheap to clone, shared by every handler.
@@ -153,6 +155,7 @@ impl Broker {
                     Client {
                         config: c.clone(),
                         realm,
+                        public_keys: c.jwks.as_ref().map(|j| Arc::new(PublicKeys::new(j))),
                     },
                 )
                 .is_some()

@@ -47,10 +47,10 @@ pub(crate) async fn authenticate<'a>(
     if let Some(client) = registered
         && client.config.token_endpoint_auth_method == ClientAuthMethod::PrivateKeyJwt
     {
-        let (Some(jwks), Some(assertion)) = (&client.config.jwks, &creds.assertion) else {
+        let (Some(keys), Some(assertion)) = (&client.public_keys, &creds.assertion) else {
             return Err(refused());
         };
-        return match client_assertion::verify(inner, &client.config.id, jwks, assertion).await {
+        return match client_assertion::verify(inner, &client.config.id, keys, assertion).await {
             Ok(()) => Ok(client),
             Err(e) => {
                 tracing::warn!(client = %client.config.id, error = %e, "client assertion refused");

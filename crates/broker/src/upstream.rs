@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use lienthong_protocol::{SharedClock, jws};
+use lienthong_protocol::{PublicKeys, SharedClock};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
     CoreClient, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
@@ -124,8 +124,8 @@ struct Discovered {
     at: Instant,
     metadata: Metadata,
     client: UpstreamClient,
-    /// The IdP's keys as jsonwebtoken reads them, for signature checks on aws-lc-rs.
-    jwks: JwkSet,
+    /// The IdP's keys, parsed once per discovery for signature checks on aws-lc-rs.
+    keys: PublicKeys,
 }
 
 pub struct Connector {
@@ -225,7 +225,7 @@ impl Connector {
             at: Instant::now(),
             metadata,
             client,
-            jwks,
+            keys: PublicKeys::new(&jwks),
         });
         *slot = Some(fresh.clone());
         Ok(fresh)
@@ -312,7 +312,7 @@ impl Connector {
         let d = self.discovered_within(Duration::ZERO).await?;
         let m = &d.metadata;
         let mut out = Vec::new();
-        out.push(if d.jwks.keys.is_empty() {
+        out.push(if d.keys.is_empty() {
             (
                 Severity::Error,
                 "the IdP publishes no signing keys".to_owned(),
@@ -320,7 +320,7 @@ impl Connector {
         } else {
             (
                 Severity::Ok,
-                format!("discovery and JWKS fetched: {} key(s)", d.jwks.keys.len()),
+                format!("discovery and JWKS fetched: {} key(s)", d.keys.len()),
             )
         });
         let signs: Vec<String> = m
@@ -482,17 +482,17 @@ impl Connector {
         // iss, aud, azp, exp, iat, nonce — still run below, on the token this has verified.
         let id_token_text = id_token.to_string();
         let discovered = match verify_signature(
-            &discovered.jwks,
+            &discovered.keys,
             &self.config.id_token_algs,
             &id_token_text,
         ) {
             Ok(()) => discovered,
             // A key the cached JWKS does not have: the IdP may have rolled its keys. Fetch the
             // set again — at most once a minute, so forged `kid`s cannot make us hammer it.
-            Err(e) if jws::unknown_kid(&discovered.jwks, &id_token_text) && self.may_refetch() => {
+            Err(e) if discovered.keys.unknown_kid(&id_token_text) && self.may_refetch() => {
                 tracing::info!(error = %e, "ID token signed by a key not in the cached JWKS: fetching the IdP's keys again");
                 let fresh = self.discovered_within(Duration::ZERO).await?;
-                verify_signature(&fresh.jwks, &self.config.id_token_algs, &id_token_text)?;
+                verify_signature(&fresh.keys, &self.config.id_token_algs, &id_token_text)?;
                 fresh
             }
             Err(e) => return Err(e),
@@ -579,12 +579,12 @@ impl Connector {
 /// The upstream ID token's signature, by one of the IdP's published keys, with an algorithm
 /// from `upstream.id_token_algs` and nothing looser ([`lienthong_protocol::jws`]).
 pub(crate) fn verify_signature(
-    jwks: &JwkSet,
+    keys: &PublicKeys,
     allowed: &[UpstreamAlg],
     token: &str,
 ) -> Result<(), UpstreamError> {
     let allowed: Vec<Algorithm> = allowed.iter().map(|a| a.jwt()).collect();
-    jws::verify(jwks, &allowed, token)
+    keys.verify(&allowed, token)
         .map(|_| ())
         .map_err(|e| UpstreamError::Rejected(format!("ID token signature: {e}")))
 }
@@ -622,10 +622,11 @@ mod tests {
     fn the_upstream_signature_is_checked_strictly() {
         let idp = KeySet::generate(&[Algorithm::RS256, Algorithm::ES256]).unwrap();
         let jwks = idp.jwks();
+        let keys = PublicKeys::new(&jwks);
         let allowed = [UpstreamAlg::RS256, UpstreamAlg::ES256];
         for alg in [Algorithm::RS256, Algorithm::ES256] {
             let good = idp.sign(alg, "JWT", &claims()).unwrap();
-            assert!(verify_signature(&jwks, &allowed, &good).is_ok(), "{alg:?}");
+            assert!(verify_signature(&keys, &allowed, &good).is_ok(), "{alg:?}");
             // Someone else's signature under a published kid.
             let (signed_part, _) = good.rsplit_once('.').unwrap();
             let other = KeySet::generate(&[alg])
@@ -634,13 +635,13 @@ mod tests {
                 .unwrap();
             let forged = format!("{signed_part}.{}", other.rsplit_once('.').unwrap().1);
             assert!(
-                verify_signature(&jwks, &allowed, &forged).is_err(),
+                verify_signature(&keys, &allowed, &forged).is_err(),
                 "{alg:?} forged"
             );
         }
         // An algorithm not allowed, even though its key is published.
         let rs = idp.sign(Algorithm::RS256, "JWT", &claims()).unwrap();
-        assert!(verify_signature(&jwks, &[UpstreamAlg::ES256], &rs).is_err());
+        assert!(verify_signature(&keys, &[UpstreamAlg::ES256], &rs).is_err());
         // alg: none.
         let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let none = format!(
@@ -648,7 +649,7 @@ mod tests {
             b64(&serde_json::json!({"alg": "none"})),
             b64(&claims())
         );
-        assert!(verify_signature(&jwks, &allowed, &none).is_err());
+        assert!(verify_signature(&keys, &allowed, &none).is_err());
         // HS256 keyed with the public key (the classic algorithm confusion).
         let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
         header.kid = jwks.keys[0].common.key_id.clone();
@@ -659,7 +660,7 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
         )
         .unwrap();
-        assert!(verify_signature(&jwks, &allowed, &hs).is_err());
+        assert!(verify_signature(&keys, &allowed, &hs).is_err());
         // A kid the IdP never published.
         let es = idp.sign(Algorithm::ES256, "JWT", &claims()).unwrap();
         let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
@@ -669,6 +670,6 @@ mod tests {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
             es.split_once('.').unwrap().1
         );
-        assert!(verify_signature(&jwks, &allowed, &unknown).is_err());
+        assert!(verify_signature(&keys, &allowed, &unknown).is_err());
     }
 }

@@ -15,12 +15,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use lienthong_citizen::CitizenId;
 use lienthong_protocol::secret::{left_half_sha256, random_token};
 use lienthong_protocol::{
-    AuthorizationParams, ClientCredentials, KeySet, OAuthError, OAuthErrorCode, TokenParams,
-    bearer_token, form_access_token, pkce,
+    AuthorizationParams, ClientCredentials, Expected, KeySet, OAuthError, OAuthErrorCode,
+    TokenParams, bearer_token, form_access_token, pkce,
 };
 use lienthong_protocol::{SharedClock, SystemClock};
 use serde::Deserialize;
@@ -737,12 +737,8 @@ async fn logout(
         }),
     );
     let hinted_client = p.id_token_hint.as_deref().and_then(|t| {
-        let mut v = Validation::new(s.alg);
-        v.validate_exp = false;
-        v.validate_aud = false;
-        v.set_issuer(&[&s.issuer]);
         s.keys
-            .verify::<Value>(t, v)
+            .verify::<Value>(t, &Expected::issued_by(&s.issuer))
             .ok()?
             .get("aud")?
             .as_str()

@@ -7,10 +7,14 @@
 //! RFC 7638 thumbprint, so the same key always has the same id and two nodes loading the same
 //! key publish the same set.
 
+use std::borrow::Cow;
+
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::Serialize;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::jws::{self, Compact, JwsError, Verifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -24,6 +28,12 @@ pub enum KeyError {
     NoKeyFor(Algorithm),
     #[error("token names no known key")]
     UnknownKey,
+    #[error("malformed token: {0}")]
+    Malformed(JwsError),
+    #[error("typ is not {0}")]
+    Type(&'static str),
+    #[error("refused: {0}")]
+    Refused(JwsError),
     #[error("invalid key: {0}")]
     Rejected(String),
     #[error("signing failed")]
@@ -36,7 +46,8 @@ pub struct SigningKey {
     kid: String,
     pkcs8_pem: String,
     signer: Signer,
-    decoding: DecodingKey,
+    /// The published key, parsed once to verify what this key signed.
+    verifier: Verifier,
     public: Jwk,
 }
 
@@ -140,13 +151,14 @@ impl SigningKey {
         let kid = public.thumbprint(ThumbprintHash::SHA256)?;
         public.common.key_id = Some(kid.clone());
         public.common.public_key_use = Some(PublicKeyUse::Signature);
-        let decoding = DecodingKey::from_jwk(&public)?;
+        let verifier =
+            Verifier::from_jwk(&public, alg).map_err(|e| KeyError::Rejected(e.to_string()))?;
         Ok(Self {
             alg,
             kid,
             pkcs8_pem: pem.to_owned(),
             signer: Signer::new(alg, &encoding)?,
-            decoding,
+            verifier,
             public,
         })
     }
@@ -271,51 +283,160 @@ impl KeySet {
         Ok(jws)
     }
 
-    /// Verifies a token signed by one of our own keys, whatever its slot (found by `kid`), then
-    /// applies `validation` (whose algorithm list is replaced by the key's own algorithm).
+    /// Verifies a token signed by one of our own keys, whatever its slot (found by `kid`, and
+    /// of the key's own algorithm), with the claims `expected` names; returns the claims.
+    /// Expiry is the caller's to check, by its own clock.
     pub fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
-        mut validation: Validation,
+        expected: &Expected<'_>,
     ) -> Result<T, KeyError> {
-        let header = jsonwebtoken::decode_header(token)?;
+        let compact = Compact::parse(token).map_err(KeyError::Malformed)?;
+        let header = compact.header().map_err(KeyError::Malformed)?;
+        if let Some(typ) = expected.typ
+            && header.typ.as_deref() != Some(typ)
+        {
+            return Err(KeyError::Type(typ));
+        }
         let key = self
             .keys
             .iter()
             .map(|(_, k)| k)
             .find(|k| header.kid.as_deref() == Some(k.kid.as_str()) && header.alg == k.alg)
             .ok_or(KeyError::UnknownKey)?;
-        validation.algorithms = vec![key.alg];
-        Ok(jsonwebtoken::decode::<T>(token, &key.decoding, &validation)?.claims)
+        let payload =
+            jws::verify_with(&key.verifier, &compact, &header).map_err(KeyError::Refused)?;
+        let registered: Registered<'_> =
+            serde_json::from_slice(&payload).map_err(|e| KeyError::Refused(JwsError::claims(e)))?;
+        expected.check(&registered).map_err(KeyError::Refused)?;
+        serde_json::from_slice(&payload).map_err(|e| KeyError::Refused(JwsError::claims(e)))
     }
+}
+
+/// What a token of ours must say besides carrying our signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// `iss`: required, and this.
+    pub issuer: &'a str,
+    /// `aud`: required; when given, it is this or (an array) holds it.
+    pub audience: Option<&'a str>,
+    /// The JOSE `typ` (`at+jwt` for an access token), when given.
+    pub typ: Option<&'static str>,
+}
+
+impl<'a> Expected<'a> {
+    /// A token from `issuer`, for any audience, of any type.
+    pub fn issued_by(issuer: &'a str) -> Self {
+        Self {
+            issuer,
+            audience: None,
+            typ: None,
+        }
+    }
+
+    fn check(&self, claims: &Registered<'_>) -> Result<(), JwsError> {
+        if claims.iss.as_deref() != Some(self.issuer) {
+            return Err(JwsError::from("iss is not the issuer"));
+        }
+        let aud_ok = match (&claims.aud, self.audience) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(Audience::One(aud)), Some(want)) => aud == want,
+            (Some(Audience::Many(auds)), Some(want)) => auds.iter().any(|a| a == want),
+        };
+        if !aud_ok {
+            return Err(JwsError::from("aud is missing or not this audience"));
+        }
+        Ok(())
+    }
+}
+
+/// The registered claims [`Expected`] checks (RFC 7519 §4.1).
+#[derive(Deserialize)]
+struct Registered<'a> {
+    #[serde(borrow, default)]
+    iss: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    aud: Option<Audience<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn sign_and_verify_with_published_kid() {
         let keys = KeySet::generate(&[Algorithm::ES256]).unwrap();
-        let token = keys
-            .sign(
-                Algorithm::ES256,
-                "JWT",
-                &serde_json::json!({"sub": "x", "exp": 4102444800u64}),
-            )
-            .unwrap();
+        let token = keys.sign(Algorithm::ES256, "JWT", &ours("a")).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         let jwks = keys.jwks();
         assert_eq!(jwks.keys.len(), 1);
         assert_eq!(header.kid, jwks.keys[0].common.key_id);
-        let mut v = Validation::new(Algorithm::ES256);
-        v.validate_aud = false;
-        let claims: serde_json::Value = keys.verify(&token, v).unwrap();
+        let claims: serde_json::Value = keys.verify(&token, &Expected::issued_by(ISS)).unwrap();
         assert_eq!(claims["sub"], "x");
     }
 
+    const ISS: &str = "https://broker.example";
+
+    fn ours(aud: &str) -> serde_json::Value {
+        serde_json::json!({"iss": ISS, "aud": aud, "sub": "x", "exp": 4102444800u64})
+    }
+
+    #[test]
+    fn our_tokens_are_checked_for_issuer_audience_and_type() {
+        let keys = KeySet::generate(&[Algorithm::ES256]).unwrap();
+        let access = keys
+            .sign(Algorithm::ES256, "at+jwt", &ours("portal"))
+            .unwrap();
+        let want = |audience, typ| Expected {
+            issuer: ISS,
+            audience,
+            typ,
+        };
+        let ok = |e: Expected<'_>| keys.verify::<serde_json::Value>(&access, &e);
+        assert!(ok(want(Some("portal"), Some("at+jwt"))).is_ok());
+        assert!(matches!(
+            ok(want(Some("portal"), Some("JWT"))),
+            Err(KeyError::Type("JWT"))
+        ));
+        assert!(ok(want(Some("other"), None)).is_err());
+        assert!(ok(Expected::issued_by("https://elsewhere.example")).is_err());
+        // `aud` as an array holding the audience; and no `aud` at all.
+        let many = serde_json::json!({"iss": ISS, "aud": ["a", "portal"]});
+        let many = keys.sign(Algorithm::ES256, "JWT", &many).unwrap();
+        assert!(
+            keys.verify::<serde_json::Value>(&many, &want(Some("portal"), None))
+                .is_ok()
+        );
+        let none = keys
+            .sign(Algorithm::ES256, "JWT", &serde_json::json!({"iss": ISS}))
+            .unwrap();
+        assert!(
+            keys.verify::<serde_json::Value>(&none, &Expected::issued_by(ISS))
+                .is_err()
+        );
+        // Another key set's token with our kid's shape: unknown key.
+        let stranger = KeySet::generate(&[Algorithm::ES256]).unwrap();
+        let forged = stranger
+            .sign(Algorithm::ES256, "at+jwt", &ours("portal"))
+            .unwrap();
+        assert!(matches!(
+            keys.verify::<serde_json::Value>(&forged, &Expected::issued_by(ISS)),
+            Err(KeyError::UnknownKey)
+        ));
+    }
+
     /// Signed with the key parsed once, verified by jsonwebtoken from the published JWK alone,
-    /// as a client would; a changed signature is refused.
+    /// as a client would, and by our own verifier from the same JWK; a changed signature is
+    /// refused by both.
     #[test]
     fn every_algorithm_signs_what_its_published_key_verifies() {
         for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
@@ -324,13 +445,58 @@ mod tests {
             let token = keys.sign(alg, "at+jwt", &claims).unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.typ.as_deref(), Some("at+jwt"), "{alg:?}");
-            let got = crate::jws::verify(&keys.jwks(), &[alg], &token).unwrap();
-            assert_eq!(got, claims, "{alg:?}");
+            let client = jsonwebtoken::DecodingKey::from_jwk(&keys.jwks().keys[0]).unwrap();
+            let mut v = jsonwebtoken::Validation::new(alg);
+            v.validate_aud = false;
+            let decoded = jsonwebtoken::decode::<serde_json::Value>(&token, &client, &v).unwrap();
+            assert_eq!(decoded.claims, claims, "{alg:?}");
+            let published = jws::PublicKeys::new(&keys.jwks());
+            assert_eq!(published.verify(&[alg], &token).unwrap(), claims, "{alg:?}");
             let mut tampered = token.clone();
             tampered.replace_range(token.len() - 4.., "AAAA");
-            assert!(crate::jws::verify(&keys.jwks(), &[alg], &tampered).is_err());
+            assert!(published.verify(&[alg], &tampered).is_err());
+            assert!(jsonwebtoken::decode::<serde_json::Value>(&tampered, &client, &v).is_err());
         }
     }
+
+    /// What jsonwebtoken signs — every algorithm a client or the IdP may use, PS256 included —
+    /// our verifier accepts from the published JWK; not with an algorithm left off the allowed
+    /// list, nor with the key of another algorithm.
+    #[test]
+    fn tokens_signed_elsewhere_verify_from_their_published_keys() {
+        for (alg, key_alg) in [
+            (Algorithm::RS256, Algorithm::RS256),
+            (Algorithm::PS256, Algorithm::RS256),
+            (Algorithm::ES256, Algorithm::ES256),
+            (Algorithm::EdDSA, Algorithm::EdDSA),
+        ] {
+            let key = SigningKey::generate(key_alg).unwrap();
+            let pem = key.pkcs8_pem().as_bytes();
+            let encoding = match key_alg {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(pem),
+                Algorithm::ES256 => EncodingKey::from_ec_pem(pem),
+                _ => EncodingKey::from_ed_pem(pem),
+            }
+            .unwrap();
+            let mut header = Header::new(alg);
+            header.kid = Some(key.kid().to_owned());
+            let claims = serde_json::json!({"iss": "idp", "sub": "s"});
+            let token = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+            let mut jwk = key.public.clone();
+            jwk.common.key_algorithm = None;
+            let published = jws::PublicKeys::new(&JwkSet { keys: vec![jwk] });
+            assert_eq!(published.verify(&[alg], &token).unwrap(), claims, "{alg:?}");
+            let others: Vec<Algorithm> = SUPPORTED_HERE.into_iter().filter(|a| *a != alg).collect();
+            assert!(published.verify(&others, &token).is_err(), "{alg:?}");
+        }
+    }
+
+    const SUPPORTED_HERE: [Algorithm; 4] = [
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ];
 
     #[test]
     fn the_same_pem_gives_the_same_kid() {
@@ -346,16 +512,8 @@ mod tests {
     #[test]
     fn eddsa_keys_sign_verify_and_publish() {
         let keys = KeySet::generate(&[Algorithm::EdDSA]).unwrap();
-        let token = keys
-            .sign(
-                Algorithm::EdDSA,
-                "JWT",
-                &serde_json::json!({"sub": "x", "exp": 4102444800u64}),
-            )
-            .unwrap();
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.validate_aud = false;
-        let claims: serde_json::Value = keys.verify(&token, v).unwrap();
+        let token = keys.sign(Algorithm::EdDSA, "JWT", &ours("a")).unwrap();
+        let claims: serde_json::Value = keys.verify(&token, &Expected::issued_by(ISS)).unwrap();
         assert_eq!(claims["sub"], "x");
         assert_eq!(keys.jwks().keys.len(), 1);
     }
@@ -370,13 +528,7 @@ mod tests {
         let older = KeySet::new(vec![
             SigningKey::from_pkcs8_pem(Algorithm::ES256, prev.pkcs8_pem()).unwrap(),
         ]);
-        let signed_before = older
-            .sign(
-                Algorithm::ES256,
-                "JWT",
-                &serde_json::json!({"exp": 4102444800u64}),
-            )
-            .unwrap();
+        let signed_before = older.sign(Algorithm::ES256, "JWT", &ours("a")).unwrap();
         let cur_kid = cur.kid().to_owned();
         let ring = KeySet::with_slots(vec![
             (Slot::Previous, prev),
@@ -395,12 +547,84 @@ mod tests {
             jsonwebtoken::decode_header(&t).unwrap().kid.as_deref(),
             Some(cur_kid.as_str())
         );
-        let mut v = Validation::new(Algorithm::ES256);
-        v.validate_aud = false;
-        assert!(ring.verify::<serde_json::Value>(&signed_before, v).is_ok());
+        let expected = Expected::issued_by(ISS);
+        assert!(
+            ring.verify::<serde_json::Value>(&signed_before, &expected)
+                .is_ok()
+        );
     }
 
     fn keys_without(alg: Algorithm) -> Result<String, KeyError> {
         KeySet::default().sign(alg, "JWT", &serde_json::json!({}))
+    }
+
+    // The JWS rules of `crate::jws`, on tokens this module signs.
+
+    /// A token whose header is `header` and whose payload and signature are a token's that
+    /// `keys` signed.
+    fn token_with_header(header: &serde_json::Value, keys: &KeySet) -> String {
+        let signed = keys
+            .sign(Algorithm::ES256, "JWT", &serde_json::json!({"sub": "x"}))
+            .unwrap();
+        let mut parts = signed.splitn(2, '.');
+        let _ = parts.next();
+        let rest = parts.next().unwrap();
+        format!(
+            "{}.{rest}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(header).unwrap())
+        )
+    }
+
+    #[test]
+    fn a_crit_header_is_refused_and_a_changed_header_breaks_the_signature() {
+        let keys = KeySet::generate(&[Algorithm::ES256]).unwrap();
+        let published = jws::PublicKeys::new(&keys.jwks());
+        let kid = keys.jwks().keys[0].common.key_id.clone().unwrap();
+        let crit = token_with_header(
+            &serde_json::json!({"alg": "ES256", "kid": kid, "crit": ["exp"], "exp": 1}),
+            &keys,
+        );
+        let e = published.verify(&[Algorithm::ES256], &crit).unwrap_err();
+        assert!(e.to_string().contains("crit"), "{e}");
+        let changed = token_with_header(&serde_json::json!({"alg": "ES256", "kid": kid}), &keys);
+        let e = published.verify(&[Algorithm::ES256], &changed).unwrap_err();
+        assert_eq!(e.to_string(), "invalid signature");
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused_not_panicked_on() {
+        let keys = KeySet::generate(&[Algorithm::ES256]).unwrap();
+        let published = jws::PublicKeys::new(&keys.jwks());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a.b",
+            "a.b.c.d",
+            "e30.e30.",
+            "!!.e30.AA",
+            "e30.e30.AA",
+        ] {
+            assert!(
+                published.verify(&[Algorithm::ES256], bad).is_err(),
+                "{bad:?}"
+            );
+            assert!(!published.unknown_kid(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_too_weak_or_of_another_curve_fits_nothing() {
+        let mut jwks = KeySet::generate(&[Algorithm::ES256]).unwrap().jwks();
+        if let jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(ec) =
+            &mut jwks.keys[0].algorithm
+        {
+            ec.curve = jsonwebtoken::jwk::EllipticCurve::P384;
+        }
+        let e = Verifier::from_jwk(&jwks.keys[0], Algorithm::ES256)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("cannot verify"), "{e}");
     }
 }

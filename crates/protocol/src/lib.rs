@@ -6,8 +6,9 @@
 //! how token-endpoint errors look on the wire (RFC 6749 §5.2), how signing keys are published
 //! (RFC 7517, kid = RFC 7638 thumbprint) and how one-time secrets are drawn.
 //!
-//! Nothing here is cryptography of our own: signatures are jsonwebtoken's on its aws-lc-rs
-//! backend, and keys, hashes and random values come from aws-lc-rs ([`crypto`]).
+//! Nothing here is cryptography of our own: signatures are made and checked by aws-lc-rs with
+//! keys parsed once ([`keys`], [`jws`]), and keys, hashes and random values come from aws-lc-rs
+//! ([`crypto`]); jsonwebtoken supplies the JOSE and JWK types.
 
 pub mod client_auth;
 pub mod clock;
@@ -22,5 +23,6 @@ pub mod secret;
 pub use client_auth::ClientCredentials;
 pub use clock::{Clock, MockClock, SharedClock, SystemClock};
 pub use error::{OAuthError, OAuthErrorCode};
-pub use keys::{KeyError, KeySet, SigningKey, Slot};
+pub use jws::PublicKeys;
+pub use keys::{Expected, KeyError, KeySet, SigningKey, Slot};
 pub use params::{AuthorizationParams, TokenParams, bearer_token, form_access_token};
