@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use lienthong_protocol::{PublicKeys, SharedClock};
@@ -481,19 +479,22 @@ impl Connector {
         // own check runs on RustCrypto's bignum RSA, 5 % of a login's CPU. Its claim checks —
         // iss, aud, azp, exp, iat, nonce — still run below, on the token this has verified.
         let id_token_text = id_token.to_string();
-        let discovered = match verify_signature(
+        // The claims come from the verified payload: every claim, including names
+        // openidconnect's core type ignores.
+        let (discovered, mut claims) = match verify_signature(
             &discovered.keys,
             &self.config.id_token_algs,
             &id_token_text,
         ) {
-            Ok(()) => discovered,
+            Ok(claims) => (discovered, claims),
             // A key the cached JWKS does not have: the IdP may have rolled its keys. Fetch the
             // set again — at most once a minute, so forged `kid`s cannot make us hammer it.
             Err(e) if discovered.keys.unknown_kid(&id_token_text) && self.may_refetch() => {
                 tracing::info!(error = %e, "ID token signed by a key not in the cached JWKS: fetching the IdP's keys again");
                 let fresh = self.discovered_within(Duration::ZERO).await?;
-                verify_signature(&fresh.keys, &self.config.id_token_algs, &id_token_text)?;
-                fresh
+                let claims =
+                    verify_signature(&fresh.keys, &self.config.id_token_algs, &id_token_text)?;
+                (fresh, claims)
             }
             Err(e) => return Err(e),
         };
@@ -515,8 +516,6 @@ impl Connector {
             .auth_method_refs()
             .map(|v| v.iter().map(|a| a.as_str().to_owned()).collect())
             .unwrap_or_default();
-        // The signature is verified; read every claim, including names the core type ignores.
-        let mut claims = jwt_payload(&id_token_text)?;
         if self.config.userinfo != UserinfoMethod::None {
             let url = discovered.metadata.userinfo_endpoint().ok_or_else(|| {
                 UpstreamError::Rejected("the IdP has no userinfo endpoint".into())
@@ -577,16 +576,21 @@ impl Connector {
 }
 
 /// The upstream ID token's signature, by one of the IdP's published keys, with an algorithm
-/// from `upstream.id_token_algs` and nothing looser ([`lienthong_protocol::jws`]).
+/// from `upstream.id_token_algs` and nothing looser ([`lienthong_protocol::jws`]); returns
+/// the verified payload's claims.
 pub(crate) fn verify_signature(
     keys: &PublicKeys,
     allowed: &[UpstreamAlg],
     token: &str,
-) -> Result<(), UpstreamError> {
+) -> Result<Map<String, Value>, UpstreamError> {
     let allowed: Vec<Algorithm> = allowed.iter().map(|a| a.jwt()).collect();
-    keys.verify(&allowed, token)
-        .map(|_| ())
-        .map_err(|e| UpstreamError::Rejected(format!("ID token signature: {e}")))
+    match keys.verify(&allowed, token) {
+        Ok(Value::Object(claims)) => Ok(claims),
+        Ok(_) => Err(UpstreamError::Rejected(
+            "the ID token's payload is not a JSON object".into(),
+        )),
+        Err(e) => Err(UpstreamError::Rejected(format!("ID token signature: {e}"))),
+    }
 }
 
 fn core_alg(alg: UpstreamAlg) -> CoreJwsSigningAlgorithm {
@@ -597,21 +601,11 @@ fn core_alg(alg: UpstreamAlg) -> CoreJwsSigningAlgorithm {
     }
 }
 
-/// The payload of a JWT whose signature has already been verified.
-pub(crate) fn jwt_payload(jwt: &str) -> Result<Map<String, Value>, UpstreamError> {
-    let payload = jwt
-        .split('.')
-        .nth(1)
-        .ok_or_else(|| UpstreamError::Rejected("malformed ID token".into()))?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|e| UpstreamError::Rejected(e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Rejected(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use lienthong_protocol::KeySet;
 
     fn claims() -> serde_json::Value {

@@ -46,16 +46,15 @@ impl From<&str> for JwsError {
 }
 
 /// The algorithms a key can be parsed for.
-const SUPPORTED: [Algorithm; 4] = [
+pub(crate) const SUPPORTED: [Algorithm; 4] = [
     Algorithm::RS256,
     Algorithm::PS256,
     Algorithm::ES256,
     Algorithm::EdDSA,
 ];
 
-/// A public key parsed for one algorithm.
+/// A public key parsed for one algorithm (which its holder keeps beside it).
 pub(crate) struct Verifier {
-    alg: Algorithm,
     key: ParsedPublicKey,
 }
 
@@ -102,12 +101,12 @@ impl Verifier {
             }
             _ => return Err(JwsError::new(format!("the key cannot verify {alg:?}"))),
         };
-        Ok(Self { alg, key })
+        Ok(Self { key })
     }
 
     /// Checks the signature of a token whose header is already read, and returns its payload
-    /// (JSON text, still to be parsed).
-    fn verify(&self, token: &Compact<'_>) -> Result<Vec<u8>, JwsError> {
+    /// (JSON text, still to be parsed). The caller has matched the header's `alg` to the key.
+    pub(crate) fn verify(&self, token: &Compact<'_>) -> Result<Vec<u8>, JwsError> {
         let signature = URL_SAFE_NO_PAD
             .decode(token.signature)
             .map_err(|_| JwsError::new("the signature is not base64url"))?;
@@ -168,22 +167,6 @@ impl<'t> Compact<'t> {
         }
         Ok(header)
     }
-}
-
-/// Checks the signature of `token` with `key` (whose algorithm the header must name), and
-/// returns its payload.
-pub(crate) fn verify_with(
-    key: &Verifier,
-    token: &Compact<'_>,
-    header: &Header<'_>,
-) -> Result<Vec<u8>, JwsError> {
-    if header.alg != key.alg {
-        return Err(JwsError::new(format!(
-            "algorithm {:?} is not the key's",
-            header.alg
-        )));
-    }
-    key.verify(token)
 }
 
 /// One published key: its `kid`, and its parse for each algorithm it may verify (or why it
@@ -247,19 +230,20 @@ impl PublicKeys {
             )));
         }
         let kid = header.kid.as_deref();
-        let candidates: Vec<&Result<Verifier, String>> = self
+        let mut candidates = self
             .keys
             .iter()
             .filter(|k| kid.is_none() || k.kid.as_deref() == kid)
             .flat_map(|k| k.verifiers.iter())
             .filter(|(alg, _)| *alg == header.alg)
-            .map(|(_, parsed)| parsed)
-            .collect();
-        let key = match (kid, candidates.as_slice()) {
-            (_, [one]) => one.as_ref().map_err(|e| JwsError::new(e.clone()))?,
-            (Some(kid), []) => return Err(JwsError::new(format!("no published key {kid:?}"))),
-            (None, []) => return Err(JwsError::new("no published key fits")),
-            (_, _) => return Err(JwsError::new("more than one published key fits")),
+            .map(|(_, parsed)| parsed);
+        let key = match (kid, candidates.next(), candidates.next()) {
+            (_, Some(one), None) => one.as_ref().map_err(|e| JwsError::new(e.clone()))?,
+            (Some(kid), None, _) => return Err(JwsError::new(format!("no published key {kid:?}"))),
+            (None, None, _) => return Err(JwsError::new("no published key fits")),
+            (_, Some(_), Some(_)) => {
+                return Err(JwsError::new("more than one published key fits"));
+            }
         };
         let payload = key.verify(&compact)?;
         serde_json::from_slice(&payload).map_err(JwsError::claims)
