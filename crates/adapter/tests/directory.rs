@@ -11,7 +11,8 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use lienthong_adapter::directory::{
-    AccountNumber, CitizenInput, Directory, LinkSource, Resolution, parse_csv,
+    AccountNumber, CitizenInput, ConsentQuery, Directory, LinkSource, Preparation, Prepared,
+    Resolution, parse_csv,
 };
 use lienthong_adapter::policy::{LinkPolicy, LookupConfig, NewSubjectRule, RealmConfig};
 use lienthong_citizen::lookup_signature;
@@ -715,6 +716,73 @@ async fn consents_add_up_and_signing_key_generations_are_taken_once() {
             .map(|(g, _)| g)
             .collect();
         assert_eq!(gens, [3, 2], "{name}");
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn prepare_answers_the_consent_question_with_the_account() {
+    let http = http_client();
+    for b in backends().await {
+        let name = b.name;
+        let d = &b.dir;
+        let portal = realm("portal", LinkPolicy::Provision);
+        let n = number("001085004512");
+        let c = citizen("sub-consent", Some(&n), None);
+        let granted: Vec<String> = vec!["birthdate".into(), "name".into()];
+        d.record_consent_answer(
+            "who",
+            "portal",
+            &granted,
+            "Cổng A hỏi / Portal A asks",
+            true,
+        )
+        .await
+        .unwrap();
+        let question = |since| ConsentQuery {
+            subject_key: "who",
+            client_id: "portal",
+            since,
+        };
+        let sorted = |p: Preparation| {
+            let mut claims = p.consented.expect("asked, so answered");
+            claims.sort();
+            (p.account, claims)
+        };
+        // A citizen with no record yet: the policy acts after consent; the consents are read.
+        let (first, claims) = sorted(d.prepare(&portal, &c, Some(question(0))).await.unwrap());
+        assert!(matches!(first, Prepared::NeedsRelease { .. }), "{name}");
+        assert_eq!(claims, granted, "{name}");
+        // Linked: the account and the consents, as consented_claims answers alone.
+        let (local, _) = account(d.resolve(&portal, &c, &http).await.unwrap());
+        let (linked, claims) = sorted(d.prepare(&portal, &c, Some(question(0))).await.unwrap());
+        assert_eq!(
+            linked,
+            Prepared::Done(Resolution::Account {
+                local_account_id: local,
+                how: LinkSource::Existing
+            }),
+            "{name}"
+        );
+        assert_eq!(
+            claims,
+            d.consented_claims("who", "portal", 0).await.unwrap(),
+            "{name}"
+        );
+        let (_, claims) = sorted(
+            d.prepare(&portal, &c, Some(question(i64::MAX)))
+                .await
+                .unwrap(),
+        );
+        assert!(claims.is_empty(), "{name}: outside the window, none");
+        let other_client = ConsentQuery {
+            client_id: "other",
+            ..question(0)
+        };
+        let (_, claims) = sorted(d.prepare(&portal, &c, Some(other_client)).await.unwrap());
+        assert!(claims.is_empty(), "{name}: another client's, none");
+        let unasked = d.prepare(&portal, &c, None).await.unwrap();
+        assert_eq!(unasked.consented, None, "{name}: not asked, not read");
         b.drop_database().await;
     }
 }

@@ -9,7 +9,9 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use lienthong_adapter::directory::{CitizenInput, DirectoryError, Prepared, Resolution};
+use lienthong_adapter::directory::{
+    CitizenInput, ConsentQuery, DirectoryError, Preparation, Prepared, Resolution,
+};
 use lienthong_adapter::policy::RealmConfig;
 use serde::{Deserialize, Serialize};
 
@@ -56,33 +58,48 @@ fn unavailable(inner: &Inner, request: &AuthorizeRequest, e: DirectoryError) -> 
     )
 }
 
-/// What the account step knows before consent: the `sub`, a refusal page, or "after consent".
+/// What the account step knows before consent — the `sub`, a refusal page, or "after
+/// consent" — and the answer to the consent `question`, where there is one, read with it.
 pub(crate) async fn before_consent(
     inner: &Inner,
     client: &Client,
     request: &AuthorizeRequest,
     identity: &CitizenIdentity,
-) -> Result<Account, FlowError> {
+    question: Option<ConsentQuery<'_>>,
+) -> Result<(Account, Option<Vec<String>>), FlowError> {
+    let unavailable = |e| unavailable(inner, request, e);
     if client.config.subject_type == SubjectType::Pairwise {
-        return Ok(Account::Known(lienthong_adapter::derived_account_id(
+        let sub = lienthong_adapter::derived_account_id(
             &inner.account_secret,
             &client.realm,
             &identity.issuer,
             &identity.subject,
-        )));
+        );
+        let granted = match question {
+            Some(q) => Some(
+                inner
+                    .directory
+                    .consented_claims(q.subject_key, q.client_id, q.since)
+                    .await
+                    .map_err(unavailable)?,
+            ),
+            None => None,
+        };
+        return Ok((Account::Known(sub), granted));
     }
     let realm = realm_of(inner, client);
-    match inner
+    let Preparation { account, consented } = inner
         .directory
-        .prepare(realm, &input(identity))
+        .prepare(realm, &input(identity), question)
         .await
-        .map_err(|e| unavailable(inner, request, e))?
-    {
+        .map_err(unavailable)?;
+    let account = match account {
         Prepared::Done(resolution) => {
-            outcome(inner, client, request, realm, resolution).map(Account::Known)
+            Account::Known(outcome(inner, client, request, realm, resolution)?)
         }
-        Prepared::NeedsRelease { citizen_key } => Ok(Account::AfterConsent { citizen_key }),
-    }
+        Prepared::NeedsRelease { citizen_key } => Account::AfterConsent { citizen_key },
+    };
+    Ok((account, consented))
 }
 
 /// What follows consent (or needs none): the account, if the realm's policy still had to act

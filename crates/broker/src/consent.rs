@@ -14,6 +14,8 @@ use axum_extra::extract::CookieJar;
 use lienthong_protocol::secret::{random_token, sha256_b64url};
 use serde::{Deserialize, Serialize};
 
+use lienthong_adapter::directory::ConsentQuery;
+
 use crate::account::{Account, release};
 use crate::error::{CitizenPage, FlowError};
 use crate::identity::CitizenIdentity;
@@ -41,8 +43,27 @@ impl Record for PendingConsent {
 }
 
 /// The citizen's key in the consent records: the upstream identity's hash, never a number.
-fn subject_key(identity: &CitizenIdentity) -> String {
+pub(crate) fn subject_key(identity: &CitizenIdentity) -> String {
     sha256_b64url(&format!("{}\0{}", identity.issuer, identity.subject))
+}
+
+/// Whether `claims` may go to `client` only with the citizen's consent.
+pub(crate) fn required(client: &Client, claims: &[String]) -> bool {
+    client.config.require_consent && !claims.is_empty()
+}
+
+/// The directory's question: the claims the citizen with `subject_key` has agreed to release
+/// to `client_id`, within `consent_days`.
+pub(crate) fn question<'a>(
+    inner: &Inner,
+    subject_key: &'a str,
+    client_id: &'a str,
+) -> ConsentQuery<'a> {
+    ConsentQuery {
+        subject_key,
+        client_id,
+        since: inner.now() as i64 - (inner.config.sessions.consent_days * 86_400) as i64,
+    }
 }
 
 /// The claims the citizen has agreed to release to `client_id`, within `consent_days`.
@@ -51,10 +72,11 @@ pub(crate) async fn granted_claims(
     identity: &CitizenIdentity,
     client_id: &str,
 ) -> Result<Vec<String>, lienthong_adapter::directory::DirectoryError> {
-    let since = inner.now() as i64 - (inner.config.sessions.consent_days * 86_400) as i64;
+    let key = subject_key(identity);
+    let q = question(inner, &key, client_id);
     inner
         .directory
-        .consented_claims(&subject_key(identity), client_id, since)
+        .consented_claims(q.subject_key, q.client_id, q.since)
         .await
 }
 
@@ -86,8 +108,9 @@ pub(crate) enum ConsentStep {
     Ask(Response),
 }
 
-/// Whether the citizen must be asked before `claims` go to `client`; if so, the question is
-/// stored (single use, bound to the session) and its page returned.
+/// Whether the citizen must be asked before `claims` go to `client`, given the claims they
+/// have `granted` it (`None`: no consent is [`required`]); if so, the question is stored
+/// (single use, bound to the session) and its page returned.
 pub(crate) async fn ask_if_needed(
     inner: &Inner,
     client: &Client,
@@ -95,13 +118,11 @@ pub(crate) async fn ask_if_needed(
     live: &LiveSession,
     claims: &[String],
     account: &Account,
+    granted: Option<Vec<String>>,
 ) -> Result<ConsentStep, FlowError> {
-    if !client.config.require_consent || claims.is_empty() {
+    let Some(granted) = granted else {
         return Ok(ConsentStep::Granted);
-    }
-    let granted = granted_claims(inner, &live.session.identity, &client.config.id)
-        .await
-        .map_err(directory_unavailable)?;
+    };
     let covered = claims.iter().all(|c| granted.contains(c));
     if !request.prompt_consent && covered {
         return Ok(ConsentStep::Granted);

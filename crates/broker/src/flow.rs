@@ -5,7 +5,7 @@
 use axum::response::Response;
 
 use crate::account::{before_consent, release};
-use crate::consent::{ConsentStep, ask_if_needed};
+use crate::consent::{self, ConsentStep, ask_if_needed};
 use crate::error::FlowError;
 use crate::identity;
 use crate::request::AuthorizeRequest;
@@ -21,13 +21,19 @@ pub(crate) async fn complete(
     live: LiveSession,
 ) -> Result<Response, FlowError> {
     let client = inner.client_of(&request.client_id)?;
-    // What the directory decides without releasing anything comes first: a citizen with no
-    // account in a `linked` realm is told so before being asked to share anything.
-    let account = before_consent(inner, client, request, &live.session.identity).await?;
+    let identity = &live.session.identity;
     let claims: Vec<String> = identity::releasable(&request.scopes, &client.config.claims)
         .map(str::to_owned)
         .collect();
-    match ask_if_needed(inner, client, request, &live, &claims, &account).await? {
+    // What the directory decides without releasing anything comes first: a citizen with no
+    // account in a `linked` realm is told so before being asked to share anything. The
+    // consents already given, where consent is required, are read in the same statement.
+    let subject_key = consent::required(client, &claims).then(|| consent::subject_key(identity));
+    let question = subject_key
+        .as_deref()
+        .map(|key| consent::question(inner, key, &client.config.id));
+    let (account, granted) = before_consent(inner, client, request, identity, question).await?;
+    match ask_if_needed(inner, client, request, &live, &claims, &account, granted).await? {
         ConsentStep::Ask(page) => Ok(page),
         ConsentStep::Granted => release(inner, client, request, &live, claims, account).await,
     }

@@ -41,7 +41,25 @@ pub struct CitizenInput<'a> {
     pub birthdate: Option<&'a str>,
 }
 
-/// What [`Directory::prepare`] found.
+/// A login's question about consent, answered in the statement that reads its account: the
+/// claims `subject_key` has agreed to release to `client_id` since `since` (Unix seconds), as
+/// [`Directory::consented_claims`] answers it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsentQuery<'a> {
+    pub subject_key: &'a str,
+    pub client_id: &'a str,
+    pub since: i64,
+}
+
+/// What [`Directory::prepare`] found: the account as far as it is decided before consent, and
+/// the consented claims where it was asked about them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preparation {
+    pub account: Prepared,
+    pub consented: Option<Vec<String>>,
+}
+
+/// The account as far as [`Directory::prepare`] decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
     /// Decided without releasing anything.
@@ -135,6 +153,8 @@ struct LoginView {
     unbound_by_cmnd: Option<String>,
     /// A link in the realm held by another record with the same ID number: account, its key.
     previous: Option<(String, String)>,
+    /// The claims consented, where the login asked ([`ConsentQuery`]).
+    consented: Option<Vec<String>>,
 }
 
 fn new_key() -> String {
@@ -402,37 +422,52 @@ impl Directory {
         Ok(())
     }
 
-    /// Everything a login's account step reads, in one statement (one round trip: a hop to
-    /// SQLite's thread or to PostgreSQL costs more than the lookups, docs/performance.md).
+    /// Everything a login's account step reads, and the consents it asks about, in one statement
+    /// (one round trip: a hop to SQLite's thread or to PostgreSQL costs more than the lookups,
+    /// docs/performance.md).
     async fn login_view(
         &self,
         realm: &RealmConfig,
         c: &CitizenInput<'_>,
+        consents: Option<ConsentQuery<'_>>,
     ) -> Result<LoginView, DirectoryError> {
         // $1, $2: the upstream identity; $3: the realm; $4: the ID number; $5: the CMND, where
         // the realm matches on it. A NULL number matches nothing.
         // Each link is found through a correlated subquery on the (realm, citizen_key) index, not
         // a join: with stale statistics PostgreSQL hashed a join over every link of the realm
         // (about 45 ms at 100,000 links, seconds under load), and a subquery cannot be planned so.
-        let rows = sqlx::query(
-            "SELECT 'me', c.citizen_key, c.citizen_id, c.legacy_cmnd, \
-             (SELECT l.local_account_id FROM account_links l WHERE l.realm = $3 AND l.citizen_key = c.citizen_key) \
-             FROM citizens c WHERE c.issuer = $1 AND c.subject = $2 \
-             UNION ALL \
-             SELECT 'other', c.citizen_key, NULL, NULL, \
-             (SELECT l.local_account_id FROM account_links l WHERE l.realm = $3 AND l.citizen_key = c.citizen_key) \
-             FROM citizens c WHERE c.citizen_id = $4 AND NOT (c.issuer = $1 AND c.subject = $2) \
-             UNION ALL \
-             SELECT 'citizen_id', local_account_id, NULL, NULL, NULL FROM account_links \
-             WHERE realm = $3 AND citizen_id = $4 AND citizen_key IS NULL \
-             UNION ALL \
-             SELECT 'legacy_cmnd', local_account_id, NULL, NULL, NULL FROM account_links \
-             WHERE realm = $3 AND legacy_cmnd = $5 AND citizen_key IS NULL \
-             UNION ALL \
-             SELECT 'previous', l.local_account_id, l.citizen_key, NULL, NULL FROM account_links l \
-             WHERE l.realm = $3 AND l.citizen_id = $4 AND l.citizen_key IS NOT NULL \
-             AND l.citizen_key NOT IN (SELECT citizen_key FROM citizens WHERE issuer = $1 AND subject = $2)",
-        )
+        macro_rules! accounts {
+            () => {
+                "SELECT 'me', c.citizen_key, c.citizen_id, c.legacy_cmnd, \
+                 (SELECT l.local_account_id FROM account_links l WHERE l.realm = $3 AND l.citizen_key = c.citizen_key) \
+                 FROM citizens c WHERE c.issuer = $1 AND c.subject = $2 \
+                 UNION ALL \
+                 SELECT 'other', c.citizen_key, NULL, NULL, \
+                 (SELECT l.local_account_id FROM account_links l WHERE l.realm = $3 AND l.citizen_key = c.citizen_key) \
+                 FROM citizens c WHERE c.citizen_id = $4 AND NOT (c.issuer = $1 AND c.subject = $2) \
+                 UNION ALL \
+                 SELECT 'citizen_id', local_account_id, NULL, NULL, NULL FROM account_links \
+                 WHERE realm = $3 AND citizen_id = $4 AND citizen_key IS NULL \
+                 UNION ALL \
+                 SELECT 'legacy_cmnd', local_account_id, NULL, NULL, NULL FROM account_links \
+                 WHERE realm = $3 AND legacy_cmnd = $5 AND citizen_key IS NULL \
+                 UNION ALL \
+                 SELECT 'previous', l.local_account_id, l.citizen_key, NULL, NULL FROM account_links l \
+                 WHERE l.realm = $3 AND l.citizen_id = $4 AND l.citizen_key IS NOT NULL \
+                 AND l.citizen_key NOT IN (SELECT citizen_key FROM citizens WHERE issuer = $1 AND subject = $2)"
+            };
+        }
+        // $6, $7, $8: the consent question's subject, client and time, as in consented_claims.
+        const WITH_CONSENTS: &str = concat!(
+            accounts!(),
+            " UNION ALL SELECT 'consent', claim, NULL, NULL, NULL FROM consents \
+             WHERE subject_key = $6 AND client_id = $7 AND granted_at >= $8"
+        );
+        let query = sqlx::query(if consents.is_some() {
+            WITH_CONSENTS
+        } else {
+            accounts!()
+        })
         .bind(c.issuer.to_owned())
         .bind(c.subject.to_owned())
         .bind(realm.id.clone())
@@ -441,10 +476,19 @@ impl Directory {
             c.legacy_cmnd
                 .filter(|_| realm.match_legacy_cmnd)
                 .map(|n| n.as_str().to_owned()),
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut view = LoginView::default();
+        );
+        let query = match consents {
+            Some(q) => query
+                .bind(q.subject_key.to_owned())
+                .bind(q.client_id.to_owned())
+                .bind(q.since),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut view = LoginView {
+            consented: consents.map(|_| Vec::new()),
+            ..LoginView::default()
+        };
         // A link made for this number and bound to another record comes before the link of
         // another record holding the number: either is the "previous" account.
         let mut held_by_other = None;
@@ -465,6 +509,7 @@ impl Directory {
                 }
                 "citizen_id" => view.unbound_by_number = Some(value),
                 "legacy_cmnd" => view.unbound_by_cmnd = Some(value),
+                "consent" => view.consented.get_or_insert_default().push(value),
                 _ => {
                     view.previous.get_or_insert((value, row.try_get(2)?));
                 }
@@ -483,7 +528,7 @@ impl Directory {
         citizen: &CitizenInput<'_>,
         http: &reqwest::Client,
     ) -> Result<Resolution, DirectoryError> {
-        match self.prepare(realm, citizen).await? {
+        match self.prepare(realm, citizen, None).await?.account {
             Prepared::Done(resolution) => Ok(resolution),
             Prepared::NeedsRelease { citizen_key } => {
                 self.release_account(realm, citizen, &citizen_key, http)
@@ -497,14 +542,34 @@ impl Directory {
     /// under another subject, and the `linked` policy's refusal. What it cannot decide — a
     /// `lookup` call to the system, a `provision`ed account — waits for
     /// [`Directory::release_account`], which the broker calls only after the citizen consented.
+    /// `consents`, where given, is answered in the same statement that reads the account.
     pub async fn prepare(
         &self,
         realm: &RealmConfig,
         citizen: &CitizenInput<'_>,
-    ) -> Result<Prepared, DirectoryError> {
-        let done = |r: Resolution| Ok(Prepared::Done(r));
+        consents: Option<ConsentQuery<'_>>,
+    ) -> Result<Preparation, DirectoryError> {
+        let mut view = self.login_view(realm, citizen, consents).await?;
+        let consented = view.consented.take();
+        loop {
+            if let Some(account) = self.decide(realm, citizen, view).await? {
+                return Ok(Preparation { account, consented });
+            }
+            // Another node created the citizen record at the same moment: read again.
+            view = self.login_view(realm, citizen, None).await?;
+        }
+    }
+
+    /// [`Directory::prepare`]'s decision on what it read; `None` when the citizen record it was
+    /// to create was created elsewhere in the meantime.
+    async fn decide(
+        &self,
+        realm: &RealmConfig,
+        citizen: &CitizenInput<'_>,
+        view: LoginView,
+    ) -> Result<Option<Prepared>, DirectoryError> {
+        let done = |r: Resolution| Ok(Some(Prepared::Done(r)));
         let r = realm.id.as_str();
-        let view = self.login_view(realm, citizen).await?;
         let key = match view.me {
             Some((key, old_number, old_cmnd)) => {
                 self.keep_numbers_current(&key, citizen, old_number, old_cmnd)
@@ -514,8 +579,7 @@ impl Directory {
             None => {
                 let key = new_key();
                 if !self.insert_citizen(&key, citizen).await? {
-                    // Another node created the record at the same moment: read again.
-                    return Box::pin(self.prepare(realm, citizen)).await;
+                    return Ok(None);
                 }
                 if let Some(n) = citizen.citizen_id {
                     self.record_known_number(&key, n, &view.others).await?;
@@ -610,7 +674,7 @@ impl Directory {
         match realm.policy {
             LinkPolicy::Linked => done(Resolution::NotLinked),
             LinkPolicy::Lookup | LinkPolicy::Provision => {
-                Ok(Prepared::NeedsRelease { citizen_key: key })
+                Ok(Some(Prepared::NeedsRelease { citizen_key: key }))
             }
         }
     }
