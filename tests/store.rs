@@ -25,6 +25,7 @@ async fn conforms(store: Arc<dyn Store>) {
     counters_count_and_expire(store.clone()).await;
     touch_moves_the_expiry_without_rewriting(&*store).await;
     a_batch_does_each_write_as_alone(&*store).await;
+    a_read_that_ends_a_batch_sees_every_write(&*store).await;
     records_of_an_unknown_version_read_as_absent(store.clone()).await;
     store.ping().await.unwrap();
 }
@@ -253,6 +254,45 @@ struct V2 {
 impl Record for V2 {
     const KIND: &'static str = "test";
     const VERSION: u8 = 2;
+}
+
+/// A read that ends a batch (a code's marker after its grant is written) sees the key as it is
+/// once every write is done: absent, written before, or written by the batch itself.
+async fn a_read_that_ends_a_batch_sees_every_write(store: &dyn Store) {
+    let (marker, grant) = (fresh("then-marker"), fresh("then-grant"));
+    let ttl = Duration::from_secs(5);
+    let put = |key: &str, value: &[u8]| Write::Put {
+        key: key.to_owned(),
+        value: value.to_vec(),
+        ttl,
+    };
+    let read = store
+        .write_all_then_get(vec![put(&grant, b"one")], &marker)
+        .await
+        .unwrap();
+    assert_eq!(read, None, "nothing there");
+    assert_eq!(store.get(&grant).await.unwrap(), Some(b"one".to_vec()));
+    store.put(&marker, b"spent".to_vec(), ttl).await.unwrap();
+    let read = store
+        .write_all_then_get(vec![put(&grant, b"two")], &marker)
+        .await
+        .unwrap();
+    assert_eq!(read, Some(b"spent".to_vec()), "written before the batch");
+    assert_eq!(store.get(&grant).await.unwrap(), Some(b"two".to_vec()));
+    let read = store
+        .write_all_then_get(
+            vec![put(&grant, b"three"), put(&marker, b"revoked")],
+            &marker,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        Some(b"revoked".to_vec()),
+        "after the batch's own writes"
+    );
+    let read = store.write_all_then_get(Vec::new(), &marker).await.unwrap();
+    assert_eq!(read, Some(b"revoked".to_vec()), "an empty batch reads too");
 }
 
 async fn records_of_an_unknown_version_read_as_absent(store: Arc<dyn Store>) {

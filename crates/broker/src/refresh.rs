@@ -104,6 +104,20 @@ pub(crate) async fn revoke_family(inner: &Inner, family: &str) -> Result<(), Sto
     raw.delete(&set).await
 }
 
+/// Applies `batch`, then says whether `family` is revoked, read once every write is done (in
+/// the same round trip where the Store can): a rotation's check that no reuse came between.
+pub(crate) async fn write_then_family_revoked(
+    inner: &Inner,
+    batch: Batch<'_>,
+    family: &str,
+) -> Result<bool, StoreError> {
+    Ok(inner
+        .store
+        .write_then_get_raw(batch, &keys::family_revoked(family))
+        .await?
+        .is_some())
+}
+
 pub(crate) async fn family_revoked(inner: &Inner, family: &str) -> Result<bool, StoreError> {
     Ok(inner
         .store

@@ -272,11 +272,11 @@ async fn authorization_code(
         }
         _ => None,
     };
-    inner.store.write(batch).await.map_err(store_error)?;
-    // A reuse of the code may have come between taking it and writing the grant.
+    // A reuse of the code may have come between taking it and writing the grant: its marker,
+    // read once the writes are done (in the same round trip where the Store can), says so.
     let revoked = inner
         .store
-        .get::<CodeSpent>(&spent_key)
+        .write_then_get::<CodeSpent>(batch, &spent_key)
         .await
         .map_err(store_error)?
         .is_none_or(|s| s.revoked);
@@ -410,9 +410,8 @@ async fn refresh_token(
     let mut batch = inner.store.batch();
     batch.put(grant_key(&jti), &grant, lifetime);
     let next = refresh::issue(inner, &mut batch, record, &jti);
-    inner.store.write(batch).await.map_err(store_error)?;
     // A reuse detected meanwhile revoked the family: what was just written goes too.
-    if refresh::family_revoked(inner, &family)
+    if refresh::write_then_family_revoked(inner, batch, &family)
         .await
         .map_err(store_error)?
     {

@@ -96,6 +96,18 @@ pub trait Store: Send + Sync + 'static {
     /// once). Once it returns `Ok` every write is done — a read that follows sees them all; after
     /// an error some may be done. Each write is to its own key; their order is not promised.
     async fn write_all(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// [`Store::write_all`], then the value at `key` as it is once every write is done: in the
+    /// same round trip where the backend can (a standalone Redis: the `GET` ends the MULTI). For
+    /// a step that must learn whether something came between its take and its writes (a code
+    /// or refresh token presented twice at once).
+    async fn write_all_then_get(
+        &self,
+        writes: Vec<Write>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.write_all(writes).await?;
+        self.get(key).await
+    }
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -184,6 +196,26 @@ impl Records {
     /// Applies `batch` ([`Store::write_all`]).
     pub async fn write(&self, batch: Batch<'_>) -> Result<(), StoreError> {
         self.counted(self.store.write_all(batch.writes).await)
+    }
+
+    /// Applies `batch`, then reads `key` as it is once every write is done
+    /// ([`Store::write_all_then_get`]).
+    pub async fn write_then_get<T: Record>(
+        &self,
+        batch: Batch<'_>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let value = self.write_then_get_raw(batch, key).await?;
+        Ok(self.sealer.decode(key, value))
+    }
+
+    /// [`Records::write_then_get`] of a value stored as it is.
+    pub async fn write_then_get_raw(
+        &self,
+        batch: Batch<'_>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.counted(self.store.write_all_then_get(batch.writes, key).await)
     }
 
     pub async fn get<T: Record>(&self, key: &str) -> Result<Option<T>, StoreError> {

@@ -143,13 +143,13 @@ impl RedisStore {
         }
     }
 
-    async fn pipeline(&self, pipe: &Pipeline) -> Result<(), StoreError> {
+    async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
         let result = match self.connection().await? {
-            Connection::Single(mut c) => pipe.query_async::<()>(&mut c).await,
-            Connection::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
+            Connection::Single(mut c) => pipe.query_async(&mut c).await,
+            Connection::Cluster(mut c) => pipe.query_async(&mut c).await,
         };
         match result {
-            Ok(()) => Ok(()),
+            Ok(v) => Ok(v),
             Err(e) => {
                 self.forget_connection_if(&e).await;
                 Err(unavailable(e))
@@ -264,20 +264,42 @@ impl Store for RedisStore {
                     pipe
                 })
                 .collect();
-            futures_util::future::try_join_all(pipes.iter().map(|p| self.pipeline(p))).await?;
+            futures_util::future::try_join_all(pipes.iter().map(|p| self.pipeline::<()>(p)))
+                .await?;
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for write in &writes {
-            push(&mut pipe, write);
+        self.pipeline(&transaction(&writes)).await
+    }
+
+    async fn write_all_then_get(
+        &self,
+        writes: Vec<Write>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Target::Cluster(_) = self.target {
+            // The key lies in another slot than most of the writes: a read after them.
+            self.write_all(writes).await?;
+            return self.get(key).await;
         }
-        self.pipeline(&pipe).await
+        let mut pipe = transaction(&writes);
+        pipe.cmd("GET").arg(key);
+        let (value,): (Option<Vec<u8>>,) = self.pipeline(&pipe).await?;
+        Ok(value)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
+}
+
+/// Every write of a batch in one MULTI/EXEC (a standalone Redis).
+fn transaction(writes: &[Write]) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for write in writes {
+        push(&mut pipe, write);
+    }
+    pipe
 }
 
 /// The commands of one write.
