@@ -11,10 +11,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
+use lienthong_adapter::directory::ConsentQuery;
 use lienthong_protocol::secret::{random_token, sha256_b64url};
 use serde::{Deserialize, Serialize};
-
-use lienthong_adapter::directory::ConsentQuery;
 
 use crate::account::{Account, release};
 use crate::error::{CitizenPage, FlowError};
