@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::callback::CallbackParams;
 use crate::claims::ClaimMapper;
-use crate::config::{Config, UpstreamAlg};
+use crate::config::Config;
 use crate::state::Broker;
 use crate::store::MemoryStore;
 use crate::{access_token, client_assertion, request, token, upstream};
@@ -145,7 +145,7 @@ impl Target {
     /// `private_key_jwt` client assertion.
     pub fn jwt(&self, token: &str) {
         let inner = self.broker.inner();
-        let allowed = [UpstreamAlg::RS256, UpstreamAlg::ES256, UpstreamAlg::PS256];
+        let allowed = [Algorithm::RS256, Algorithm::ES256, Algorithm::PS256];
         let _ = upstream::verify_signature(&self.upstream_keys, &allowed, token);
         let _ = self.upstream_keys.unknown_kid(token);
         // The claim mapping behind the signature, reached with any payload.

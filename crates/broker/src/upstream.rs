@@ -131,8 +131,10 @@ pub struct Connector {
     redirect_uri: RedirectUrl,
     http: openidconnect::reqwest::Client,
     mapper: ClaimMapper,
-    /// `upstream.id_token_algs`, as openidconnect names them (converted once, at start).
+    /// `upstream.id_token_algs`, as openidconnect names them and as the signature check takes
+    /// them (each converted once, at start).
     id_token_algs: Vec<CoreJwsSigningAlgorithm>,
+    signature_algs: Vec<Algorithm>,
     /// The ID token's `exp` and `iat` are judged by the broker's clock.
     clock: SharedClock,
     /// When the JWKS was last fetched again for an unknown `kid` (seconds since the epoch).
@@ -161,12 +163,14 @@ impl Connector {
             .build()
             .map_err(|e| e.to_string())?;
         let id_token_algs = config.id_token_algs.iter().map(|a| core_alg(*a)).collect();
+        let signature_algs = config.id_token_algs.iter().map(|a| a.jwt()).collect();
         Ok(Self {
             mapper: ClaimMapper::new(&config),
             config,
             redirect_uri,
             http,
             id_token_algs,
+            signature_algs,
             clock,
             last_refetch: std::sync::atomic::AtomicU64::new(0),
             discovered: RwLock::new(None),
@@ -483,7 +487,7 @@ impl Connector {
         // openidconnect's core type ignores.
         let (discovered, mut claims) = match verify_signature(
             &discovered.keys,
-            &self.config.id_token_algs,
+            &self.signature_algs,
             &id_token_text,
         ) {
             Ok(claims) => (discovered, claims),
@@ -492,8 +496,7 @@ impl Connector {
             Err(e) if discovered.keys.unknown_kid(&id_token_text) && self.may_refetch() => {
                 tracing::info!(error = %e, "ID token signed by a key not in the cached JWKS: fetching the IdP's keys again");
                 let fresh = self.discovered_within(Duration::ZERO).await?;
-                let claims =
-                    verify_signature(&fresh.keys, &self.config.id_token_algs, &id_token_text)?;
+                let claims = verify_signature(&fresh.keys, &self.signature_algs, &id_token_text)?;
                 (fresh, claims)
             }
             Err(e) => return Err(e),
@@ -580,11 +583,10 @@ impl Connector {
 /// the verified payload's claims.
 pub(crate) fn verify_signature(
     keys: &PublicKeys,
-    allowed: &[UpstreamAlg],
+    allowed: &[Algorithm],
     token: &str,
 ) -> Result<Map<String, Value>, UpstreamError> {
-    let allowed: Vec<Algorithm> = allowed.iter().map(|a| a.jwt()).collect();
-    match keys.verify(&allowed, token) {
+    match keys.verify(allowed, token) {
         Ok(Value::Object(claims)) => Ok(claims),
         Ok(_) => Err(UpstreamError::Rejected(
             "the ID token's payload is not a JSON object".into(),
@@ -617,7 +619,7 @@ mod tests {
         let idp = KeySet::generate(&[Algorithm::RS256, Algorithm::ES256]).unwrap();
         let jwks = idp.jwks();
         let keys = PublicKeys::new(&jwks);
-        let allowed = [UpstreamAlg::RS256, UpstreamAlg::ES256];
+        let allowed = [Algorithm::RS256, Algorithm::ES256];
         for alg in [Algorithm::RS256, Algorithm::ES256] {
             let good = idp.sign(alg, "JWT", &claims()).unwrap();
             assert!(verify_signature(&keys, &allowed, &good).is_ok(), "{alg:?}");
@@ -635,7 +637,7 @@ mod tests {
         }
         // An algorithm not allowed, even though its key is published.
         let rs = idp.sign(Algorithm::RS256, "JWT", &claims()).unwrap();
-        assert!(verify_signature(&keys, &[UpstreamAlg::ES256], &rs).is_err());
+        assert!(verify_signature(&keys, &[Algorithm::ES256], &rs).is_err());
         // alg: none.
         let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let none = format!(
