@@ -136,6 +136,15 @@ fn citizen<'a>(
     }
 }
 
+/// A consent question, as a login asks it.
+fn asked<'a>(subject_key: &'a str, client_id: &'a str, since: i64) -> ConsentQuery<'a> {
+    ConsentQuery {
+        subject_key,
+        client_id,
+        since,
+    }
+}
+
 fn account(r: Resolution) -> (String, LinkSource) {
     match r {
         Resolution::Account {
@@ -671,7 +680,7 @@ async fn consents_add_up_and_signing_key_generations_are_taken_once() {
         b2.unwrap();
         // A refusal is recorded as a decision and grants nothing.
         answer(claims(&["legacy_id_number"]), false).await.unwrap();
-        let mut got = d.consented_claims("who", "portal", 0).await.unwrap();
+        let mut got = d.consented_claims(asked("who", "portal", 0)).await.unwrap();
         got.sort();
         assert_eq!(got, ["birthdate", "citizen_id", "gender", "name"], "{name}");
         let decisions = d.consent_decisions("portal").await.unwrap();
@@ -688,13 +697,13 @@ async fn consents_add_up_and_signing_key_generations_are_taken_once() {
             "{name}: with the wording shown"
         );
         assert!(
-            d.consented_claims("who", "other", 0)
+            d.consented_claims(asked("who", "other", 0))
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert!(
-            d.consented_claims("who", "portal", i64::MAX)
+            d.consented_claims(asked("who", "portal", i64::MAX))
                 .await
                 .unwrap()
                 .is_empty(),
@@ -739,11 +748,7 @@ async fn prepare_answers_the_consent_question_with_the_account() {
         )
         .await
         .unwrap();
-        let question = |since| ConsentQuery {
-            subject_key: "who",
-            client_id: "portal",
-            since,
-        };
+        let question = |since| asked("who", "portal", since);
         let sorted = |p: Preparation| {
             let mut claims = p.consented.expect("asked, so answered");
             claims.sort();
@@ -766,7 +771,7 @@ async fn prepare_answers_the_consent_question_with_the_account() {
         );
         assert_eq!(
             claims,
-            d.consented_claims("who", "portal", 0).await.unwrap(),
+            d.consented_claims(asked("who", "portal", 0)).await.unwrap(),
             "{name}"
         );
         let (_, claims) = sorted(
@@ -775,10 +780,7 @@ async fn prepare_answers_the_consent_question_with_the_account() {
                 .unwrap(),
         );
         assert!(claims.is_empty(), "{name}: outside the window, none");
-        let other_client = ConsentQuery {
-            client_id: "other",
-            ..question(0)
-        };
+        let other_client = asked("who", "other", 0);
         let (_, claims) = sorted(d.prepare(&portal, &c, Some(other_client)).await.unwrap());
         assert!(claims.is_empty(), "{name}: another client's, none");
         let unasked = d.prepare(&portal, &c, None).await.unwrap();
@@ -825,7 +827,7 @@ async fn a_citizen_provisioned_on_two_nodes_at_once_gets_one_account() {
 async fn a_connection_the_server_ended_is_replaced_after_a_pause() {
     for b in backends().await {
         let d = &b.dir;
-        d.consented_claims("who", "portal", 0).await.unwrap();
+        d.consented_claims(asked("who", "portal", 0)).await.unwrap();
         if let Some((admin_url, db)) = &b.cleanup {
             let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
             let ended: i64 = sqlx::query_scalar(
@@ -838,7 +840,7 @@ async fn a_connection_the_server_ended_is_replaced_after_a_pause() {
             assert!(ended >= 1, "the directory's connection was ended");
         }
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        d.consented_claims("who", "portal", 0)
+        d.consented_claims(asked("who", "portal", 0))
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", b.name));
         b.drop_database().await;

@@ -79,7 +79,7 @@ pub(crate) async fn before_consent(
             Some(q) => Some(
                 inner
                     .directory
-                    .consented_claims(q.subject_key, q.client_id, q.since)
+                    .consented_claims(q)
                     .await
                     .map_err(unavailable)?,
             ),

@@ -72,10 +72,9 @@ pub(crate) async fn granted_claims(
     client_id: &str,
 ) -> Result<Vec<String>, lienthong_adapter::directory::DirectoryError> {
     let key = subject_key(identity);
-    let q = question(inner, &key, client_id);
     inner
         .directory
-        .consented_claims(q.subject_key, q.client_id, q.since)
+        .consented_claims(question(inner, &key, client_id))
         .await
 }
 

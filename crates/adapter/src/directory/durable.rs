@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Directory, DirectoryError};
+use super::{ConsentQuery, Directory, DirectoryError};
 
 /// A consent to claims, each row `(subject_key, client_id, claim, granted_at)`; one given again
 /// renews its time.
@@ -11,20 +11,18 @@ const GRANT_RENEWS: &str =
     "ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at";
 
 impl Directory {
-    /// The claims `subject_key` has agreed to release to `client_id` since `since` (Unix
-    /// seconds).
+    /// The answer to a consent question alone (a login asks it with its account:
+    /// [`Directory::prepare`]).
     pub async fn consented_claims(
         &self,
-        subject_key: &str,
-        client_id: &str,
-        since: i64,
+        q: ConsentQuery<'_>,
     ) -> Result<Vec<String>, DirectoryError> {
         let rows = sqlx::query(
             "SELECT claim FROM consents WHERE subject_key = $1 AND client_id = $2 AND granted_at >= $3",
         )
-        .bind(subject_key.to_owned())
-        .bind(client_id.to_owned())
-        .bind(since)
+        .bind(q.subject_key.to_owned())
+        .bind(q.client_id.to_owned())
+        .bind(q.since)
         .fetch_all(self.pool())
         .await?;
         Ok(rows
