@@ -200,9 +200,12 @@ async fn rfc9700_4_5_authorization_code_injection() {
 }
 
 /// §4.6: an access token the broker did not issue, or issued for another purpose, is not
-/// accepted: signature by the broker's keys, `typ` at+jwt, issuer and audience all checked.
+/// accepted: signature by the broker's keys, `typ` at+jwt, issuer and audience all checked. A
+/// token is recognised without its signature only as the exact text recorded with its grant:
+/// one altered under our `kid`, its grant alive, is refused at userinfo and introspection.
 #[tokio::test]
 async fn rfc9700_4_6_access_token_injection() {
+    use base64::Engine;
     let env = Env::start().await;
     let t = tokens(&env, &Browser::new(), &AuthRequest::new(PORTAL_A), AN).await;
     let access = t["access_token"].as_str().unwrap();
@@ -213,15 +216,40 @@ async fn rfc9700_4_6_access_token_injection() {
     let forged = forger
         .sign(jsonwebtoken::Algorithm::ES256, "at+jwt", &claims)
         .unwrap();
+    // Ours, altered: another signature; more scope under our signature.
+    let (signed, signature) = access.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let resigned = format!("{signed}.{flipped}{}", &signature[1..]);
+    let mut wider = claims.clone();
+    wider["scope"] = "openid profile citizen_id offline_access".into();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = signed.split_once('.').unwrap().0;
+    let widened = format!(
+        "{header}.{}.{signature}",
+        b64.encode(serde_json::to_vec(&wider).unwrap())
+    );
     let userinfo = format!("{}/userinfo", env.issuer);
     for (what, token) in [
         ("forged", forged.as_str()),
         ("an ID token", id_token),
         ("garbage", "e30.e30.e30"),
+        ("its signature altered", resigned.as_str()),
+        ("its claims altered", widened.as_str()),
     ] {
         let r = bearer_get(&userinfo, token).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+        let r = reqwest::Client::new()
+            .post(format!("{}/introspect", env.issuer))
+            .basic_auth(PORTAL_A, Some(SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["active"], false, "{what}");
     }
+    // The token itself, its grant alive, is accepted by both.
+    assert_eq!(bearer_get(&userinfo, access).await.status(), StatusCode::OK);
     // A citizen's access token at the admin API: another audience.
     let admin = format!("{}/admin/realms/{ONESTOP}/links", env.issuer);
     let r = bearer_get(&admin, access).await;

@@ -5,13 +5,13 @@
 //! (the client_credentials grant, scope [`ADMIN_SCOPE`]).
 
 use jsonwebtoken::Algorithm;
-use lienthong_protocol::{Expected, KeyError};
+use lienthong_protocol::{Expected, KeyError, token_digest};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::state::Inner;
-use crate::store::{Record, keys};
+use crate::store::{Record, StoreError, keys};
 
 /// The scope of the admin API.
 pub const ADMIN_SCOPE: &str = "accounts:admin";
@@ -31,11 +31,35 @@ pub struct Grant {
     pub sub: String,
     pub scopes: Vec<String>,
     pub claims: Map<String, Value>,
+    /// The token's [`token_digest`], by which it is recognised without checking its signature
+    /// again. Absent from grants written before it was kept: their tokens are checked by
+    /// signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl Record for Grant {
     const KIND: &'static str = "grant";
     const VERSION: u8 = 1;
+}
+
+impl Grant {
+    /// The grant of `access_token`, just signed.
+    pub(crate) fn of(
+        access_token: &str,
+        client_id: &str,
+        sub: &str,
+        scopes: &[String],
+        claims: &Map<String, Value>,
+    ) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            sub: sub.to_owned(),
+            scopes: scopes.to_vec(),
+            claims: claims.clone(),
+            digest: Some(token_digest(access_token)),
+        }
+    }
 }
 
 pub(crate) fn grant_key(jti: &str) -> String {
@@ -58,6 +82,14 @@ struct Expiring<T> {
     claims: T,
 }
 
+fn reason(e: KeyError) -> &'static str {
+    match e {
+        KeyError::Malformed(_) => "malformed token",
+        KeyError::Type(_) => "not an access token",
+        _ => "invalid or expired token",
+    }
+}
+
 /// The access-token rule, in one place: one of our own `at+jwt` tokens, signed by our key, for
 /// `audience`, unexpired by the broker's clock (no leeway). The error says why, for the
 /// `WWW-Authenticate` header.
@@ -66,33 +98,76 @@ pub(crate) fn verify<T: DeserializeOwned>(
     token: &str,
     audience: &str,
 ) -> Result<T, &'static str> {
-    verify_with_expiry(inner, token, audience).map(|(claims, _)| claims)
-}
-
-/// [`verify`], with the token's `exp` beside the claims (which must not ask for `exp` again).
-pub(crate) fn verify_with_expiry<T: DeserializeOwned>(
-    inner: &Inner,
-    token: &str,
-    audience: &str,
-) -> Result<(T, u64), &'static str> {
     let expected = Expected {
         issuer: &inner.issuer,
         audience: Some(audience),
         typ: Some("at+jwt"),
     };
     // Expiry is checked below against the broker's clock; `exp` is required by `Expiring`.
-    let token: Expiring<T> =
-        inner
-            .keys
-            .current()
-            .verify(token, &expected)
-            .map_err(|e| match e {
-                KeyError::Malformed(_) => "malformed token",
-                KeyError::Type(_) => "not an access token",
-                _ => "invalid or expired token",
-            })?;
+    let token: Expiring<T> = inner
+        .keys
+        .current()
+        .verify(token, &expected)
+        .map_err(reason)?;
     if token.exp <= inner.now() {
         return Err("invalid or expired token");
     }
-    Ok((token.claims, token.exp))
+    Ok(token.claims)
+}
+
+/// The claims of an access token from the authorization code or refresh grant.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AccessClaims {
+    pub jti: String,
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub acr: Option<String>,
+    pub auth_time: Option<u64>,
+    pub sid: Option<String>,
+}
+
+/// Why [`granted`] has no answer.
+pub(crate) enum Refusal {
+    /// Not a valid access token for userinfo; why, for the `WWW-Authenticate` header.
+    Invalid(&'static str),
+    /// The Store did not answer.
+    Store(StoreError),
+}
+
+/// [`verify`]'s rule for the tokens backed by a [`Grant`] (audience `{issuer}/userinfo`): the
+/// claims and the grant, or `None` when the grant is gone (revoked, or run out with the token). The grant is read by the `jti` the token states, and a token recorded in it (its
+/// digest) is that very token: its signature, checked when we made it, is not checked again —
+/// a P-256 verification, half of a userinfo request's CPU (docs/performance.md). Any other
+/// token must carry our signature.
+pub(crate) async fn granted(
+    inner: &Inner,
+    token: &str,
+) -> Result<Option<(AccessClaims, Grant)>, Refusal> {
+    let audience = userinfo_audience(inner);
+    let expected = Expected {
+        issuer: &inner.issuer,
+        audience: Some(&audience),
+        typ: Some("at+jwt"),
+    };
+    let keys = inner.keys.current();
+    let opened = keys
+        .open::<AccessClaims>(token, &expected)
+        .map_err(|e| Refusal::Invalid(reason(e)))?;
+    if opened.untrusted().exp <= inner.now() {
+        return Err(Refusal::Invalid("invalid or expired token"));
+    }
+    let grant = inner
+        .store
+        .get::<Grant>(&grant_key(&opened.untrusted().jti))
+        .await
+        .map_err(Refusal::Store)?;
+    let claims = opened
+        .trust(grant.as_ref().and_then(|g| g.digest.as_deref()))
+        .map_err(|e| Refusal::Invalid(reason(e)))?;
+    Ok(grant
+        .filter(|g| g.sub == claims.sub)
+        .map(|grant| (claims, grant)))
 }

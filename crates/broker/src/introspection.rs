@@ -8,26 +8,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lienthong_protocol::{OAuthError, OAuthErrorCode, TokenParams};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access_token::{self, Grant, grant_key, userinfo_audience};
+use crate::access_token::{self, Refusal, grant_key, userinfo_audience};
 use crate::refresh::{self, RefreshRecord, store_error};
 use crate::state::{Broker, Client, Inner};
 use crate::store::keys;
 use crate::token::{authenticate, no_store};
-
-#[derive(Deserialize)]
-struct AccessClaims {
-    jti: String,
-    sub: String,
-    client_id: String,
-    scope: String,
-    iat: u64,
-    acr: Option<String>,
-    auth_time: Option<u64>,
-    sid: Option<String>,
-}
 
 fn token_param(form: &TokenParams) -> Result<&str, OAuthError> {
     form.token
@@ -38,33 +25,28 @@ fn token_param(form: &TokenParams) -> Result<&str, OAuthError> {
 /// Tries the token as one of our access tokens (unexpired, grant still there), then as a
 /// refresh token; `None` when it is neither, or not this client's.
 async fn active(inner: &Inner, client: &Client, token: &str) -> Result<Option<Value>, OAuthError> {
-    if let Ok((c, exp)) =
-        access_token::verify_with_expiry::<AccessClaims>(inner, token, &userinfo_audience(inner))
-    {
-        let grant: Option<Grant> = inner
-            .store
-            .get(&grant_key(&c.jti))
-            .await
-            .map_err(store_error)?;
-        let live = grant.is_some_and(|g| g.sub == c.sub);
-        if !live || c.client_id != client.config.id {
-            return Ok(None);
+    match access_token::granted(inner, token).await {
+        Ok(Some((c, _))) if c.client_id == client.config.id => {
+            return Ok(Some(json!({
+                "active": true,
+                "token_type": "Bearer",
+                "scope": c.scope,
+                "client_id": c.client_id,
+                "sub": c.sub,
+                "iss": inner.issuer,
+                "aud": userinfo_audience(inner),
+                "iat": c.iat,
+                "exp": c.exp,
+                "jti": c.jti,
+                "acr": c.acr,
+                "auth_time": c.auth_time,
+                "sid": c.sid,
+            })));
         }
-        return Ok(Some(json!({
-            "active": true,
-            "token_type": "Bearer",
-            "scope": c.scope,
-            "client_id": c.client_id,
-            "sub": c.sub,
-            "iss": inner.issuer,
-            "aud": userinfo_audience(inner),
-            "iat": c.iat,
-            "exp": exp,
-            "jti": c.jti,
-            "acr": c.acr,
-            "auth_time": c.auth_time,
-            "sid": c.sid,
-        })));
+        Ok(_) => return Ok(None),
+        Err(Refusal::Store(e)) => return Err(store_error(e)),
+        // Not an access token: perhaps a refresh token.
+        Err(Refusal::Invalid(_)) => {}
     }
     let record: Option<RefreshRecord> = inner
         .store
@@ -140,8 +122,7 @@ pub async fn revoke(
             .await
             .map_err(store_error)?;
         tracing::info!(client = %client.config.id, "refresh token revoked with its family");
-    } else if let Ok(c) =
-        access_token::verify::<AccessClaims>(inner, token, &userinfo_audience(inner))
+    } else if let Ok(Some((c, _))) = access_token::granted(inner, token).await
         && c.client_id == client.config.id
     {
         inner

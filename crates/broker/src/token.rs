@@ -245,12 +245,13 @@ async fn authorization_code(
         nonce: record.nonce.as_deref(),
     };
     let (access_token, id_token) = mint(inner, client, &issue, &jti)?;
-    let grant = Grant {
-        client_id: client.config.id.clone(),
-        sub: record.sub.clone(),
-        scopes: record.scopes.clone(),
-        claims: record.claims.clone(),
-    };
+    let grant = Grant::of(
+        &access_token,
+        &client.config.id,
+        &record.sub,
+        &record.scopes,
+        &record.claims,
+    );
     let mut batch = inner.store.batch();
     batch.put(grant_key(&jti), &grant, lifetime);
     // A refresh token when the system may have one and asked (the code kept the identity).
@@ -399,12 +400,13 @@ async fn refresh_token(
     };
     let (access_token, id_token) = mint(inner, client, &issue, &jti)?;
     let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
-    let grant = Grant {
-        client_id: client.config.id.clone(),
-        sub: record.sub.clone(),
-        scopes: scopes.clone(),
-        claims: claims.clone(),
-    };
+    let grant = Grant::of(
+        &access_token,
+        &client.config.id,
+        &record.sub,
+        &scopes,
+        &claims,
+    );
     let family = record.family.clone();
     record.scopes = scopes.clone();
     let mut batch = inner.store.batch();

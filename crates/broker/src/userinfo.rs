@@ -7,17 +7,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use lienthong_protocol::{OAuthError, bearer_token, form_access_token};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access_token::{self, Grant, grant_key, userinfo_audience};
+use crate::access_token::{self, Refusal};
 use crate::state::Broker;
-
-#[derive(Deserialize)]
-struct AccessClaims {
-    jti: String,
-    sub: String,
-}
 
 pub async fn get(
     State(broker): State<Broker>,
@@ -43,22 +36,18 @@ pub async fn post(
 async fn claims_for(broker: &Broker, token: Option<&str>) -> Result<Json<Value>, OAuthError> {
     let inner = broker.inner();
     let token = token.ok_or_else(|| OAuthError::invalid_token("an access token is required"))?;
-    let claims: AccessClaims = access_token::verify(inner, token, &userinfo_audience(inner))
-        .map_err(OAuthError::invalid_token)?;
-    let grant = inner
-        .store
-        .get::<Grant>(&grant_key(&claims.jti))
-        .await
-        .map_err(|e| {
+    let grant = match access_token::granted(inner, token).await {
+        Ok(Some((_, grant))) => grant,
+        Ok(None) => return Err(OAuthError::invalid_token("the token was revoked")),
+        Err(Refusal::Invalid(why)) => return Err(OAuthError::invalid_token(why)),
+        Err(Refusal::Store(e)) => {
             tracing::error!(error = %e, "store failure at userinfo");
-            OAuthError::new(
+            return Err(OAuthError::new(
                 lienthong_protocol::OAuthErrorCode::TemporarilyUnavailable,
                 "try again shortly",
-            )
-        })?;
-    let grant = grant
-        .filter(|g| g.sub == claims.sub)
-        .ok_or_else(|| OAuthError::invalid_token("the token was revoked"))?;
+            ));
+        }
+    };
     let mut body = grant.claims;
     body.insert("sub".to_owned(), json!(grant.sub));
     Ok(Json(Value::Object(body)))

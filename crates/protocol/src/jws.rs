@@ -107,15 +107,18 @@ impl Verifier {
     /// Checks the signature of a token whose header is already read, and returns its payload
     /// (JSON text, still to be parsed). The caller has matched the header's `alg` to the key.
     pub(crate) fn verify(&self, token: &Compact<'_>) -> Result<Vec<u8>, JwsError> {
+        self.check(token)?;
+        token.payload()
+    }
+
+    /// Checks the signature alone.
+    pub(crate) fn check(&self, token: &Compact<'_>) -> Result<(), JwsError> {
         let signature = URL_SAFE_NO_PAD
             .decode(token.signature)
             .map_err(|_| JwsError::new("the signature is not base64url"))?;
         self.key
             .verify_sig(token.signed.as_bytes(), &signature)
-            .map_err(|_| JwsError::new("invalid signature"))?;
-        URL_SAFE_NO_PAD
-            .decode(token.payload)
-            .map_err(|_| JwsError::new("the payload is not base64url"))
+            .map_err(|_| JwsError::new("invalid signature"))
     }
 }
 
@@ -155,6 +158,13 @@ impl<'t> Compact<'t> {
             signature,
             header_json,
         })
+    }
+
+    /// The payload's bytes (JSON text, still to be parsed), whether or not the signature holds.
+    pub(crate) fn payload(&self) -> Result<Vec<u8>, JwsError> {
+        URL_SAFE_NO_PAD
+            .decode(self.payload)
+            .map_err(|_| JwsError::new("the payload is not base64url"))
     }
 
     pub(crate) fn header(&self) -> Result<Header<'_>, JwsError> {

@@ -24,5 +24,5 @@ pub use client_auth::ClientCredentials;
 pub use clock::{Clock, MockClock, SharedClock, SystemClock};
 pub use error::{OAuthError, OAuthErrorCode};
 pub use jws::PublicKeys;
-pub use keys::{Expected, KeyError, KeySet, SigningKey, Slot};
+pub use keys::{Expected, KeyError, KeySet, Opened, SigningKey, Slot, token_digest};
 pub use params::{AuthorizationParams, TokenParams, bearer_token, form_access_token};
