@@ -11,8 +11,8 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use lienthong_adapter::directory::{
-    AccountNumber, CitizenInput, ConsentQuery, Directory, LinkSource, Preparation, Prepared,
-    Resolution, parse_csv,
+    AccountNumber, CitizenInput, ConsentAnswer, ConsentQuery, Directory, LinkSource, Preparation,
+    Prepared, Resolution, parse_csv,
 };
 use lienthong_adapter::policy::{LinkPolicy, LookupConfig, NewSubjectRule, RealmConfig};
 use lienthong_citizen::lookup_signature;
@@ -133,6 +133,17 @@ fn citizen<'a>(
         legacy_cmnd: cmnd,
         name: Some("Nguyễn Văn An"),
         birthdate: Some("1985-04-12"),
+    }
+}
+
+/// A citizen's answer to portal A's question.
+fn answer<'a>(client_id: &'a str, claims: &'a [String], allowed: bool) -> ConsentAnswer<'a> {
+    ConsentAnswer {
+        subject_key: "who",
+        client_id,
+        claims,
+        wording: "Cổng A hỏi / Portal A asks",
+        allowed,
     }
 }
 
@@ -669,7 +680,7 @@ async fn consents_add_up_and_signing_key_generations_are_taken_once() {
         let d = &b.dir;
         let claims = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let answer = |c: Vec<String>, allowed| async move {
-            d.record_consent_answer("who", "portal", &c, "Cổng A hỏi / Portal A asks", allowed)
+            d.record_consent_answer(&answer("portal", &c, allowed))
                 .await
         };
         answer(claims(&["name", "birthdate"]), true).await.unwrap();
@@ -739,15 +750,9 @@ async fn prepare_answers_the_consent_question_with_the_account() {
         let n = number("001085004512");
         let c = citizen("sub-consent", Some(&n), None);
         let granted: Vec<String> = vec!["birthdate".into(), "name".into()];
-        d.record_consent_answer(
-            "who",
-            "portal",
-            &granted,
-            "Cổng A hỏi / Portal A asks",
-            true,
-        )
-        .await
-        .unwrap();
+        d.record_consent_answer(&answer("portal", &granted, true))
+            .await
+            .unwrap();
         let question = |since| asked("who", "portal", since);
         let sorted = |p: Preparation| {
             let mut claims = p.consented.expect("asked, so answered");
@@ -785,6 +790,85 @@ async fn prepare_answers_the_consent_question_with_the_account() {
         assert!(claims.is_empty(), "{name}: another client's, none");
         let unasked = d.prepare(&portal, &c, None).await.unwrap();
         assert_eq!(unasked.consented, None, "{name}: not asked, not read");
+        b.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn the_consent_answer_is_recorded_with_the_account_it_releases() {
+    let http = http_client();
+    for b in backends().await {
+        let name = b.name;
+        let d = &b.dir;
+        let claims: Vec<String> = vec!["birthdate".into(), "name".into()];
+        let n = number("001085004512");
+        let c = citizen("sub-answer", Some(&n), None);
+        let portal = realm("portal", LinkPolicy::Provision);
+        let Prepared::NeedsRelease { citizen_key } =
+            d.prepare(&portal, &c, None).await.unwrap().account
+        else {
+            panic!("{name}: a new citizen's account waits for consent");
+        };
+        let release = |realm: RealmConfig, client| {
+            let (citizen_key, claims, c, http) = (&citizen_key, &claims, &c, &http);
+            async move {
+                let answer = answer(client, claims, true);
+                d.release_account(&realm, c, citizen_key, http, Some(&answer))
+                    .await
+                    .unwrap()
+            }
+        };
+        // Provisioned: the account, its event and the answer, in one transaction.
+        let (local, how) = account(release(portal.clone(), "portal").await);
+        assert_eq!(how, LinkSource::Provision, "{name}");
+        let mut got = d.consented_claims(asked("who", "portal", 0)).await.unwrap();
+        got.sort();
+        assert_eq!(got, claims, "{name}");
+        assert_eq!(
+            d.consent_decisions("portal").await.unwrap().len(),
+            1,
+            "{name}"
+        );
+        let events = d.events(Some(&citizen_key), 10).await.unwrap();
+        assert!(
+            events.iter().any(|e| e.action == "link_created"),
+            "{name}: {events:?}"
+        );
+        // Released again (another node, the same moment): the account made first stands, and
+        // this answer is on record too.
+        let (again, how) = account(release(portal.clone(), "portal").await);
+        assert_eq!((again, how), (local, LinkSource::Existing), "{name}");
+        assert_eq!(
+            d.consent_decisions("portal").await.unwrap().len(),
+            2,
+            "{name}"
+        );
+        // A lookup whose endpoint is down: the answer was recorded before the call, and stays.
+        let dead = lookup_realm("http://127.0.0.1:9/lookup".into(), 300);
+        assert!(
+            matches!(
+                release(dead, "health-portal").await,
+                Resolution::LookupUnavailable(_)
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            d.consent_decisions("health-portal").await.unwrap().len(),
+            1,
+            "{name}"
+        );
+        // A `linked` realm: no account, the answer recorded all the same.
+        let linked = realm("onestop", LinkPolicy::Linked);
+        assert_eq!(
+            release(linked, "onestop-portal").await,
+            Resolution::NotLinked,
+            "{name}"
+        );
+        assert_eq!(
+            d.consent_decisions("onestop-portal").await.unwrap().len(),
+            1,
+            "{name}"
+        );
         b.drop_database().await;
     }
 }

@@ -10,7 +10,7 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use lienthong_adapter::directory::{
-    CitizenInput, ConsentQuery, DirectoryError, Preparation, Prepared, Resolution,
+    CitizenInput, ConsentAnswer, ConsentQuery, DirectoryError, Preparation, Prepared, Resolution,
 };
 use lienthong_adapter::policy::RealmConfig;
 use serde::{Deserialize, Serialize};
@@ -103,7 +103,11 @@ pub(crate) async fn before_consent(
 }
 
 /// What follows consent (or needs none): the account, if the realm's policy still had to act
-/// — the first moment anything about the citizen leaves Lienthong — then the code.
+/// — the first moment anything about the citizen leaves Lienthong — then the code. The citizen's
+/// consent `answer`, where they were just asked, is recorded first, or with the account the
+/// directory makes (one round trip: [`Directory::release_account`]).
+///
+/// [`Directory::release_account`]: lienthong_adapter::directory::Directory::release_account
 pub(crate) async fn release(
     inner: &Inner,
     client: &Client,
@@ -111,9 +115,19 @@ pub(crate) async fn release(
     live: &LiveSession,
     claims: Vec<String>,
     account: Account,
+    answer: Option<ConsentAnswer<'_>>,
 ) -> Result<Response, FlowError> {
     let sub = match account {
-        Account::Known(sub) => sub,
+        Account::Known(sub) => {
+            if let Some(answer) = &answer {
+                inner
+                    .directory
+                    .record_consent_answer(answer)
+                    .await
+                    .map_err(|e| unavailable(inner, request, e))?;
+            }
+            sub
+        }
         Account::AfterConsent { citizen_key } => {
             let realm = realm_of(inner, client);
             let resolution = inner
@@ -123,6 +137,7 @@ pub(crate) async fn release(
                     &input(&live.session.identity),
                     &citizen_key,
                     &inner.http,
+                    answer.as_ref(),
                 )
                 .await
                 .map_err(|e| unavailable(inner, request, e))?;

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
-use lienthong_adapter::directory::ConsentQuery;
+use lienthong_adapter::directory::{ConsentAnswer, ConsentQuery};
 use lienthong_protocol::secret::{random_token, sha256_b64url};
 use serde::{Deserialize, Serialize};
 
@@ -183,19 +183,20 @@ pub async fn decide(
         let Some(live) = live else {
             return Err(request.page(inner, StatusCode::BAD_REQUEST, Problem::ConsentExpired));
         };
-        let allowed = form.decision == "allow";
-        inner
-            .directory
-            .record_consent_answer(
-                &subject_key(&live.session.identity),
-                &request.client_id,
-                &pending.claims,
-                &pending.wording,
-                allowed,
-            )
-            .await
-            .map_err(directory_unavailable)?;
-        if !allowed {
+        let subject = subject_key(&live.session.identity);
+        let answer = ConsentAnswer {
+            subject_key: &subject,
+            client_id: &request.client_id,
+            claims: &pending.claims,
+            wording: &pending.wording,
+            allowed: form.decision == "allow",
+        };
+        if !answer.allowed {
+            inner
+                .directory
+                .record_consent_answer(&answer)
+                .await
+                .map_err(directory_unavailable)?;
             tracing::info!(client = %request.client_id, "citizen refused consent");
             return Err(request.error(
                 inner,
@@ -203,14 +204,16 @@ pub async fn decide(
                 "the citizen refused to share the requested details",
             ));
         }
-        tracing::info!(client = %request.client_id, claims = ?pending.claims, "consent recorded");
+        tracing::info!(client = %request.client_id, claims = ?pending.claims, "consent given");
+        // Recorded by `release`, with the account where the directory makes one.
         release(
             inner,
             client,
             request,
             &live,
-            pending.claims,
+            pending.claims.clone(),
             pending.account,
+            Some(answer),
         )
         .await
     }

@@ -35,6 +35,6 @@ pub(crate) async fn complete(
     let (account, granted) = before_consent(inner, client, request, identity, question).await?;
     match ask_if_needed(inner, client, request, &live, &claims, &account, granted).await? {
         ConsentStep::Ask(page) => Ok(page),
-        ConsentStep::Granted => release(inner, client, request, &live, claims, account).await,
+        ConsentStep::Granted => release(inner, client, request, &live, claims, account, None).await,
     }
 }

@@ -2,13 +2,65 @@
 
 use sqlx::Row;
 
-use super::{ConsentQuery, Directory, DirectoryError};
+use super::{ConsentAnswer, ConsentQuery, Directory, DirectoryError};
 
 /// A consent to claims, each row `(subject_key, client_id, claim, granted_at)`; one given again
 /// renews its time.
 const GRANT: &str = "INSERT INTO consents (subject_key, client_id, claim, granted_at) VALUES";
 const GRANT_RENEWS: &str =
     "ON CONFLICT (subject_key, client_id, claim) DO UPDATE SET granted_at = excluded.granted_at";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+impl ConsentAnswer<'_> {
+    /// Whether the answer grants anything (a consent row per claim).
+    fn grants(&self) -> bool {
+        self.allowed && !self.claims.is_empty()
+    }
+
+    /// The statements that record the answer, their parameters numbered after the `before`
+    /// that the query binds first: the decision, and the consents it grants, if any.
+    pub(super) fn statements(&self, before: usize) -> (String, Option<String>) {
+        let p = |n: usize| format!("${}", before + n);
+        let decision = format!(
+            "INSERT INTO consent_records (record_id, subject_key, client_id, claims, wording, decision, decided_at) \
+             VALUES ({}, {}, {}, {}, {}, {}, {})",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7)
+        );
+        // The consents reuse the decision's parameters: subject, client and time.
+        let grants = self.grants().then(|| {
+            let rows: Vec<String> = (0..self.claims.len())
+                .map(|i| format!("({}, {}, {}, {})", p(2), p(3), p(8 + i), p(7)))
+                .collect();
+            format!("{GRANT} {} {GRANT_RENEWS}", rows.join(", "))
+        });
+        (decision, grants)
+    }
+
+    /// Binds the parameters of [`ConsentAnswer::statements`], after those `query` has.
+    pub(super) fn bind<'q>(&self, query: AnyQuery<'q>, now: i64) -> AnyQuery<'q> {
+        let mut query = query
+            .bind(lienthong_protocol::secret::random_token(16))
+            .bind(self.subject_key.to_owned())
+            .bind(self.client_id.to_owned())
+            .bind(serde_json::to_string(self.claims).expect("a list of strings"))
+            .bind(self.wording.to_owned())
+            .bind(if self.allowed { "allow" } else { "refuse" }.to_owned())
+            .bind(now);
+        if self.grants() {
+            for claim in self.claims {
+                query = query.bind(claim.clone());
+            }
+        }
+        query
+    }
+}
 
 impl Directory {
     /// The answer to a consent question alone (a login asks it with its account:
@@ -38,42 +90,20 @@ impl Directory {
     /// two statements sent together.
     pub async fn record_consent_answer(
         &self,
-        subject_key: &str,
-        client_id: &str,
-        claims: &[String],
-        wording: &str,
-        allowed: bool,
+        answer: &ConsentAnswer<'_>,
     ) -> Result<(), DirectoryError> {
-        const DECISION: &str = "INSERT INTO consent_records (record_id, subject_key, client_id, claims, wording, decision, decided_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)";
-        let decision = |sql| {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(lienthong_protocol::secret::random_token(16))
-                .bind(subject_key.to_owned())
-                .bind(client_id.to_owned())
-                .bind(serde_json::to_string(claims).expect("a list of strings"))
-                .bind(wording.to_owned())
-                .bind(if allowed { "allow" } else { "refuse" }.to_owned())
-                .bind(self.now())
-        };
-        if !allowed || claims.is_empty() {
-            decision(DECISION.to_owned()).execute(self.pool()).await?;
+        let (decision, grants) = answer.statements(0);
+        let Some(grants) = grants else {
+            let query = sqlx::query(sqlx::AssertSqlSafe(decision));
+            answer.bind(query, self.now()).execute(self.pool()).await?;
             return Ok(());
-        }
-        // The consents reuse the decision's parameters: $2 subject, $3 client, $7 time.
-        let rows: Vec<String> = (0..claims.len())
-            .map(|i| format!("($2, $3, ${}, $7)", 8 + i))
-            .collect();
-        let grants = format!("{GRANT} {} {GRANT_RENEWS}", rows.join(", "));
-        let sql = if self.sqlite {
-            format!("BEGIN IMMEDIATE; {DECISION}; {grants}; COMMIT")
-        } else {
-            format!("WITH decision AS ({DECISION}) {grants}")
         };
-        let mut query = decision(sql);
-        for claim in claims {
-            query = query.bind(claim.clone());
-        }
+        let sql = if self.sqlite {
+            format!("BEGIN IMMEDIATE; {decision}; {grants}; COMMIT")
+        } else {
+            format!("WITH decision AS ({decision}) {grants}")
+        };
+        let query = answer.bind(sqlx::query(sqlx::AssertSqlSafe(sql)), self.now());
         if self.sqlite {
             self.sqlite_atomic(query).await?;
         } else {

@@ -51,6 +51,18 @@ pub struct ConsentQuery<'a> {
     pub since: i64,
 }
 
+/// A citizen's answer to a consent question: the claims, the wording they were shown, the
+/// decision. Recorded alone ([`Directory::record_consent_answer`]) or with the account it lets
+/// a login release ([`Directory::release_account`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ConsentAnswer<'a> {
+    pub subject_key: &'a str,
+    pub client_id: &'a str,
+    pub claims: &'a [String],
+    pub wording: &'a str,
+    pub allowed: bool,
+}
+
 /// What [`Directory::prepare`] found: the account as far as it is decided before consent, and
 /// the consented claims where it was asked about them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -531,7 +543,7 @@ impl Directory {
         match self.prepare(realm, citizen, None).await?.account {
             Prepared::Done(resolution) => Ok(resolution),
             Prepared::NeedsRelease { citizen_key } => {
-                self.release_account(realm, citizen, &citizen_key, http)
+                self.release_account(realm, citizen, &citizen_key, http, None)
                     .await
             }
         }
@@ -681,21 +693,29 @@ impl Directory {
 
     /// The realm policy's account for a citizen [`Directory::prepare`] left undecided: the
     /// system's `lookup` endpoint is called, or an account is `provision`ed. Either releases the
-    /// citizen to the system, so the broker calls this only after consent.
+    /// citizen to the system, so the broker calls this only after consent — and records the
+    /// consent `answer` here: with a `provision`ed account in one transaction (one round trip,
+    /// one commit), before a `lookup` call (on record before anything leaves).
     pub async fn release_account(
         &self,
         realm: &RealmConfig,
         citizen: &CitizenInput<'_>,
         key: &str,
         http: &reqwest::Client,
+        answer: Option<&ConsentAnswer<'_>>,
     ) -> Result<Resolution, DirectoryError> {
         let r = realm.id.as_str();
         let key = key.to_owned();
+        if realm.policy != LinkPolicy::Provision
+            && let Some(answer) = answer
+        {
+            self.record_consent_answer(answer).await?;
+        }
         match realm.policy {
             LinkPolicy::Linked => Ok(Resolution::NotLinked),
             LinkPolicy::Provision => {
                 let local = new_key();
-                match self.insert_link(r, &local, &key, "provision").await {
+                match self.insert_link(r, &local, &key, "provision", answer).await {
                     Ok(()) => Ok(Resolution::Account {
                         local_account_id: local,
                         how: LinkSource::Provision,
@@ -732,7 +752,7 @@ impl Directory {
                 };
                 match lookup::lookup(http, config, &request, self.clock.now_secs()).await {
                     Ok(LookupAnswer::Found(local)) => {
-                        match self.insert_link(r, &local, &key, "lookup").await {
+                        match self.insert_link(r, &local, &key, "lookup", None).await {
                             Ok(()) => Ok(Resolution::Account {
                                 local_account_id: local,
                                 how: LinkSource::Lookup,
@@ -760,53 +780,71 @@ impl Directory {
         }
     }
 
-    /// A login's new link with its `link_created` event, both or neither; `Conflict` when the
-    /// account is linked already (to this citizen by another node at the same moment, or to
-    /// someone else).
+    /// A login's new link with its `link_created` event, both or neither, and the consent
+    /// `answer` that let it be made, in the same transaction (recorded even when the link is
+    /// not made); `Conflict` when the account is linked already (to this citizen by another
+    /// node at the same moment, or to someone else).
     async fn insert_link(
         &self,
         realm: &str,
         local: &str,
         key: &str,
         source: &str,
+        answer: Option<&ConsentAnswer<'_>>,
     ) -> Result<(), DirectoryError> {
+        const LINK: &str = "INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+        const EVENT: &str = "INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail)";
         let now = self.now();
         let detail = json!({ "source": source, "local_account_id": local });
-        let query = |sql| {
-            sqlx::query(sql)
-                .bind(realm.to_owned())
-                .bind(local.to_owned())
-                .bind(key.to_owned())
-                .bind(source.to_owned())
-                .bind(now)
-                .bind(new_key())
-                .bind(detail.to_string())
-        };
-        let inserted = if self.sqlite {
+        // The answer's statements, numbered after the link's seven parameters.
+        let recorded = answer.map(|a| a.statements(7));
+        let sql = if self.sqlite {
             // SQLite has no INSERT inside WITH: the event follows the link in one transaction,
             // written only if the link was (changes() counts the previous statement's rows).
-            self.sqlite_atomic(query(
-                "BEGIN IMMEDIATE; \
-                 INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING; \
-                 INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail) \
-                 SELECT $6, $5, 'login', 'link_created', $1, $3, $7 WHERE changes() = 1 RETURNING 1; \
-                 COMMIT",
-            ))
-            .await?
-            .len()
-                == 1
+            let mut sql = String::from("BEGIN IMMEDIATE; ");
+            if let Some((decision, grants)) = &recorded {
+                sql.push_str(decision);
+                sql.push_str("; ");
+                if let Some(grants) = grants {
+                    sql.push_str(grants);
+                    sql.push_str("; ");
+                }
+            }
+            sql.push_str(&format!(
+                "{LINK}; {EVENT} SELECT $6, $5, 'login', 'link_created', $1, $3, $7 WHERE changes() = 1 RETURNING 1; COMMIT"
+            ));
+            sql
         } else {
             // One statement, so one round trip: the event is written from the inserted row, and
             // only if there is one.
-            query(
-                "WITH link AS (INSERT INTO account_links (realm, local_account_id, citizen_key, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING realm, citizen_key) \
-                 INSERT INTO directory_events (event_id, at, actor, action, realm, citizen_key, detail) \
-                 SELECT $6, $5, 'login', 'link_created', realm, citizen_key, $7 FROM link",
-            )
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-                == 1
+            let mut sql = String::from("WITH ");
+            if let Some((decision, grants)) = &recorded {
+                sql.push_str(&format!("decision AS ({decision}), "));
+                if let Some(grants) = grants {
+                    sql.push_str(&format!("grants AS ({grants}), "));
+                }
+            }
+            sql.push_str(&format!(
+                "link AS ({LINK} RETURNING realm, citizen_key) \
+                 {EVENT} SELECT $6, $5, 'login', 'link_created', realm, citizen_key, $7 FROM link"
+            ));
+            sql
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(realm.to_owned())
+            .bind(local.to_owned())
+            .bind(key.to_owned())
+            .bind(source.to_owned())
+            .bind(now)
+            .bind(new_key())
+            .bind(detail.to_string());
+        if let Some(answer) = answer {
+            query = answer.bind(query, now);
+        }
+        let inserted = if self.sqlite {
+            self.sqlite_atomic(query).await?.len() == 1
+        } else {
+            query.execute(&self.pool).await?.rows_affected() == 1
         };
         if !inserted {
             return Err(DirectoryError::Conflict(format!(
