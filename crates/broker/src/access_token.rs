@@ -82,6 +82,15 @@ struct Expiring<T> {
     claims: T,
 }
 
+/// What an access token of ours says besides our signature: our issuer, `audience`, `at+jwt`.
+fn ours<'a>(inner: &'a Inner, audience: &'a str) -> Expected<'a> {
+    Expected {
+        issuer: &inner.issuer,
+        audience: Some(audience),
+        typ: Some("at+jwt"),
+    }
+}
+
 fn reason(e: KeyError) -> &'static str {
     match e {
         KeyError::Malformed(_) => "malformed token",
@@ -98,11 +107,7 @@ pub(crate) fn verify<T: DeserializeOwned>(
     token: &str,
     audience: &str,
 ) -> Result<T, &'static str> {
-    let expected = Expected {
-        issuer: &inner.issuer,
-        audience: Some(audience),
-        typ: Some("at+jwt"),
-    };
+    let expected = ours(inner, audience);
     // Expiry is checked below against the broker's clock; `exp` is required by `Expiring`.
     let token: Expiring<T> = inner
         .keys
@@ -138,20 +143,17 @@ pub(crate) enum Refusal {
 }
 
 /// [`verify`]'s rule for the tokens backed by a [`Grant`] (audience `{issuer}/userinfo`): the
-/// claims and the grant, or `None` when the grant is gone (revoked, or run out with the token). The grant is read by the `jti` the token states, and a token recorded in it (its
-/// digest) is that very token: its signature, checked when we made it, is not checked again —
-/// a P-256 verification, half of a userinfo request's CPU (docs/performance.md). Any other
-/// token must carry our signature.
+/// claims and the grant, or `None` when the grant is gone (revoked, or run out with the token).
+/// The grant is read by the `jti` the token states, and a token recorded in it (its digest) is
+/// that very token: its signature, checked when we made it, is not checked again — a P-256
+/// verification, most of a userinfo request's CPU (docs/performance.md). Any other token must
+/// carry our signature.
 pub(crate) async fn granted(
     inner: &Inner,
     token: &str,
 ) -> Result<Option<(AccessClaims, Grant)>, Refusal> {
     let audience = userinfo_audience(inner);
-    let expected = Expected {
-        issuer: &inner.issuer,
-        audience: Some(&audience),
-        typ: Some("at+jwt"),
-    };
+    let expected = ours(inner, &audience);
     let keys = inner.keys.current();
     let opened = keys
         .open::<AccessClaims>(token, &expected)
