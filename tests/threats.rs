@@ -248,7 +248,7 @@ async fn rfc9700_4_6_access_token_injection() {
         let answer: Value = r.json().await.unwrap();
         assert_eq!(answer["active"], false, "{what}");
     }
-    // The token itself, its grant alive, is accepted by both.
+    // The token itself, its grant alive, is accepted at userinfo.
     assert_eq!(bearer_get(&userinfo, access).await.status(), StatusCode::OK);
     // A citizen's access token at the admin API: another audience.
     let admin = format!("{}/admin/realms/{ONESTOP}/links", env.issuer);

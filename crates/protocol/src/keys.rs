@@ -354,7 +354,7 @@ impl<T> Opened<'_, T> {
 
     /// The claims, once the token is trusted: if `recorded` is its [`token_digest`], kept when it
     /// was issued, it is that very token, byte for byte, and its signature was ours when we
-    /// made it (a P-256 verification spared: half the CPU of a userinfo request,
+    /// made it (a P-256 verification spared: most of a userinfo request's CPU,
     /// docs/performance.md); otherwise its signature must hold.
     pub fn trust(self, recorded: Option<&str>) -> Result<T, KeyError> {
         let on_record =

@@ -706,13 +706,15 @@ impl Directory {
     ) -> Result<Resolution, DirectoryError> {
         let r = realm.id.as_str();
         let key = key.to_owned();
-        if realm.policy != LinkPolicy::Provision
-            && let Some(answer) = answer
-        {
-            self.record_consent_answer(answer).await?;
-        }
+        let record_alone = async || match answer {
+            Some(answer) => self.record_consent_answer(answer).await,
+            None => Ok(()),
+        };
         match realm.policy {
-            LinkPolicy::Linked => Ok(Resolution::NotLinked),
+            LinkPolicy::Linked => {
+                record_alone().await?;
+                Ok(Resolution::NotLinked)
+            }
             LinkPolicy::Provision => {
                 let local = new_key();
                 match self.insert_link(r, &local, &key, "provision", answer).await {
@@ -738,6 +740,7 @@ impl Directory {
                 }
             }
             LinkPolicy::Lookup => {
+                record_alone().await?;
                 let Some(config) = &realm.lookup else {
                     return Ok(Resolution::LookupUnavailable(
                         "no lookup endpoint configured".into(),
