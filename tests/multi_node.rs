@@ -139,6 +139,12 @@ struct Nodes {
     config: PathBuf,
 }
 
+/// Two random groups of an IPv6 address.
+fn rand_hex() -> String {
+    let b = lienthong_protocol::crypto::random_bytes(4);
+    format!("{:02x}{:02x}:{:02x}{:02x}", b[0], b[1], b[2], b[3])
+}
+
 fn sealing_key() -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode([42u8; 32])
@@ -162,6 +168,11 @@ fn client_block(id: &str, backchannel: &str) -> String {
 
 impl Nodes {
     async fn start(store_url: &str, directory_url: &str, tag: &str) -> Self {
+        Self::start_with(store_url, directory_url, tag, "").await
+    }
+
+    /// With `extra` at the end of the shared configuration (a table of its own).
+    async fn start_with(store_url: &str, directory_url: &str, tag: &str, extra: &str) -> Self {
         lienthong_protocol::crypto::install();
         let (port_a, port_b) = (free_port(), free_port());
         let issuer = format!("http://127.0.0.1:{port_a}");
@@ -189,6 +200,7 @@ impl Nodes {
             client_secret = "upstream-secret"
             metadata_ttl_secs = 0
             {clients}
+            {extra}
             "#,
             sealing = sealing_key(),
             idp_issuer = idp.issuer,
@@ -454,6 +466,65 @@ async fn multi_node_logins_over_a_redis_cluster() {
         return;
     };
     logins_hop_between_nodes(&cluster.store_url(), "cluster").await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_counted_by_every_node_together() {
+    let Some(url) = redis_url_or_skip().await else {
+        return;
+    };
+    let Some(db) = Database::create_or_skip().await else {
+        return;
+    };
+    let nodes = Nodes::start_with(
+        &url,
+        &db.url,
+        "limits",
+        "[limits]\nauthorize_per_minute = 4\ntrust_forwarded_for = true",
+    )
+    .await;
+    let (a, b) = (&nodes.a, &nodes.b);
+    // Every request from one address of this run's own, as the balancer in front reports it;
+    // any /authorize counts, even a malformed one.
+    let source = format!("2001:db8::{}", rand_hex());
+    let status = |node: &Node| {
+        let request = reqwest::Client::new()
+            .get(format!("{}/authorize", node.addr))
+            .header("x-forwarded-for", &source);
+        async move { request.send().await.unwrap().status() }
+    };
+    let flush = || tokio::time::sleep(4 * lienthong_broker::tally::FLUSH);
+    for _ in 0..4 {
+        assert_ne!(status(a).await, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(
+        status(a).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "A counts at once"
+    );
+    flush().await;
+    // B had counted nothing from this address: its first request passes on what B knows (the
+    // most one node lets through before its first flush); after that flush B knows A's count.
+    assert_ne!(status(b).await, StatusCode::TOO_MANY_REQUESTS);
+    flush().await;
+    assert_eq!(
+        status(b).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "B refuses: the address used its limit on A"
+    );
+    flush().await;
+    let counter = RedisStore::new(std::slice::from_ref(&url))
+        .unwrap()
+        .get(&keys::counter("authorize", &source))
+        .await
+        .unwrap();
+    assert_eq!(
+        counter.as_deref(),
+        Some(&b"7"[..]),
+        "every request counted once in the shared counter, refused ones too"
+    );
+    drop(nodes);
+    db.drop_database().await;
 }
 
 #[tokio::test]

@@ -130,10 +130,11 @@ async fn concurrent_set_adds_lose_nothing(store: Arc<dyn Store>) {
 
 async fn counters_count_and_expire(store: Arc<dyn Store>) {
     let key = keys::counter("test", &random_token(8));
+    let window = Duration::from_millis(400);
     let incs: Vec<_> = (0..10)
         .map(|_| {
             let (store, key) = (store.clone(), key.clone());
-            tokio::spawn(async move { store.incr(&key, Duration::from_millis(400)).await.unwrap() })
+            tokio::spawn(async move { store.incr(&key, 1, window).await.unwrap().total })
         })
         .collect();
     let mut seen = vec![];
@@ -146,12 +147,18 @@ async fn counters_count_and_expire(store: Arc<dyn Store>) {
         (1..=10).collect::<Vec<_>>(),
         "each increment counted once"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        store.incr(&key, Duration::from_millis(400)).await.unwrap(),
-        1,
-        "the window expired"
+    // A node adds several at once, and learns how long the window has left.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let counted = store.incr(&key, 5, window).await.unwrap();
+    assert_eq!(counted.total, 15);
+    assert!(
+        counted.left > Duration::ZERO && counted.left <= Duration::from_millis(300),
+        "the window started with the first count: {counted:?}"
     );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let counted = store.incr(&key, 3, window).await.unwrap();
+    assert_eq!(counted.total, 3, "the window expired");
+    assert!(counted.left > Duration::from_millis(300) && counted.left <= window);
 }
 
 async fn touch_moves_the_expiry_without_rewriting(store: &dyn Store) {

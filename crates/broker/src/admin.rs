@@ -88,7 +88,7 @@ async fn caller(inner: &Inner, headers: &HeaderMap, realm: &str) -> Result<Strin
     let claims: AdminClaims =
         access_token::verify(inner, token, &admin_audience(inner)).map_err(unauthorized)?;
     let per_client = inner.config.limits.admin_per_client_per_minute;
-    if !limits::allow(inner, "admin-client", &claims.client_id, per_client).await {
+    if !limits::allow(inner, "admin-client", &claims.client_id, per_client) {
         tracing::warn!(client = %claims.client_id, "admin rate limit reached for a client");
         return Err(AdminError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -85,7 +85,7 @@ async fn start_upstream(
     request: AuthorizeRequest,
     jar: CookieJar,
 ) -> Result<Response, FlowError> {
-    if !limits::allow_pending_login(inner).await {
+    if !limits::allow_pending_login(inner) {
         tracing::warn!("limits.pending_logins_max reached: a login refused");
         return Ok(limits::busy_page());
     }

@@ -41,6 +41,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod tally;
 pub mod token;
 pub mod upstream;
 pub mod userinfo;

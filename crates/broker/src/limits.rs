@@ -1,9 +1,10 @@
 //! Rate limits: how many requests one source address (or one client) may make per minute at
 //! the endpoints that do work or hold state — `/authorize` and `/callback` (pending logins),
-//! `/token`, and the admin API. Counted in the Store (`incr` with a one-minute expiry), so every
-//! node shares the count. Over the limit: 429 with `Retry-After`, as a page for a browser step
-//! and as a JSON error for a client. If the Store cannot count, the request goes on: the next
-//! step needs the Store anyway and answers for itself.
+//! `/token`, and the admin API. Counted by [`crate::tally`]: on this node at once, and in the
+//! Store's one-minute counters within a tenth of a second, so every node shares the count. Over
+//! the limit: 429 with `Retry-After`, as a page for a browser step and as a JSON error for a
+//! client. No request waits on the Store to be counted; when the Store cannot count, each node
+//! limits by its own count.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,43 +24,21 @@ use crate::store::keys;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// Counts one request of `who` at `what`; false when that makes more than `per_minute`.
-pub(crate) async fn allow(inner: &Inner, what: &str, who: &str, per_minute: u32) -> bool {
-    match inner
-        .store
-        .raw()
-        .incr(&keys::counter(what, who), WINDOW)
-        .await
-    {
-        Ok(n) => n <= u64::from(per_minute),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limit not counted");
-            true
-        }
-    }
+pub(crate) fn allow(inner: &Inner, what: &str, who: &str, per_minute: u32) -> bool {
+    inner.tally.count(keys::counter(what, who), WINDOW) <= u64::from(per_minute)
 }
 
 /// Counts one more pending login against `limits.pending_logins_max`, for all sources and
 /// nodes together, in windows as long as a pending login lives; false when over the cap. Each
 /// pending login is held in the Store until it expires, so without this a flood from many
 /// addresses would grow the Store without bound.
-pub(crate) async fn allow_pending_login(inner: &Inner) -> bool {
+pub(crate) fn allow_pending_login(inner: &Inner) -> bool {
     let window = inner.config.sessions.pending_login_secs.max(1);
     let slot = (inner.now() / window).to_string();
-    match inner
-        .store
-        .raw()
-        .incr(
-            &keys::counter("pending-logins", &slot),
-            Duration::from_secs(window),
-        )
-        .await
-    {
-        Ok(n) => n <= u64::from(inner.config.limits.pending_logins_max),
-        Err(e) => {
-            tracing::warn!(error = %e, "pending logins not counted");
-            true
-        }
-    }
+    inner.tally.count(
+        keys::counter("pending-logins", &slot),
+        Duration::from_secs(window),
+    ) <= u64::from(inner.config.limits.pending_logins_max)
 }
 
 /// The answer when every pending-login place is taken: 503, try again shortly.
@@ -134,7 +113,7 @@ pub async fn per_source(State(broker): State<Broker>, request: Request, next: Ne
         return next.run(request).await;
     };
     let who = source(inner, &request);
-    if allow(inner, what, &who, per_minute).await {
+    if allow(inner, what, &who, per_minute) {
         next.run(request).await
     } else {
         tracing::warn!(endpoint = what, "rate limit reached for a source address");

@@ -18,6 +18,7 @@ use crate::error::{CitizenPage, FlowError};
 use crate::messages::Problem;
 use crate::metrics::Metrics;
 use crate::store::{Records, Sealer, Store};
+use crate::tally::Tally;
 use crate::upstream::Connector;
 
 /// A registered downstream client, checked at start.
@@ -41,6 +42,8 @@ pub(crate) struct Inner {
     pub issuer: String,
     /// Short-lived state, sealed and versioned.
     pub store: Records,
+    /// The rate limits' counts, kept here and added to the Store's in the background.
+    pub tally: Tally,
     /// The signing keys (previous, current, next per algorithm), reloadable.
     pub keys: KeyRing,
     pub upstream: Connector,
@@ -239,11 +242,13 @@ impl Broker {
         let metrics = Metrics::default();
         let store = Records::new(store, sealer.unwrap_or_else(Sealer::generate))
             .counting_errors(metrics.store_errors.clone());
+        let tally = Tally::new(store.clone(), clock.clone());
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
                 issuer,
                 store,
+                tally,
                 keys,
                 upstream,
                 clients,

@@ -85,7 +85,7 @@ pub async fn token(
     let form = TokenParams::parse(&body)?;
     let client = authenticate(inner, &headers, &form).await?;
     let per_client = inner.config.limits.token_per_client_per_minute;
-    if !crate::limits::allow(inner, "token-client", &client.config.id, per_client).await {
+    if !crate::limits::allow(inner, "token-client", &client.config.id, per_client) {
         tracing::warn!(client = %client.config.id, "rate limit reached for a client");
         return Ok(crate::limits::client_error());
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use lienthong_protocol::{SharedClock, SystemClock};
 use tokio::sync::Notify;
 
-use super::{Store, StoreError, Write};
+use super::{Counted, Store, StoreError, Write};
 
 /// A deadline: milliseconds since the Unix epoch, by the store's clock.
 type Deadline = u64;
@@ -365,7 +365,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<Counted, StoreError> {
         Ok(self.with_state(|s, now| {
             if let Some(Entry {
                 value: Data::Counter(n),
@@ -374,10 +374,18 @@ impl Store for MemoryStore {
             }) = s.entries.get_mut(key)
                 && *expires_at > now
             {
-                *n += 1;
-                return (*n, false);
+                *n += by;
+                let left = Duration::from_millis(*expires_at - now);
+                return (Counted { total: *n, left }, false);
             }
-            (1, s.insert(key, Data::Counter(1), ttl, now))
+            let wake = s.insert(key, Data::Counter(by), ttl, now);
+            (
+                Counted {
+                    total: by,
+                    left: ttl,
+                },
+                wake,
+            )
         }))
     }
 

@@ -6,11 +6,12 @@
 //! (`SET NX PX`), `get`, `take` (`GETDEL`), `delete`, `take_leaving` (a script: take a value and
 //! leave a marker in its place, so a second redemption racing the first always sees the first),
 //! `set_add` / `set_members` / `set_remove` (`SADD`/`SMEMBERS`/`SREM`: two logins at once to two
-//! systems both land in the session's list of clients), `incr` (a counter that expires: rate
-//! limits), `touch` (`PEXPIRE`: a sliding idle timeout without rewriting the value), and
-//! `write_all`: several writes that belong to one step (a token response's grant and refresh
-//! token, a code and its session's client list) in one round trip. Durable records (consents,
-//! signing keys) are not here: they are in SQL.
+//! systems both land in the session's list of clients), `incr` (add to a counter that expires,
+//! learning its total: the rate limits' shared counts, which [`crate::tally`] adds to), `touch`
+//! (`PEXPIRE`: a sliding idle timeout without rewriting the value), and `write_all`: several
+//! writes that belong to one step (a token response's grant and refresh token, a code and its
+//! session's client list) in one round trip. Durable records (consents, signing keys) are not
+//! here: they are in SQL.
 //!
 //! Backends: [`MemoryStore`] (one process: the demo and single-node use) and [`RedisStore`]
 //! (Redis or Redis Cluster, shared by every node). Values are opaque bytes; [`Records`] puts
@@ -33,6 +34,14 @@ pub use redis::RedisStore;
 pub enum StoreError {
     #[error("store backend unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What [`Store::incr`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub total: u64,
+    /// Until the counter expires.
+    pub left: Duration,
 }
 
 /// One write of a [`Store::write_all`] batch.
@@ -86,9 +95,9 @@ pub trait Store: Send + Sync + 'static {
     }
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError>;
     async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError>;
-    /// Adds one to the counter at `key` (created at 1, expiring after `ttl` from its creation);
-    /// returns the new count.
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
+    /// Adds `by` to the counter at `key` (created with it, expiring `ttl` after its creation);
+    /// returns the new count and the time the counter has left.
+    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<Counted, StoreError>;
     /// Restarts `key`'s expiry at `ttl` without rewriting it; false if it does not exist.
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Applies every write of one step, in one round trip where the backend can (a standalone
@@ -151,6 +160,11 @@ impl Records {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Counts a failed operation made through [`Records::raw`] (shown in the metrics).
+    pub fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The untyped operations (sets, counters, expiry).

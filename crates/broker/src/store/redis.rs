@@ -16,7 +16,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, Script};
 use tokio::sync::Mutex;
 
-use super::{Store, StoreError, Write};
+use super::{Counted, Store, StoreError, Write};
 
 /// Where the Redis is: one server, or the seed nodes of a cluster.
 #[derive(Debug, Clone)]
@@ -75,11 +75,11 @@ impl RedisStore {
                   if v then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
                   return v",
             ),
-            // A counter whose expiry starts with its first increment.
+            // A counter whose expiry starts with its creation; its count and time left.
             incr: Script::new(
-                r"local n = redis.call('INCR', KEYS[1])
-                  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-                  return n",
+                r"local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+                  if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+                  return {n, redis.call('PTTL', KEYS[1])}",
             ),
         })
     }
@@ -237,9 +237,14 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        let ttl = millis(ttl).to_string();
-        self.script(&self.incr, &[key], &[ttl.as_bytes()]).await
+    async fn incr(&self, key: &str, by: u64, ttl: Duration) -> Result<Counted, StoreError> {
+        let (by, ms) = (by.to_string(), millis(ttl).to_string());
+        let (total, left): (u64, i64) = self
+            .script(&self.incr, &[key], &[by.as_bytes(), ms.as_bytes()])
+            .await?;
+        // PTTL is negative only for a key without expiry, which this script never leaves.
+        let left = u64::try_from(left).map_or(ttl, Duration::from_millis);
+        Ok(Counted { total, left })
     }
 
     async fn touch(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
