@@ -108,7 +108,7 @@ async fn main() {
         rates.push(rate);
         if let Some((d, p)) = last.replace((dir, path)) {
             let d: Directory = d;
-            d.pool().close().await;
+            d.close().await;
             let _ = std::fs::remove_file(p);
         }
     }
@@ -161,7 +161,7 @@ async fn main() {
         percentile(&times, 0.99).as_secs_f64() * 1e3,
         times[LOOKUPS - 1].as_secs_f64() * 1e3
     );
-    dir.pool().close().await;
+    dir.close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }

@@ -32,7 +32,7 @@ struct Backend {
 
 impl Backend {
     async fn drop_database(self) {
-        self.dir.pool().close().await;
+        self.dir.close().await;
         if let Some(file) = self.file {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));

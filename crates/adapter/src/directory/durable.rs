@@ -75,7 +75,7 @@ impl Directory {
         .bind(q.subject_key.to_owned())
         .bind(q.client_id.to_owned())
         .bind(q.since)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(rows
             .iter()
@@ -95,7 +95,10 @@ impl Directory {
         let (decision, grants) = answer.statements(0);
         let Some(grants) = grants else {
             let query = sqlx::query(sqlx::AssertSqlSafe(decision));
-            answer.bind(query, self.now()).execute(self.pool()).await?;
+            answer
+                .bind(query, self.now())
+                .execute(&mut *self.conn().await?)
+                .await?;
             return Ok(());
         };
         let sql = if self.sqlite {
@@ -107,7 +110,7 @@ impl Directory {
         if self.sqlite {
             self.sqlite_atomic(query).await?;
         } else {
-            query.execute(self.pool()).await?;
+            query.execute(&mut *self.conn().await?).await?;
         }
         Ok(())
     }
@@ -122,7 +125,7 @@ impl Directory {
             "SELECT claims, wording, decision, decided_at FROM consent_records WHERE client_id = $1 ORDER BY decided_at DESC, record_id",
         )
         .bind(client_id.to_owned())
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -150,7 +153,7 @@ impl Directory {
         )
         .bind(alg.to_owned())
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -173,7 +176,7 @@ impl Directory {
         .bind(generation)
         .bind(sealed.to_owned())
         .bind(self.now())
-        .execute(self.pool())
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -187,14 +190,16 @@ impl Directory {
         sqlx::query("DELETE FROM signing_keys WHERE alg = $1 AND generation < $2")
             .bind(alg.to_owned())
             .bind(generation)
-            .execute(self.pool())
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
 
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), DirectoryError> {
-        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(())
     }
 }

@@ -257,7 +257,8 @@ impl Directory {
         actor: &str,
     ) -> Result<ImportReport, DirectoryError> {
         let mut report = ImportReport::default();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let created_at = self.now();
         let mut statement = InsertStatement::default();
         for batch in rows.chunks(BATCH) {
@@ -302,7 +303,8 @@ impl Directory {
             rows.errors
         });
         let mut report = ImportReport::default();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let created_at = self.now();
         let mut statement = InsertStatement::default();
         while let Some(batch) = batches.recv().await {

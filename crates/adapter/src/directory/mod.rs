@@ -8,10 +8,14 @@
 mod durable;
 mod import;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::json;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::lookup::{self, LookupAnswer, LookupRequest};
 use crate::policy::{LinkPolicy, NewSubjectRule, RealmConfig};
@@ -139,10 +143,42 @@ pub struct CitizenView {
     pub events: Vec<Event>,
 }
 
-/// A handle to the directory; clones share one pool.
+/// How long a statement waits for a connection before the directory reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection for one statement or transaction (see [`Directory::conn`]).
+pub(crate) enum Conn<'a> {
+    Held(tokio::sync::MutexGuard<'a, AnyConnection>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Conn::Held(c) => c,
+            Conn::Pooled(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Conn::Held(c) => c,
+            Conn::Pooled(c) => c,
+        }
+    }
+}
+
+/// A handle to the directory; clones share one pool (and SQLite's one connection).
 #[derive(Clone)]
 pub struct Directory {
     pool: AnyPool,
+    /// SQLite's one connection, taken out of the pool for good: sqlx pings a connection each
+    /// time it goes back to its pool, which for SQLite is a hop to the connection's thread and
+    /// back after every statement, with the next statement waiting behind it.
+    held: Option<Arc<tokio::sync::Mutex<AnyConnection>>>,
     /// Every `at` and `created_at` the directory writes comes from here.
     clock: SharedClock,
     /// SQLite binds anonymous `?` parameters in constant time but looks named ones (`$n`) up in
@@ -210,21 +246,13 @@ impl Directory {
         // file, SQLite runs one writer at a time anyway, while in WAL mode a connection drops
         // its whole page cache whenever another one has written: with a pool of eight, nearly
         // every statement of a login re-read its pages from the file (docs/performance.md).
-        let memory = sqlite && url.contains(":memory:");
+        // That connection runs the migrations and is then taken out of the pool for good
+        // (`held`), so the pool's lifetimes and idle limits are PostgreSQL's alone.
         let options = AnyPoolOptions::new()
             .max_connections(if sqlite { 1 } else { 8 })
-            .min_connections(if memory { 1 } else { 0 })
-            .idle_timeout(if memory {
-                None
-            } else {
-                Some(std::time::Duration::from_secs(600))
-            })
-            .max_lifetime(if memory {
-                None
-            } else {
-                Some(std::time::Duration::from_secs(1800))
-            })
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .idle_timeout((!sqlite).then_some(Duration::from_secs(600)))
+            .max_lifetime((!sqlite).then_some(Duration::from_secs(1800)))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // sqlx pings every connection it takes from the pool by default: a round trip to
             // PostgreSQL, or a hop to SQLite's connection thread, before each statement, which
             // doubled a login's directory round trips. A SQLite file cannot hang up, so it is
@@ -258,11 +286,38 @@ impl Directory {
         };
         let pool = options.connect(url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let held = if sqlite {
+            let connection = pool.acquire().await?.detach();
+            Some(Arc::new(tokio::sync::Mutex::new(connection)))
+        } else {
+            None
+        };
         Ok(Self {
             pool,
+            held,
             sqlite,
             clock: SystemClock::shared(),
         })
+    }
+
+    /// A connection for one statement or one transaction: SQLite's own, or one of PostgreSQL's
+    /// pool. Waits as long as the pool would (`ACQUIRE_TIMEOUT`) before giving up.
+    pub(crate) async fn conn(&self) -> Result<Conn<'_>, DirectoryError> {
+        match &self.held {
+            Some(held) => tokio::time::timeout(ACQUIRE_TIMEOUT, held.lock())
+                .await
+                .map(Conn::Held)
+                .map_err(|_| DirectoryError::Database(sqlx::Error::PoolTimedOut)),
+            None => Ok(Conn::Pooled(self.pool.acquire().await?)),
+        }
+    }
+
+    /// Closes the pool, and SQLite's connection if no other handle shares it.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(held) = self.held.and_then(Arc::into_inner) {
+            let _ = sqlx::Connection::close(held.into_inner()).await;
+        }
     }
 
     /// The same directory reading the time from `clock`.
@@ -274,10 +329,6 @@ impl Directory {
     /// Seconds since the Unix epoch, by the directory's clock.
     pub(crate) fn now(&self) -> i64 {
         self.clock.now_secs() as i64
-    }
-
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
     }
 
     /// `count` bind parameters numbered from `first`: `?, ?` on SQLite, `$3, $4` elsewhere.
@@ -328,7 +379,7 @@ impl Directory {
         &self,
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<Vec<AnyRow>, DirectoryError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         match query.fetch_all(&mut *conn).await {
             Ok(rows) => Ok(rows),
             Err(e) => {
@@ -355,7 +406,8 @@ impl Directory {
         if !(number_changed || cmnd_changed) {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         sqlx::query("UPDATE citizens SET citizen_id = COALESCE($1, citizen_id), legacy_cmnd = COALESCE($2, legacy_cmnd), updated_at = $3 WHERE citizen_key = $4")
             .bind(number.clone())
             .bind(cmnd.clone())
@@ -407,7 +459,7 @@ impl Directory {
             .bind(c.citizen_id.map(|n| n.as_str().to_owned()))
             .bind(c.legacy_cmnd.map(|n| n.as_str().to_owned()))
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(inserted.rows_affected() == 1)
     }
@@ -422,7 +474,7 @@ impl Directory {
         for previous in others {
             let detail = json!({ "number": number.masked(), "previous_citizen_key": previous });
             self.event(
-                &self.pool,
+                &mut *self.conn().await?,
                 "login",
                 "known_number_new_subject",
                 None,
@@ -496,7 +548,7 @@ impl Directory {
                 .bind(q.since),
             None => query,
         };
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut *self.conn().await?).await?;
         let mut view = LoginView {
             consented: consents.map(|_| Vec::new()),
             ..LoginView::default()
@@ -631,12 +683,12 @@ impl Directory {
                 .bind(r.to_owned())
                 .bind(local.clone())
                 .bind(number.to_owned())
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
             // Not 1: bound by someone else since it was read; the next rule decides.
             if bound.rows_affected() == 1 {
                 self.event(
-                    &self.pool,
+                    &mut *self.conn().await?,
                     "login",
                     "link_bound",
                     Some(r),
@@ -656,7 +708,7 @@ impl Directory {
             return match realm.on_new_subject {
                 NewSubjectRule::Refuse => {
                     self.event(
-                        &self.pool,
+                        &mut *self.conn().await?,
                         "login",
                         "relink_refused",
                         Some(r),
@@ -671,10 +723,17 @@ impl Directory {
                         .bind(key.clone())
                         .bind(r.to_owned())
                         .bind(local.clone())
-                        .execute(&self.pool)
+                        .execute(&mut *self.conn().await?)
                         .await?;
-                    self.event(&self.pool, "login", "relinked", Some(r), Some(&key), detail)
-                        .await?;
+                    self.event(
+                        &mut *self.conn().await?,
+                        "login",
+                        "relinked",
+                        Some(r),
+                        Some(&key),
+                        detail,
+                    )
+                    .await?;
                     done(Resolution::Account {
                         local_account_id: local,
                         how: LinkSource::Relinked,
@@ -729,7 +788,7 @@ impl Directory {
                         )
                         .bind(r.to_owned())
                         .bind(key.clone())
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *self.conn().await?)
                         .await?;
                         Ok(Resolution::Account {
                             local_account_id: row.try_get(0)?,
@@ -763,7 +822,7 @@ impl Directory {
                             Err(DirectoryError::Conflict(_)) => {
                                 let detail = json!({ "local_account_id": local, "reason": "already linked to another citizen" });
                                 self.event(
-                                    &self.pool,
+                                    &mut *self.conn().await?,
                                     "login",
                                     "lookup_conflict",
                                     Some(r),
@@ -847,7 +906,11 @@ impl Directory {
         let inserted = if self.sqlite {
             self.sqlite_atomic(query).await?.len() == 1
         } else {
-            query.execute(&self.pool).await?.rows_affected() == 1
+            query
+                .execute(&mut *self.conn().await?)
+                .await?
+                .rows_affected()
+                == 1
         };
         if !inserted {
             return Err(DirectoryError::Conflict(format!(
@@ -866,7 +929,8 @@ impl Directory {
         actor: &str,
     ) -> Result<(), DirectoryError> {
         let (citizen_id, cmnd) = number.columns();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let inserted = sqlx::query("INSERT INTO account_links (realm, local_account_id, citizen_id, legacy_cmnd, source, created_at) VALUES ($1, $2, $3, $4, 'admin', $5) ON CONFLICT DO NOTHING")
             .bind(realm.to_owned())
             .bind(local.to_owned())
@@ -900,7 +964,8 @@ impl Directory {
         local: &str,
         actor: &str,
     ) -> Result<bool, DirectoryError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         let deleted =
             sqlx::query("DELETE FROM account_links WHERE realm = $1 AND local_account_id = $2")
                 .bind(realm.to_owned())
@@ -940,7 +1005,7 @@ impl Directory {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(realm.to_owned())
             .bind(value)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         Ok(row.map(|r| link_from(&r)).transpose()?)
     }
@@ -960,7 +1025,7 @@ impl Directory {
             .bind(realm.to_owned())
             .bind(after.unwrap_or("").to_owned())
             .bind(i64::from(limit.clamp(1, 1000)))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         Ok(rows.iter().map(link_from).collect::<Result<_, _>>()?)
     }
@@ -973,7 +1038,7 @@ impl Directory {
         realm: Option<&str>,
         detail: serde_json::Value,
     ) -> Result<(), DirectoryError> {
-        self.event(&self.pool, actor, action, realm, None, detail)
+        self.event(&mut *self.conn().await?, actor, action, realm, None, detail)
             .await
     }
 
@@ -986,7 +1051,7 @@ impl Directory {
         let rows = sqlx::query("SELECT at, actor, action, realm, detail FROM directory_events WHERE ($1 IS NULL OR citizen_key = $1) ORDER BY at DESC, event_id LIMIT $2")
             .bind(citizen_key.map(str::to_owned))
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter()
             .map(|r| {
@@ -1013,7 +1078,7 @@ impl Directory {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value.clone())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let mut citizens = vec![];
         let mut keys = vec![];
@@ -1032,7 +1097,7 @@ impl Directory {
         );
         let links = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         let mut events = vec![];
         for key in &keys {
@@ -1051,13 +1116,13 @@ mod tests {
     use super::*;
 
     /// A statement that fails inside a SQLite transaction sent whole undoes the ones before it,
-    /// and the connection goes back to the pool outside any transaction.
+    /// and the connection is left outside any transaction.
     #[tokio::test]
     async fn a_failed_sqlite_transaction_leaves_nothing_behind() {
         let dir = Directory::connect("sqlite::memory:").await.unwrap();
         let events = || async {
             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM directory_events")
-                .fetch_one(dir.pool())
+                .fetch_one(&mut *dir.conn().await.unwrap())
                 .await
                 .unwrap()
         };
@@ -1080,5 +1145,28 @@ mod tests {
             1,
             "and the connection takes a new transaction"
         );
+    }
+
+    /// SQLite's one connection, in use, makes another statement wait for it — and give up with
+    /// an error after `ACQUIRE_TIMEOUT`, as the pool did — rather than open a second one.
+    #[tokio::test]
+    async fn a_statement_waits_for_sqlites_one_connection_and_gives_up_in_time() {
+        let dir = Directory::connect("sqlite::memory:").await.unwrap();
+        let in_use = dir.conn().await.unwrap();
+        tokio::time::pause();
+        let asked = tokio::time::Instant::now();
+        let refused = dir.ping().await.unwrap_err();
+        assert!(
+            matches!(refused, DirectoryError::Database(sqlx::Error::PoolTimedOut)),
+            "{refused}"
+        );
+        let waited = asked.elapsed();
+        assert!(
+            waited >= ACQUIRE_TIMEOUT && waited < ACQUIRE_TIMEOUT + Duration::from_secs(1),
+            "{waited:?}"
+        );
+        tokio::time::resume();
+        drop(in_use);
+        dir.ping().await.unwrap();
     }
 }
