@@ -19,6 +19,7 @@
 //! creation); a node learns when the shared window ends from the Store at each flush.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ struct Shared {
     counts: Mutex<Counts>,
     store: Records,
     clock: SharedClock,
+    /// Whether the last flush failed (logged when that changes, not at every flush).
+    failing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -87,6 +90,7 @@ impl Tally {
                 counts: Mutex::default(),
                 store,
                 clock,
+                failing: AtomicBool::new(false),
             }),
         }
     }
@@ -184,9 +188,16 @@ impl Shared {
             }
         }
         drop(counts);
-        if let Some(e) = failed {
-            self.store.count_error();
-            tracing::warn!(error = %e, "rate counts not added to the Store; kept on this node");
+        let was_failing = self.failing.swap(failed.is_some(), Ordering::Relaxed);
+        match failed {
+            Some(e) => {
+                self.store.count_error();
+                if !was_failing {
+                    tracing::warn!(error = %e, "rate counts not added to the Store; each node counts on its own until it is back");
+                }
+            }
+            None if was_failing => tracing::info!("rate counts reach the Store again"),
+            None => {}
         }
     }
 
@@ -226,14 +237,18 @@ mod tests {
         Records::new(Arc::new(store), Sealer::generate())
     }
 
-    #[tokio::test]
-    async fn each_node_counts_at_once_and_learns_the_others_counts_at_each_flush() {
+    /// Two nodes' tallies over one Store, on a clock that moves only when told.
+    fn two_nodes() -> (Arc<MockClock>, Tally, Tally) {
         let clock = MockClock::starting_now();
         let store = records(MemoryStore::with_clock(clock.clone()));
-        let (a, b) = (
-            Tally::unflushed(store.clone(), clock.clone()),
-            Tally::unflushed(store, clock.clone()),
-        );
+        let a = Tally::unflushed(store.clone(), clock.clone());
+        let b = Tally::unflushed(store, clock.clone());
+        (clock, a, b)
+    }
+
+    #[tokio::test]
+    async fn each_node_counts_at_once_and_learns_the_others_counts_at_each_flush() {
+        let (_clock, a, b) = two_nodes();
         let key = || "lt:count:authorize:192.0.2.1".to_owned();
         let on_a: Vec<u64> = (0..3).map(|_| a.count(key(), MINUTE)).collect();
         assert_eq!(on_a, [1, 2, 3], "exact on one node, before any flush");
@@ -267,12 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_window_ends_when_the_stores_does_and_ended_counts_are_dropped() {
-        let clock = MockClock::starting_now();
-        let store = records(MemoryStore::with_clock(clock.clone()));
-        let (a, b) = (
-            Tally::unflushed(store.clone(), clock.clone()),
-            Tally::unflushed(store, clock.clone()),
-        );
+        let (clock, a, b) = two_nodes();
         let key = || "lt:count:token:192.0.2.1".to_owned();
         a.count(key(), MINUTE);
         a.shared.flush().await;
