@@ -69,6 +69,18 @@ struct Count {
 }
 
 impl Count {
+    /// A window that starts `now` with nothing counted yet.
+    fn starting(now: u64, window: Duration, generation: u64) -> Self {
+        Self {
+            shared: 0,
+            sending: 0,
+            unsent: 0,
+            window,
+            ends_ms: now + window.as_millis() as u64,
+            generation,
+        }
+    }
+
     fn total(&self) -> u64 {
         self.shared + self.sending + self.unsent
     }
@@ -106,24 +118,12 @@ impl Tally {
             Some(c) if c.ends_ms > now => c,
             Some(c) => {
                 // The window ended: a new one starts with this request.
-                *c = Count {
-                    shared: 0,
-                    sending: 0,
-                    unsent: 0,
-                    window,
-                    ends_ms: now + window.as_millis() as u64,
-                    generation: c.generation + 1,
-                };
+                *c = Count::starting(now, window, c.generation + 1);
                 c
             }
-            None => by_key.entry(key.clone()).or_insert(Count {
-                shared: 0,
-                sending: 0,
-                unsent: 0,
-                window,
-                ends_ms: now + window.as_millis() as u64,
-                generation: 0,
-            }),
+            None => by_key
+                .entry(key.clone())
+                .or_insert(Count::starting(now, window, 0)),
         };
         if count.unsent == 0 {
             unsent.push(key);

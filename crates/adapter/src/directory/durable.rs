@@ -101,13 +101,13 @@ impl Directory {
                 .await?;
             return Ok(());
         };
-        let sql = if self.sqlite {
+        let sql = if self.sqlite() {
             format!("BEGIN IMMEDIATE; {decision}; {grants}; COMMIT")
         } else {
             format!("WITH decision AS ({decision}) {grants}")
         };
         let query = answer.bind(sqlx::query(sqlx::AssertSqlSafe(sql)), self.now());
-        if self.sqlite {
+        if self.sqlite() {
             self.sqlite_atomic(query).await?;
         } else {
             query.execute(&mut *self.conn().await?).await?;

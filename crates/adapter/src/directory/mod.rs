@@ -181,10 +181,6 @@ pub struct Directory {
     held: Option<Arc<tokio::sync::Mutex<AnyConnection>>>,
     /// Every `at` and `created_at` the directory writes comes from here.
     clock: SharedClock,
-    /// SQLite binds anonymous `?` parameters in constant time but looks named ones (`$n`) up in
-    /// a list, which makes a statement with thousands of them quadratic to bind. Large
-    /// statements (the import's batches) therefore use `?` there, `$n` on PostgreSQL.
-    sqlite: bool,
 }
 
 /// What [`Directory::prepare`] reads in one statement.
@@ -295,7 +291,6 @@ impl Directory {
         Ok(Self {
             pool,
             held,
-            sqlite,
             clock: SystemClock::shared(),
         })
     }
@@ -331,10 +326,18 @@ impl Directory {
         self.clock.now_secs() as i64
     }
 
+    /// Whether the directory is SQLite (which has its one connection held), not PostgreSQL.
+    pub(crate) fn sqlite(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// `count` bind parameters numbered from `first`: `?, ?` on SQLite, `$3, $4` elsewhere.
+    /// SQLite binds anonymous `?` parameters in constant time but looks named ones (`$n`) up in
+    /// a list, which makes a statement with thousands of them quadratic to bind. Large
+    /// statements (the import's batches) therefore use `?` there, `$n` on PostgreSQL.
     pub(crate) fn params(&self, first: usize, count: usize) -> String {
         let one = |n: usize| {
-            if self.sqlite {
+            if self.sqlite() {
                 "?".to_owned()
             } else {
                 format!("${n}")
@@ -860,7 +863,7 @@ impl Directory {
         let detail = json!({ "source": source, "local_account_id": local });
         // The answer's statements, numbered after the link's seven parameters.
         let recorded = answer.map(|a| a.statements(7));
-        let sql = if self.sqlite {
+        let sql = if self.sqlite() {
             // SQLite has no INSERT inside WITH: the event follows the link in one transaction,
             // written only if the link was (changes() counts the previous statement's rows).
             let mut sql = String::from("BEGIN IMMEDIATE; ");
@@ -903,7 +906,7 @@ impl Directory {
         if let Some(answer) = answer {
             query = answer.bind(query, now);
         }
-        let inserted = if self.sqlite {
+        let inserted = if self.sqlite() {
             self.sqlite_atomic(query).await?.len() == 1
         } else {
             query
