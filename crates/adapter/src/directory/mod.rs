@@ -5,20 +5,20 @@
 //! Placeholders are `$n`, which both accept. Every operation that changes a link or a citizen
 //! record also appends a row to `directory_events`, the processing log the law asks for.
 
+mod connections;
 mod durable;
 mod import;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
+use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Row};
 
 use crate::lookup::{self, LookupAnswer, LookupRequest};
 use crate::policy::{LinkPolicy, NewSubjectRule, RealmConfig};
+use connections::{ACQUIRE_TIMEOUT, Conn, Connections};
 use lienthong_citizen::{CitizenId, LegacyCmnd};
 use lienthong_protocol::{SharedClock, SystemClock};
 
@@ -143,42 +143,10 @@ pub struct CitizenView {
     pub events: Vec<Event>,
 }
 
-/// How long a statement waits for a connection before the directory reports itself unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A connection for one statement or transaction (see [`Directory::conn`]).
-pub(crate) enum Conn<'a> {
-    Held(tokio::sync::MutexGuard<'a, AnyConnection>),
-    Pooled(PoolConnection<Any>),
-}
-
-impl std::ops::Deref for Conn<'_> {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        match self {
-            Conn::Held(c) => c,
-            Conn::Pooled(c) => c,
-        }
-    }
-}
-
-impl std::ops::DerefMut for Conn<'_> {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Conn::Held(c) => c,
-            Conn::Pooled(c) => c,
-        }
-    }
-}
-
-/// A handle to the directory; clones share one pool (and SQLite's one connection).
+/// A handle to the directory; clones share its connections.
 #[derive(Clone)]
 pub struct Directory {
-    pool: AnyPool,
-    /// SQLite's one connection, taken out of the pool for good: sqlx pings a connection each
-    /// time it goes back to its pool, which for SQLite is a hop to the connection's thread and
-    /// back after every statement, with the next statement waiting behind it.
-    held: Option<Arc<tokio::sync::Mutex<AnyConnection>>>,
+    connections: Arc<Connections>,
     /// Every `at` and `created_at` the directory writes comes from here.
     clock: SharedClock,
 }
@@ -204,10 +172,6 @@ struct LoginView {
 fn new_key() -> String {
     lienthong_protocol::secret::random_token(16)
 }
-
-/// A pooled PostgreSQL connection idle at least this long is pinged before it is handed out;
-/// one in steady use is not (see [`Directory::connect`]).
-const PING_IF_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 const LINK_COLUMNS: &str = "l.realm, l.local_account_id, COALESCE(c.citizen_id, l.citizen_id), COALESCE(c.legacy_cmnd, l.legacy_cmnd), l.citizen_key, l.source, l.created_at";
 
@@ -242,18 +206,13 @@ impl Directory {
         // file, SQLite runs one writer at a time anyway, while in WAL mode a connection drops
         // its whole page cache whenever another one has written: with a pool of eight, nearly
         // every statement of a login re-read its pages from the file (docs/performance.md).
-        // That connection runs the migrations and is then taken out of the pool for good
-        // (`held`), so the pool's lifetimes and idle limits are PostgreSQL's alone.
+        // That connection runs the migrations and stays the directory's own from then on.
+        // PostgreSQL gets up to eight.
+        let max = if sqlite { 1 } else { 8 };
         let options = AnyPoolOptions::new()
-            .max_connections(if sqlite { 1 } else { 8 })
-            .idle_timeout((!sqlite).then_some(Duration::from_secs(600)))
-            .max_lifetime((!sqlite).then_some(Duration::from_secs(1800)))
+            .max_connections(max as u32)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // sqlx pings every connection it takes from the pool by default: a round trip to
-            // PostgreSQL, or a hop to SQLite's connection thread, before each statement, which
-            // doubled a login's directory round trips. A SQLite file cannot hang up, so it is
-            // never pinged; a PostgreSQL connection only after PING_IF_IDLE unused (a server
-            // restart shows there first), and one that fails is dropped for another.
+            // The connection it opens is about to be used.
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -268,51 +227,25 @@ impl Directory {
                     Ok(())
                 })
             });
-        let options = if sqlite {
-            options
-        } else {
-            options.before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for < PING_IF_IDLE {
-                        return Ok(true);
-                    }
-                    Ok(sqlx::Connection::ping(conn).await.is_ok())
-                })
-            })
-        };
-        let pool = options.connect(url).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        let held = if sqlite {
-            let connection = pool.acquire().await?.detach();
-            Some(Arc::new(tokio::sync::Mutex::new(connection)))
-        } else {
-            None
-        };
+        // sqlx's pool only opens connections; the directory keeps them (`Connections`).
+        let opener = options.connect(url).await?;
+        sqlx::migrate!("./migrations").run(&opener).await?;
+        let first = opener.acquire().await?.detach();
         Ok(Self {
-            pool,
-            held,
+            connections: Arc::new(Connections::new(opener, first, max, !sqlite)),
             clock: SystemClock::shared(),
         })
     }
 
-    /// A connection for one statement or one transaction: SQLite's own, or one of PostgreSQL's
-    /// pool. Waits as long as the pool would (`ACQUIRE_TIMEOUT`) before giving up.
-    pub(crate) async fn conn(&self) -> Result<Conn<'_>, DirectoryError> {
-        match &self.held {
-            Some(held) => tokio::time::timeout(ACQUIRE_TIMEOUT, held.lock())
-                .await
-                .map(Conn::Held)
-                .map_err(|_| DirectoryError::Database(sqlx::Error::PoolTimedOut)),
-            None => Ok(Conn::Pooled(self.pool.acquire().await?)),
-        }
+    /// A connection for one statement or one transaction: SQLite's one, or one of PostgreSQL's
+    /// (see [`connections`]). Waits at most `ACQUIRE_TIMEOUT` before giving up.
+    pub(crate) async fn conn(&self) -> Result<Conn, DirectoryError> {
+        self.connections.lend().await
     }
 
-    /// Closes the pool, and SQLite's connection if no other handle shares it.
+    /// Closes the directory's connections (those idle now; others as they come back).
     pub async fn close(self) {
-        self.pool.close().await;
-        if let Some(held) = self.held.and_then(Arc::into_inner) {
-            let _ = sqlx::Connection::close(held.into_inner()).await;
-        }
+        self.connections.close().await;
     }
 
     /// The same directory reading the time from `clock`.
@@ -328,7 +261,7 @@ impl Directory {
 
     /// Whether the directory is SQLite (which has its one connection held), not PostgreSQL.
     pub(crate) fn sqlite(&self) -> bool {
-        self.held.is_some()
+        !self.connections.postgres
     }
 
     /// `count` bind parameters numbered from `first`: `?, ?` on SQLite, `$3, $4` elsewhere.
@@ -1116,6 +1049,8 @@ impl Directory {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// A statement that fails inside a SQLite transaction sent whole undoes the ones before it,

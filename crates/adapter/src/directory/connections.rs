@@ -1,0 +1,286 @@
+//! The directory's connections, lent one statement (or one transaction) at a time.
+//!
+//! sqlx's pool only opens them: every connection it opens is taken out of it for good and kept
+//! here. sqlx 0.9's pool pings each connection as it comes back, unconditionally — for
+//! PostgreSQL a round trip to the server after every statement, for SQLite a hop to the
+//! connection's thread and back — and the next statement on that connection waits behind the
+//! ping. Here a connection goes back as it is, unless it has something left to send: a
+//! transaction dropped before its end (a request cancelled mid-way) queues its `ROLLBACK`, and
+//! that is sent, and the answers drained, before the connection is lent again — at once, in
+//! the background, so no row stays locked by an idle connection. A statement dropped while its
+//! answer was on the way needs nothing: the connection reads the rest before its next one.
+//!
+//! SQLite gets one connection, never pinged (a file cannot hang up). A PostgreSQL connection
+//! idle for `PING_IF_IDLE` or more is pinged before it is lent (a server restart shows there
+//! first), one that fails the ping is dropped for a new one, and connections are renewed after
+//! `MAX_LIFETIME` and closed after `IDLE_TIMEOUT` unused.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::{AnyConnection, AnyPool, Connection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::DirectoryError;
+
+/// How long a statement waits for a connection before the directory reports itself unavailable.
+pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A PostgreSQL connection idle at least this long is pinged before it is lent; one in steady
+/// use is not.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
+/// A PostgreSQL connection is closed once this old, and another opened when one is needed.
+const MAX_LIFETIME: Duration = Duration::from_secs(1800);
+/// A PostgreSQL connection unused this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// An idle connection with its age.
+struct Idle {
+    conn: AnyConnection,
+    opened: Instant,
+    since: Instant,
+}
+
+pub(super) struct Connections {
+    /// Opens connections; holds none.
+    opener: AnyPool,
+    /// Most recently returned last: the next statement takes the connection warmest in cache,
+    /// and the one idle longest is at the front, where `give_back` looks for one to close.
+    idle: Mutex<Vec<Idle>>,
+    /// One per connection that may be open: idle, lent, or being opened.
+    permits: Arc<Semaphore>,
+    /// PostgreSQL's (pings, lifetimes); SQLite has none of them.
+    pub(super) postgres: bool,
+}
+
+/// A connection lent for one statement or one transaction; it goes back when dropped.
+pub(crate) struct Conn {
+    conn: Option<Idle>,
+    home: Arc<Connections>,
+    /// Released after the connection is back (see `Drop`).
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn.as_ref().expect("lent until dropped").conn
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn.as_mut().expect("lent until dropped").conn
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let Some(idle) = self.conn.take() else {
+            return;
+        };
+        if !idle.conn.should_flush() {
+            self.home.give_back(idle);
+            return;
+        }
+        // A transaction was dropped unfinished: its ROLLBACK waits in the connection's buffer.
+        // The permit goes with the connection, so it is not lent (nor a new one opened in its
+        // place) until the rollback is through.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let home = self.home.clone();
+        let permit = self.permit.take();
+        runtime.spawn(async move {
+            let _permit = permit;
+            let mut idle = idle;
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, idle.conn.flush()).await {
+                Ok(Ok(())) => home.give_back(idle),
+                _ => tracing::warn!(
+                    "a directory connection did not finish a rolled-back transaction: closed"
+                ),
+            }
+        });
+    }
+}
+
+impl Connections {
+    /// Keeps `first` (the connection that ran the migrations: for an in-memory SQLite
+    /// database, the database itself) and opens others through `opener` as needed, up to `max`.
+    pub(super) fn new(opener: AnyPool, first: AnyConnection, max: usize, postgres: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            opener,
+            idle: Mutex::new(vec![Idle {
+                conn: first,
+                opened: now,
+                since: now,
+            }]),
+            permits: Arc::new(Semaphore::new(max)),
+            postgres,
+        }
+    }
+
+    /// A connection: an idle one, or a new one while fewer than `max` are open. Waits at most
+    /// `ACQUIRE_TIMEOUT` for one to come back, as sqlx's pool would.
+    pub(super) async fn lend(self: &Arc<Self>) -> Result<Conn, DirectoryError> {
+        let timed_out = || DirectoryError::Database(sqlx::Error::PoolTimedOut);
+        let asked = Instant::now();
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|_| DirectoryError::Database(sqlx::Error::PoolClosed))?;
+        loop {
+            let taken = self.idle.lock().expect("not poisoned").pop();
+            let Some(mut idle) = taken else {
+                let left = ACQUIRE_TIMEOUT.saturating_sub(asked.elapsed());
+                let conn = tokio::time::timeout(left, self.opener.acquire())
+                    .await
+                    .map_err(|_| timed_out())??
+                    .detach();
+                let now = Instant::now();
+                return Ok(self.lent(
+                    Idle {
+                        conn,
+                        opened: now,
+                        since: now,
+                    },
+                    permit,
+                ));
+            };
+            if self.postgres {
+                if idle.opened.elapsed() >= MAX_LIFETIME {
+                    close(idle);
+                    continue;
+                }
+                if idle.since.elapsed() >= PING_IF_IDLE && idle.conn.ping().await.is_err() {
+                    continue;
+                }
+            }
+            return Ok(self.lent(idle, permit));
+        }
+    }
+
+    fn lent(self: &Arc<Self>, idle: Idle, permit: OwnedSemaphorePermit) -> Conn {
+        Conn {
+            conn: Some(idle),
+            home: self.clone(),
+            permit: Some(permit),
+        }
+    }
+
+    /// Puts a connection back; closes the one idle longest if it has been idle too long.
+    fn give_back(&self, mut idle: Idle) {
+        idle.since = Instant::now();
+        let mut list = self.idle.lock().expect("not poisoned");
+        list.push(idle);
+        if self.postgres && list[0].since.elapsed() >= IDLE_TIMEOUT {
+            close(list.remove(0));
+        }
+    }
+
+    /// Closes every idle connection and lends no more.
+    pub(super) async fn close(&self) {
+        self.permits.close();
+        let idle = std::mem::take(&mut *self.idle.lock().expect("not poisoned"));
+        for idle in idle {
+            let _ = idle.conn.close().await;
+        }
+        self.opener.close().await;
+    }
+}
+
+/// Closes a connection without waiting for it.
+fn close(idle: Idle) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = idle.conn.close().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Executor, PgConnection};
+
+    use super::*;
+    use crate::directory::Directory;
+
+    /// A directory on a new PostgreSQL database (LIENTHONG_TEST_POSTGRES_URL, default the
+    /// loopback server), with the URL to reach that database; `None` (said loudly) without a
+    /// server, except on CI.
+    async fn postgres() -> Option<(Directory, String, impl AsyncFnOnce())> {
+        let admin_url = std::env::var("LIENTHONG_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut admin = match PgConnection::connect(&admin_url).await {
+            Ok(admin) => admin,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("PostgreSQL is required on CI ({admin_url}): {e}")
+            }
+            Err(e) => {
+                eprintln!("\n!!!!! SKIPPED: PostgreSQL at {admin_url} unreachable ({e}) !!!!!\n");
+                return None;
+            }
+        };
+        let db = format!(
+            "lienthong_conn_{}_{}",
+            std::process::id(),
+            lienthong_protocol::secret::random_token(6)
+                .to_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&db);
+        let dir = Directory::connect(url.as_str()).await.unwrap();
+        let drop_database = async move || {
+            admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                )))
+                .await
+                .unwrap();
+        };
+        Some((dir, url.to_string(), drop_database))
+    }
+
+    /// A transaction dropped unfinished (its request cancelled) holds nothing once its
+    /// connection is back: the rollback is sent then, not when the connection is next lent.
+    #[tokio::test]
+    async fn a_dropped_postgres_transaction_is_rolled_back_as_its_connection_goes_back() {
+        let Some((dir, url, drop_database)) = postgres().await else {
+            return;
+        };
+        {
+            let mut conn = dir.conn().await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("SELECT pg_advisory_xact_lock(4242)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let mut other = PgConnection::connect(&url).await.unwrap();
+        let mut free = false;
+        for _ in 0..40 {
+            free = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(4242)")
+                .fetch_one(&mut other)
+                .await
+                .unwrap();
+            if free {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(free, "the dropped transaction's lock was released");
+        // And the connection is lent again, ready.
+        sqlx::query("SELECT 1")
+            .execute(&mut *dir.conn().await.unwrap())
+            .await
+            .unwrap();
+        other.close().await.unwrap();
+        dir.close().await;
+        drop_database().await;
+    }
+}
