@@ -308,22 +308,33 @@ impl Directory {
     /// IMMEDIATE; ...; COMMIT`), in one hop to SQLite's connection thread: sqlx sends a
     /// multi-statement query whole, binding each `$n` wherever it appears, where a `Transaction`
     /// costs a hop for BEGIN, one per statement and one for COMMIT. A statement that fails
-    /// leaves the transaction open, so it is rolled back before the connection goes back to the
-    /// pool. Returns the rows the statements returned (`RETURNING`), all together: SQLite's
-    /// count of changed rows is not kept per statement, so it says nothing here.
-    pub(crate) async fn sqlite_atomic<'q>(
+    /// leaves the transaction open, so it is rolled back before the connection goes back.
+    /// The query runs to its end even if the request that asked is dropped meanwhile (a
+    /// citizen closing the page): sqlx's SQLite thread stops at the first answer nobody
+    /// awaits, which would leave the transaction open on the one connection, and every
+    /// statement after it inside. Returns the rows the statements returned (`RETURNING`), all
+    /// together: SQLite's count of changed rows is not kept per statement, so it says nothing
+    /// here.
+    pub(crate) async fn sqlite_atomic(
         &self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<Vec<AnyRow>, DirectoryError> {
         let mut conn = self.conn().await?;
-        match query.fetch_all(&mut *conn).await {
-            Ok(rows) => Ok(rows),
-            Err(e) => {
-                // Undoes whatever ran; if BEGIN itself failed there is nothing to undo and
-                // SQLite says so, which changes nothing.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e.into())
+        let run = tokio::spawn(async move {
+            match query.fetch_all(&mut *conn).await {
+                Ok(rows) => Ok(rows),
+                Err(e) => {
+                    // Undoes whatever ran; if BEGIN itself failed there is nothing to undo and
+                    // SQLite says so, which changes nothing.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(e.into())
+                }
             }
+        });
+        match run.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(DirectoryError::Database(sqlx::Error::PoolClosed)),
         }
     }
 
@@ -1083,6 +1094,32 @@ mod tests {
             1,
             "and the connection takes a new transaction"
         );
+    }
+
+    /// A SQLite transaction whose caller is dropped before it ends (a request cancelled while
+    /// a slow statement runs) still commits, and leaves the one connection outside any
+    /// transaction for the next.
+    #[tokio::test]
+    async fn a_sqlite_transaction_runs_to_its_end_when_its_caller_is_dropped() {
+        let dir = Directory::connect("sqlite::memory:").await.unwrap();
+        let write = |slow: &str| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "BEGIN IMMEDIATE; \
+                 INSERT INTO directory_events (event_id, at, actor, action, detail) VALUES ($1, 0, 'test', 'written', '{{}}'); \
+                 {slow}; COMMIT"
+            )))
+            .bind(new_key())
+        };
+        let slow = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000000) SELECT count(*) FROM n";
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(20), dir.sqlite_atomic(write(slow))).await;
+        assert!(dropped.is_err(), "the slow statement outlasts its caller");
+        dir.sqlite_atomic(write("SELECT 1")).await.unwrap();
+        let events = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM directory_events")
+            .fetch_one(&mut *dir.conn().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(events, 2, "both transactions committed");
     }
 
     /// SQLite's one connection, in use, makes another statement wait for it — and give up with
