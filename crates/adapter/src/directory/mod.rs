@@ -212,8 +212,8 @@ impl Directory {
         let options = AnyPoolOptions::new()
             .max_connections(max as u32)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // The connection it opens is about to be used.
-            .test_before_acquire(false)
+            // The pool may still hold a connection the migrations used: checked before it is
+            // handed over (sqlx's default), as a new one needs no check.
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
