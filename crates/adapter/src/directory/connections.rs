@@ -41,7 +41,8 @@ struct Idle {
 }
 
 pub(super) struct Connections {
-    /// Opens connections; holds none.
+    /// Opens connections. It keeps none of its own, except what the migrations left idle
+    /// (checked before it is handed over).
     opener: AnyPool,
     /// Most recently returned last: the next statement takes the connection warmest in cache,
     /// and the one idle longest is at the front, where `give_back` looks for one to close.

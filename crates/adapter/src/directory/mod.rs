@@ -243,7 +243,7 @@ impl Directory {
         self.connections.lend().await
     }
 
-    /// Closes the directory's connections (those idle now; others as they come back).
+    /// Closes the directory's idle connections; one still lent is dropped with the last handle.
     pub async fn close(self) {
         self.connections.close().await;
     }
