@@ -166,7 +166,11 @@ fn main() -> ExitCode {
         command => {
             init_tracing();
             let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
-            match runtime.block_on(run(command)) {
+            // The command runs as a task on the runtime's workers. `block_on` alone would run it
+            // on this thread, outside the workers: a server's accept loop there costs a thread
+            // wake-up for every new connection (the listener's readiness arrives on a worker).
+            let task = runtime.block_on(async { tokio::spawn(run(command)).await });
+            match task.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("lienthong: {e:#}");
