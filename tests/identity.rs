@@ -154,6 +154,10 @@ async fn a_login_whose_id_number_is_not_where_the_config_says_is_refused_as_misc
         !log.contains(AN) && !log.contains(MAI),
         "no ID number in the log"
     );
+    assert!(
+        !log.contains('\x1b'),
+        "a log written to a file is plain text, without colour escapes: {log}"
+    );
 }
 
 #[tokio::test]

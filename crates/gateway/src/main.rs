@@ -182,11 +182,15 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("LIENTHONG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a log file, journald or a container's log
+    // collector gets plain text, not escape sequences around every field.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // One JSON object per line, for a log collector: LIENTHONG_LOG_FORMAT=json.
     if std::env::var("LIENTHONG_LOG_FORMAT").is_ok_and(|f| f == "json") {
