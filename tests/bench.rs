@@ -8,8 +8,8 @@ mod common;
 use common::{Env, PORTAL_A, SECRET, redirect_uri};
 
 /// Runs the bench binary (off the runtime that serves the broker) and returns its output.
-async fn bench(env: &Env, workload: &str, first_citizen: &str) -> String {
-    let args: Vec<String> = [
+async fn bench(env: &Env, workload: &str, first_citizen: &str, extra: &[&str]) -> String {
+    let mut args: Vec<String> = [
         "bench",
         "--issuer",
         &env.issuer,
@@ -32,6 +32,7 @@ async fn bench(env: &Env, workload: &str, first_citizen: &str) -> String {
     ]
     .map(str::to_owned)
     .into();
+    args.extend(extra.iter().map(|a| a.to_string()));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
             .args(&args)
@@ -52,7 +53,7 @@ async fn bench(env: &Env, workload: &str, first_citizen: &str) -> String {
 #[tokio::test]
 async fn bench_runs_every_workload_and_tells_first_sign_ins_from_returning_ones() {
     let env = Env::with_consent().await;
-    let first = bench(&env, "all", "0").await;
+    let first = bench(&env, "all", "0", &[]).await;
     for workload in [
         "workload: complete brokered login",
         "workload: SSO login",
@@ -72,9 +73,26 @@ async fn bench_runs_every_workload_and_tells_first_sign_ins_from_returning_ones(
         first.contains("consent asked (first sign-in to the system): 12 of 12 logins"),
         "{first}"
     );
-    let again = bench(&env, "login", "0").await;
+    let again = bench(&env, "login", "0", &[]).await;
     assert!(
         again.contains("consent asked (first sign-in to the system): 0 of 12 logins"),
         "the same citizens return: {again}"
     );
+}
+
+#[tokio::test]
+async fn bench_with_a_rate_starts_each_operation_at_its_time() {
+    let env = Env::with_consent().await;
+    // 12 userinfo requests offered at 40 a second: the last starts 11/40 s after the first, so
+    // at most 12 / (11/40) = 43.6 a second are done; unpaced, a loopback broker does hundreds.
+    let out = bench(&env, "userinfo", "0", &["--rate", "40"]).await;
+    assert!(out.contains(" 12 ok, 0 failed"), "{out}");
+    assert!(out.contains("offered: 40.0 requests/s"), "{out}");
+    let achieved: f64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rate: "))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("a rate line in:\n{out}"));
+    assert!(achieved <= 43.7, "paced at the offered rate: {out}");
 }

@@ -47,9 +47,14 @@ pub struct BenchArgs {
     /// Operations (logins, requests) to perform at most, per workload.
     #[arg(long, default_value_t = 1000)]
     logins: usize,
-    /// Operations in flight at once.
+    /// Operations in flight at once (at most, with `--rate`).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Start operations at this many per second (an open loop: each has its start time,
+    /// whether or not the ones before it have finished), instead of each as soon as one ends.
+    /// Latency then counts from the scheduled start, so a queue behind a slow broker shows in it.
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
     /// Stop after this many seconds even if fewer logins were done.
     #[arg(long, default_value_t = 120)]
     duration_secs: u64,
@@ -64,6 +69,13 @@ pub struct BenchArgs {
     /// The mock IdP process, likewise.
     #[arg(long)]
     idp_pid: Option<u32>,
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err("a number of operations per second above 0".into()),
+    }
 }
 
 /// CPU seconds (user + system) and peak RSS of a process, from /proc.
@@ -294,7 +306,8 @@ struct Outcome {
     wall: Duration,
 }
 
-/// Runs `op(i)` for i in 0..count with `concurrency` in flight, until done or the deadline.
+/// Runs `op(i)` for i in 0..count with `concurrency` in flight (each started at its time, with
+/// `--rate`), until done or the deadline.
 async fn drive<F, Fut>(args: &BenchArgs, label: &str, op: F) -> Outcome
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
@@ -309,7 +322,7 @@ where
     )));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_secs);
-    let total = args.logins;
+    let (total, rate) = (args.logins, args.rate);
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             let (op, next, done, results) =
@@ -317,10 +330,17 @@ where
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total || Instant::now() >= deadline {
+                    let scheduled = rate.map(|r| started + Duration::from_secs_f64(i as f64 / r));
+                    if i >= total || scheduled.unwrap_or_else(Instant::now) >= deadline {
                         break;
                     }
-                    let t = Instant::now();
+                    let t = match scheduled {
+                        Some(at) => {
+                            tokio::time::sleep_until(at.into()).await;
+                            at
+                        }
+                        None => Instant::now(),
+                    };
                     let outcome = op(i).await;
                     let elapsed = t.elapsed();
                     let mut r = results.lock().await;
@@ -382,6 +402,9 @@ fn report(
         "  rate: {:.1} {unit}/s",
         ok as f64 / outcome.wall.as_secs_f64()
     );
+    if let Some(offered) = args.rate {
+        println!("  offered: {offered:.1} {unit}/s (latency from each one's scheduled start)");
+    }
     let l = &outcome.latencies;
     println!(
         "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
