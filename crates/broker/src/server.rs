@@ -38,6 +38,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Each response leaves in one write; without Nagle's algorithm it is not held back
+        // waiting for the client's acknowledgement of the previous one.
+        let _ = stream.set_nodelay(true);
         let router = router.clone();
         // The peer address for `ConnectInfo` (rate limits by source), as axum's own serve sets it.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {

@@ -13,6 +13,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use jsonwebtoken::Algorithm;
@@ -153,6 +154,10 @@ impl MockIdp {
         let (tx, rx) = oneshot::channel::<()>();
         let app = idp.router();
         let task = tokio::spawn(async move {
+            // As the broker's accept loop: responses are not held back by Nagle's algorithm.
+            let listener = listener.tap_io(|stream| {
+                let _ = stream.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.await;
