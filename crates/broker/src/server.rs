@@ -38,8 +38,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        // Each response leaves in one write; without Nagle's algorithm it is not held back
-        // waiting for the client's acknowledgement of the previous one.
+        // As HTTP servers do: a response written in more than one part is not held back by
+        // Nagle's algorithm until the client has acknowledged the first.
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         // The peer address for `ConnectInfo` (rate limits by source), as axum's own serve sets it.

@@ -154,7 +154,7 @@ impl MockIdp {
         let (tx, rx) = oneshot::channel::<()>();
         let app = idp.router();
         let task = tokio::spawn(async move {
-            // As the broker's accept loop: responses are not held back by Nagle's algorithm.
+            // As the broker's accept loop: no response held back by Nagle's algorithm.
             let listener = listener.tap_io(|stream| {
                 let _ = stream.set_nodelay(true);
             });
