@@ -69,6 +69,11 @@ async fn bench_runs_every_workload_and_tells_first_sign_ins_from_returning_ones(
         "every workload did all of its operations:\n{first}"
     );
     assert!(!first.contains("error "), "{first}");
+    assert_eq!(
+        first.matches("bench driver (pid ").count(),
+        5,
+        "the driver's own CPU for every workload:\n{first}"
+    );
     assert!(
         first.contains("consent asked (first sign-in to the system): 12 of 12 logins"),
         "{first}"
