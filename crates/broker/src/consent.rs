@@ -170,16 +170,19 @@ pub async fn decide(
         let form: ConsentForm = serde_urlencoded::from_bytes(&body)
             .map_err(|_| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest))?;
         let key = keys::pending_consent(&form.consent_id);
-        let Some(pending) = inner.store.take::<PendingConsent>(&key).await? else {
+        // The question is taken and the browser's session read at once: neither depends on the
+        // other, and on Redis the two commands share one round trip.
+        let (pending, live) = tokio::join!(
+            inner.store.take::<PendingConsent>(&key),
+            inner.current_session(&jar)
+        );
+        let Some(pending) = pending? else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::ConsentExpired).into());
         };
         let request = &pending.request;
         let client = inner.client_of(&request.client_id)?;
         // The answer must come from the browser whose session asked.
-        let live = inner
-            .current_session(&jar)
-            .await?
-            .filter(|l| l.key == pending.session_key);
+        let live = live?.filter(|l| l.key == pending.session_key);
         let Some(live) = live else {
             return Err(request.page(inner, StatusCode::BAD_REQUEST, Problem::ConsentExpired));
         };
