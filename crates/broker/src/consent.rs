@@ -171,7 +171,7 @@ pub async fn decide(
             .map_err(|_| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest))?;
         let key = keys::pending_consent(&form.consent_id);
         // The question is taken and the browser's session read at once: neither depends on the
-        // other, and on Redis the two commands share one round trip.
+        // other, and on Redis the two commands go out together (most often in one write).
         let (pending, live) = tokio::join!(
             inner.store.take::<PendingConsent>(&key),
             inner.current_session(&jar)
