@@ -420,6 +420,12 @@ async fn a_level_1_account_does_not_satisfy_a_request_for_level_2() {
     let q = query(&location(&r));
     assert_eq!(q["error"], "unmet_authentication_requirements");
     assert_eq!(q["state"], req.state);
+    // The citizen is still signed in at the level obtained: a system that asks no more gets a
+    // code without the IdP.
+    let other = AuthRequest::new(PORTAL_B);
+    assert!(
+        location(&browser.get(&other.url(&env.issuer)).await).starts_with(&redirect_uri(PORTAL_B))
+    );
 }
 
 #[tokio::test]

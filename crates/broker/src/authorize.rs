@@ -67,7 +67,7 @@ async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
                         inner.now(),
                     ) =>
             {
-                complete(inner, &request, live).await
+                complete(inner, &request, &live).await
             }
             _ if request.prompt_none => {
                 Err(request.error(inner, "login_required", "the citizen must sign in"))

@@ -108,13 +108,16 @@ pub async fn callback(
             upstream_id_token: inner.config.upstream.logout_id_token_hint.then_some(login.id_token),
         };
         let level = session.level;
-        let (live, cookie) = inner.open_session(session).await?;
+        let (live, cookie) = inner.open_session(session);
         let jar = jar.add(cookie);
-        if request.minimum_level.is_some_and(|m| level < m) {
-            let e = request.error(inner, "unmet_authentication_requirements", "the account level is lower than requested");
-            return Ok((jar, e).into_response());
-        }
-        let response = inner.respond(complete(inner, request, live).await);
+        let response = if request.minimum_level.is_some_and(|m| level < m) {
+            request.error(inner, "unmet_authentication_requirements", "the account level is lower than requested").into_response()
+        } else {
+            inner.respond(complete(inner, request, &live).await)
+        };
+        // The session went with the login's pending consent or code, or, where the login ended
+        // before either, goes now: the citizen stays signed in for the other systems.
+        inner.save_session_alone(&live).await?;
         Ok((jar, response).into_response())
     }
     .await;

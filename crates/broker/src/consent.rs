@@ -141,10 +141,11 @@ pub(crate) async fn ask_if_needed(
         account: account.clone(),
     };
     let ttl = Duration::from_secs(inner.config.sessions.pending_login_secs);
-    inner
-        .store
-        .put(&keys::pending_consent(&consent_id), &pending, ttl)
-        .await?;
+    // A session this request opened goes with its question, in one round trip.
+    let mut batch = inner.store.batch();
+    inner.save_session(&mut batch, live);
+    batch.put(keys::pending_consent(&consent_id), &pending, ttl);
+    inner.store.write(batch).await?;
     let name = live.session.identity.name.clone().unwrap_or_default();
     Ok(ConsentStep::Ask(crate::pages::consent(
         &client.config.name,

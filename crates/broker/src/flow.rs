@@ -18,7 +18,7 @@ use crate::state::Inner;
 pub(crate) async fn complete(
     inner: &Inner,
     request: &AuthorizeRequest,
-    live: LiveSession,
+    live: &LiveSession,
 ) -> Result<Response, FlowError> {
     let client = inner.client_of(&request.client_id)?;
     let identity = &live.session.identity;
@@ -33,8 +33,8 @@ pub(crate) async fn complete(
         .as_deref()
         .map(|key| consent::question(inner, key, &client.config.id));
     let (account, granted) = before_consent(inner, client, request, identity, question).await?;
-    match ask_if_needed(inner, client, request, &live, &claims, &account, granted).await? {
+    match ask_if_needed(inner, client, request, live, &claims, &account, granted).await? {
         ConsentStep::Ask(page) => Ok(page),
-        ConsentStep::Granted => release(inner, client, request, &live, claims, account, None).await,
+        ConsentStep::Granted => release(inner, client, request, live, claims, account, None).await,
     }
 }

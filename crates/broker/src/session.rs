@@ -5,6 +5,7 @@
 //! session's public `sid` (in ID tokens) is a separate random value, so a token never reveals
 //! the cookie.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
@@ -37,10 +38,22 @@ impl Record for SsoSession {
     const VERSION: u8 = 1;
 }
 
-/// A session found from the browser's cookie.
+/// A session found from the browser's cookie, or opened by this request.
 pub struct LiveSession {
     pub key: String,
     pub session: SsoSession,
+    /// Opened by this request and not yet in any batch: see [`Inner::open_session`].
+    unsaved: AtomicBool,
+}
+
+impl LiveSession {
+    fn stored(key: String, session: SsoSession) -> Self {
+        Self {
+            key,
+            session,
+            unsaved: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Inner {
@@ -90,44 +103,65 @@ impl Inner {
         let session: Option<SsoSession> = self.store.get(&key).await?;
         Ok(session
             .filter(|s| self.session_ttl(s).is_some())
-            .map(|session| LiveSession { key, session }))
+            .map(|session| LiveSession::stored(key, session)))
     }
 
-    /// Opens a session; returns it with the cookie to set. The session is written once; what
-    /// changes later (its clients, its idle deadline) changes without rewriting it.
-    pub async fn open_session<'c>(
-        &self,
-        session: SsoSession,
-    ) -> Result<(LiveSession, Cookie<'c>), StoreError> {
+    /// Opens a session; returns it with the cookie to set. Nothing is written yet: the session
+    /// goes to the Store with the login's next write — the pending consent, or the code — in
+    /// the same round trip ([`Inner::save_session`]), and a login that ends before either (a
+    /// system that turns the citizen away, a level too low, the directory down) writes it on its
+    /// own ([`Inner::save_session_alone`]), so the citizen stays signed in for the other
+    /// systems. The session is written once; what changes later (its clients, its idle
+    /// deadline) changes without rewriting it.
+    pub fn open_session<'c>(&self, session: SsoSession) -> (LiveSession, Cookie<'c>) {
         let secret = random_token(32);
         let live = LiveSession {
             key: keys::sso_session(&secret),
             session,
+            unsaved: AtomicBool::new(true),
         };
+        let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
+        (
+            live,
+            self.cookie(self.session_cookie_name().to_owned(), secret, absolute),
+        )
+    }
+
+    /// Adds a session [`Inner::open_session`] opened to `batch`, unless an earlier batch took it:
+    /// the record and the index logout by `sid` will need (it holds only the key, a hash, no
+    /// personal data). Returns whether it did.
+    pub fn save_session(&self, batch: &mut Batch<'_>, live: &LiveSession) -> bool {
+        if !live.unsaved.swap(false, Ordering::AcqRel) {
+            return false;
+        }
         let ttl = self
             .session_ttl(&live.session)
             .unwrap_or(Duration::from_secs(1));
-        // The index logout by `sid` will need; it holds only the key (a hash), no personal data.
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
-        let mut batch = self.store.batch();
         batch.put(live.key.clone(), &live.session, ttl).put_raw(
             keys::session_by_sid(&live.session.sid),
             live.key.clone().into_bytes(),
             absolute,
         );
-        self.store.write(batch).await?;
         self.metrics.session_opened();
-        Ok((
-            live,
-            self.cookie(self.session_cookie_name().to_owned(), secret, absolute),
-        ))
+        true
+    }
+
+    /// Writes a session [`Inner::open_session`] opened, if no step of the login has.
+    pub async fn save_session_alone(&self, live: &LiveSession) -> Result<(), StoreError> {
+        let mut batch = self.store.batch();
+        if self.save_session(&mut batch, live) {
+            self.store.write(batch).await?;
+        }
+        Ok(())
     }
 
     /// Adds to `batch` what a system's sign-in does to the session: `client_id` joins its
     /// clients — a set-add, not a rewrite of the session, so two logins at once to two systems
     /// (on two nodes) both end in the list that logout will use — and its idle clock restarts
     /// without the session being rewritten. Past the absolute limit there is nothing to restart:
-    /// the stored expiry never runs beyond it.
+    /// the stored expiry never runs beyond it. A session opened by this request is written here
+    /// ([`Inner::save_session`]), its clock starting with it.
     pub fn join_session(&self, batch: &mut Batch<'_>, live: &LiveSession, client_id: &str) {
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
         batch.set_add(
@@ -135,7 +169,9 @@ impl Inner {
             client_id.to_owned(),
             absolute,
         );
-        if let Some(ttl) = self.session_ttl(&live.session) {
+        if !self.save_session(batch, live)
+            && let Some(ttl) = self.session_ttl(&live.session)
+        {
             batch.touch(live.key.clone(), ttl);
         }
     }
@@ -150,7 +186,7 @@ impl Inner {
             return Ok(None);
         };
         let session: Option<SsoSession> = self.store.get(&key).await?;
-        Ok(session.map(|session| LiveSession { key, session }))
+        Ok(session.map(|session| LiveSession::stored(key, session)))
     }
 
     /// The clients that took part in the session with `sid`.

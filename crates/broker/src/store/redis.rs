@@ -273,6 +273,12 @@ impl Store for RedisStore {
                 .await?;
             return Ok(());
         }
+        if let [write @ (Write::Put { .. } | Write::Touch { .. })] = writes.as_slice() {
+            // One command is atomic by itself: no MULTI around it.
+            let mut pipe = redis::pipe();
+            push(&mut pipe, write);
+            return self.pipeline(&pipe).await;
+        }
         self.pipeline(&transaction(&writes)).await
     }
 
