@@ -260,26 +260,16 @@ impl Store for RedisStore {
         }
         if let Target::Cluster(_) = self.target {
             // A Cluster takes a MULTI only within one slot, and these keys lie in several: each
-            // write goes in its own MULTI, all of them at once on the shared connection.
-            let pipes: Vec<Pipeline> = writes
-                .iter()
-                .map(|write| {
-                    let mut pipe = redis::pipe();
-                    push(pipe.atomic(), write);
-                    pipe
-                })
-                .collect();
+            // write goes on its own, all of them at once on the shared connection.
+            let pipes: Vec<Pipeline> = writes.iter().map(alone).collect();
             futures_util::future::try_join_all(pipes.iter().map(|p| self.pipeline::<()>(p)))
                 .await?;
             return Ok(());
         }
-        if let [write @ (Write::Put { .. } | Write::Touch { .. })] = writes.as_slice() {
-            // One command is atomic by itself: no MULTI around it.
-            let mut pipe = redis::pipe();
-            push(&mut pipe, write);
-            return self.pipeline(&pipe).await;
+        match writes.as_slice() {
+            [write] => self.pipeline(&alone(write)).await,
+            _ => self.pipeline(&transaction(&writes)).await,
         }
-        self.pipeline(&transaction(&writes)).await
     }
 
     async fn write_all_then_get(
@@ -310,6 +300,17 @@ fn transaction(writes: &[Write]) -> Pipeline {
     for write in writes {
         push(&mut pipe, write);
     }
+    pipe
+}
+
+/// One write by itself: in a MULTI where it is two commands (a set and its expiry), bare where
+/// it is one, which is atomic without it.
+fn alone(write: &Write) -> Pipeline {
+    let mut pipe = redis::pipe();
+    if let Write::SetAdd { .. } = write {
+        pipe.atomic();
+    }
+    push(&mut pipe, write);
     pipe
 }
 
