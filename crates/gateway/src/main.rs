@@ -208,6 +208,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", config.bind))?;
             let directory = connect_directory(&config.directory.url).await?;
+            directory.warm();
             let store = lienthong_broker::store::open(&config.store)?;
             let broker = Broker::new(config, store, directory).await?;
             tracing::info!(issuer = broker.issuer(), addr = %listener.local_addr()?, "broker listening");

@@ -10,10 +10,14 @@
 //! the background, so no row stays locked by an idle connection. A statement dropped while its
 //! answer was on the way needs nothing: the connection reads the rest before its next one.
 //!
-//! SQLite gets one connection, never pinged (a file cannot hang up). A PostgreSQL connection
-//! idle for `PING_IF_IDLE` or more is pinged before it is lent (a server restart shows there
-//! first), one that fails the ping is dropped for a new one, and connections are renewed after
-//! `MAX_LIFETIME` and closed after `IDLE_TIMEOUT` unused.
+//! SQLite gets one connection, never pinged (a file cannot hang up). A server opens
+//! PostgreSQL's ahead of need ([`Connections::warm`]), and they are kept however long they
+//! wait: a burst of logins — the first after a start, or the morning's after a quiet night —
+//! finds them ready, where each of its first statements would otherwise open one (a new server
+//! process, its authentication, its cold caches: docs/performance.md measured the first logins
+//! of a burst held up to 100 ms by it). A PostgreSQL connection idle for `PING_IF_IDLE` or
+//! more is pinged before it is lent (a server restart shows there first), one that fails the
+//! ping is dropped for a new one, and connections are renewed after `MAX_LIFETIME`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,8 +34,6 @@ pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const PING_IF_IDLE: Duration = Duration::from_secs(1);
 /// A PostgreSQL connection is closed once this old, and another opened when one is needed.
 const MAX_LIFETIME: Duration = Duration::from_secs(1800);
-/// A PostgreSQL connection unused this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// An idle connection with its age.
 struct Idle {
@@ -44,11 +46,12 @@ pub(super) struct Connections {
     /// Opens connections. It keeps none of its own, except what the migrations left idle
     /// (checked before it is handed over).
     opener: AnyPool,
-    /// Most recently returned last: the next statement takes the connection warmest in cache,
-    /// and the one idle longest is at the front, where `give_back` looks for one to close.
+    /// Most recently returned last: the next statement takes the connection warmest in cache.
     idle: Mutex<Vec<Idle>>,
     /// One per connection that may be open: idle, lent, or being opened.
     permits: Arc<Semaphore>,
+    /// How many may be open.
+    max: usize,
     /// PostgreSQL's (pings, lifetimes); SQLite has none of them.
     pub(super) postgres: bool,
 }
@@ -117,6 +120,7 @@ impl Connections {
                 since: now,
             }]),
             permits: Arc::new(Semaphore::new(max)),
+            max,
             postgres,
         }
     }
@@ -169,14 +173,31 @@ impl Connections {
         }
     }
 
-    /// Puts a connection back; closes the one idle longest if it has been idle too long.
+    /// Puts a connection back.
     fn give_back(&self, mut idle: Idle) {
         idle.since = Instant::now();
-        let mut list = self.idle.lock().expect("not poisoned");
-        list.push(idle);
-        if self.postgres && list[0].since.elapsed() >= IDLE_TIMEOUT {
-            close(list.remove(0));
-        }
+        self.idle.lock().expect("not poisoned").push(idle);
+    }
+
+    /// Opens connections in the background until all but one of `max` are open: it borrows
+    /// that many and holds them, so each borrowing after the idle ones opens another, then
+    /// gives them all back. The one left is for the statements that come meanwhile (the broker
+    /// reads its signing keys as it starts). If the server cannot be reached, the borrowing
+    /// fails and the connections are opened when statements need them, as they would have been.
+    pub(super) fn warm(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut lent = Vec::with_capacity(this.max);
+            for _ in 1..this.max {
+                match this.lend().await {
+                    Ok(conn) => lent.push(conn),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "directory connections not opened ahead");
+                        break;
+                    }
+                }
+            }
+        });
     }
 
     /// Closes every idle connection and lends no more.
@@ -245,6 +266,52 @@ mod tests {
                 .unwrap();
         };
         Some((dir, url.to_string(), drop_database))
+    }
+
+    /// A server's directory opens its PostgreSQL connections ahead of the first burst — all
+    /// but one of the eight, in the background — and answers statements meanwhile.
+    #[tokio::test]
+    async fn warm_opens_the_postgres_connections_ahead_of_need() {
+        let Some((dir, url, drop_database)) = postgres().await else {
+            return;
+        };
+        let db = url::Url::parse(&url)
+            .unwrap()
+            .path()
+            .trim_start_matches('/')
+            .to_owned();
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        let open = async |admin: &mut PgConnection| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&db)
+            .fetch_one(admin)
+            .await
+            .unwrap()
+        };
+        // The migrations' connection, and one sqlx's pool may still hold from them.
+        assert!(open(&mut admin).await <= 2);
+        dir.warm();
+        sqlx::query("SELECT 1")
+            .execute(&mut *dir.conn().await.unwrap())
+            .await
+            .unwrap();
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = open(&mut admin).await;
+            if seen == 7 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            seen, 7,
+            "seven connections open, none of them asked for by a statement"
+        );
+        admin.close().await.unwrap();
+        dir.close().await;
+        drop_database().await;
     }
 
     /// A transaction dropped unfinished (its request cancelled) holds nothing once its

@@ -243,6 +243,14 @@ impl Directory {
         self.connections.lend().await
     }
 
+    /// Opens PostgreSQL's connections in the background, ahead of the statements that will
+    /// need them (a server calls this as it starts: see [`connections`]); nothing on SQLite.
+    pub fn warm(&self) {
+        if !self.sqlite() {
+            self.connections.warm();
+        }
+    }
+
     /// Closes the directory's idle connections; one still lent is dropped with the last handle.
     pub async fn close(self) {
         self.connections.close().await;
