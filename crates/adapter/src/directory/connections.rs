@@ -17,7 +17,8 @@
 //! process, its authentication, its cold caches: docs/performance.md measured the first logins
 //! of a burst held up to 100 ms by it). A PostgreSQL connection idle for `PING_IF_IDLE` or
 //! more is pinged before it is lent (a server restart shows there first), one that fails the
-//! ping is dropped for a new one, and connections are renewed after `MAX_LIFETIME`.
+//! ping or leaves it unanswered for `PING_TIMEOUT` is dropped for a new one, and connections
+//! are renewed after `MAX_LIFETIME`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +33,10 @@ pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A PostgreSQL connection idle at least this long is pinged before it is lent; one in steady
 /// use is not.
 const PING_IF_IDLE: Duration = Duration::from_secs(1);
+/// A PostgreSQL connection whose ping is not answered within this is dropped for a new one. A
+/// firewall between the broker and the server may forget a connection that waited long, and
+/// tell neither end: the ping then gets no answer at all, not even a reset.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// A PostgreSQL connection is closed once this old, and another opened when one is needed.
 const MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
@@ -157,8 +162,15 @@ impl Connections {
                     close(idle);
                     continue;
                 }
-                if idle.since.elapsed() >= PING_IF_IDLE && idle.conn.ping().await.is_err() {
-                    continue;
+                if idle.since.elapsed() >= PING_IF_IDLE {
+                    let answer = tokio::time::timeout(PING_TIMEOUT, idle.conn.ping()).await;
+                    if !matches!(answer, Ok(Ok(()))) {
+                        // What ended or forgot this one (a server restart, a firewall) ended
+                        // those idle longer too: dropped with it, not pinged one by one.
+                        let mut list = self.idle.lock().expect("not poisoned");
+                        list.retain(|other| other.since > idle.since);
+                        continue;
+                    }
                 }
             }
             return Ok(self.lent(idle, permit));
@@ -222,7 +234,11 @@ fn close(idle: Idle) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use sqlx::{Executor, PgConnection};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
     use super::*;
     use crate::directory::Directory;
@@ -311,6 +327,99 @@ mod tests {
         );
         admin.close().await.unwrap();
         dir.close().await;
+        drop_database().await;
+    }
+
+    /// A TCP relay whose connections so far can be made to forget: they then take what comes,
+    /// pass nothing on, and stay open — as a firewall that dropped them would leave them.
+    struct Relay {
+        port: u16,
+        flags: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    }
+
+    impl Relay {
+        async fn start(target: (String, u16)) -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let flags = Arc::new(Mutex::new(Vec::new()));
+            let list = flags.clone();
+            tokio::spawn(async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target.clone()).await else {
+                        continue;
+                    };
+                    let forgotten = Arc::new(AtomicBool::new(false));
+                    list.lock().unwrap().push(forgotten.clone());
+                    let (from_client, to_client) = inbound.into_split();
+                    let (from_server, to_server) = outbound.into_split();
+                    tokio::spawn(pass(from_client, to_server, forgotten.clone()));
+                    tokio::spawn(pass(from_server, to_client, forgotten));
+                }
+            });
+            Self { port, flags }
+        }
+
+        fn forget_every_connection(&self) {
+            for flag in self.flags.lock().unwrap().iter() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    async fn pass(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, forgotten: Arc<AtomicBool>) {
+        let mut buf = vec![0; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            if forgotten.load(Ordering::SeqCst) {
+                let _open = (from, to);
+                return std::future::pending().await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Connections a firewall forgot while they waited (no answer, not even a reset) cost the
+    /// next statement one `PING_TIMEOUT`, not one per connection, nor a hang.
+    #[tokio::test]
+    async fn connections_that_no_longer_answer_cost_one_ping_timeout() {
+        let Some((direct, url, drop_database)) = postgres().await else {
+            return;
+        };
+        direct.close().await;
+        let mut url = url::Url::parse(&url).unwrap();
+        let target = (
+            url.host_str().unwrap().to_owned(),
+            url.port().unwrap_or(5432),
+        );
+        let relay = Relay::start(target).await;
+        url.set_port(Some(relay.port)).unwrap();
+        let dir = Directory::connect(url.as_str()).await.unwrap();
+        dir.warm();
+        for _ in 0..100 {
+            if dir.connections.idle.lock().unwrap().len() == 7 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(dir.connections.idle.lock().unwrap().len(), 7, "warmed");
+        relay.forget_every_connection();
+        tokio::time::sleep(PING_IF_IDLE + Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let statement = async {
+            sqlx::query("SELECT 1")
+                .execute(&mut *dir.conn().await.unwrap())
+                .await
+                .unwrap();
+        };
+        tokio::time::timeout(PING_TIMEOUT + Duration::from_secs(3), statement)
+            .await
+            .expect("answered through a new connection");
+        let took = started.elapsed();
+        assert!(
+            (PING_TIMEOUT..PING_TIMEOUT * 2).contains(&took),
+            "one ping waited for: {took:?}"
+        );
         drop_database().await;
     }
 
