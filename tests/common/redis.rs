@@ -37,7 +37,29 @@ pub async fn redis_url_or_skip() -> Option<String> {
     }
 }
 
+/// A loopback port free when asked, for a server a test starts itself a moment later. It is
+/// taken below the kernel's ephemeral range (`ip_local_port_range`), where `bind(0)` takes its
+/// ports: a port from there can go to an outgoing connection in between — a broker node opens
+/// its PostgreSQL connections as it starts — and the server then fails with "address in use".
 pub fn free_port() -> u16 {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const FLOOR: u16 = 10_000;
+    if ephemeral <= FLOOR + 1_000 {
+        return ephemeral_port();
+    }
+    loop {
+        let random = lienthong_protocol::crypto::random_bytes(2);
+        let port = FLOOR + u16::from_le_bytes([random[0], random[1]]) % (ephemeral - FLOOR);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn ephemeral_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
