@@ -233,7 +233,7 @@ fn close(idle: Idle) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use sqlx::{Executor, PgConnection};
@@ -246,7 +246,8 @@ mod tests {
     /// A directory on a new PostgreSQL database (LIENTHONG_TEST_POSTGRES_URL, default the
     /// loopback server), with the URL to reach that database; `None` (said loudly) without a
     /// server, except on CI.
-    async fn postgres() -> Option<(Directory, String, impl AsyncFnOnce())> {
+    pub(in crate::directory) async fn postgres() -> Option<(Directory, String, impl AsyncFnOnce())>
+    {
         let admin_url = std::env::var("LIENTHONG_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let mut admin = match PgConnection::connect(&admin_url).await {

@@ -169,6 +169,25 @@ struct LoginView {
     consented: Option<Vec<String>>,
 }
 
+/// A new citizen record.
+const INSERT_CITIZEN: &str = "INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING";
+
+/// [`INSERT_CITIZEN`] on PostgreSQL, committed without waiting for its WAL to reach the disk
+/// (`synchronous_commit` off for its own transaction alone: `set_config(..., true)`, evaluated
+/// once, before the row is written). A first sign-in then waits for one disk flush, not two.
+///
+/// Nothing is lost that anything else relies on. Every later write that refers to the record —
+/// the link bound or created, the consent answer, the directory's events — is a commit that
+/// waits, and PostgreSQL's WAL is one sequence: flushing that commit flushes the record's,
+/// written before it. A crash in the fraction of a second before can lose a record that
+/// nothing refers to yet; the citizen's next login creates it again. No token carries the
+/// record's key. (SQLite, in WAL mode with `synchronous = NORMAL`, commits every transaction
+/// so.)
+const INSERT_CITIZEN_UNFLUSHED: &str = "INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $6 WHERE set_config('synchronous_commit', 'off', true) = 'off' \
+     ON CONFLICT DO NOTHING";
+
 fn new_key() -> String {
     lienthong_protocol::secret::random_token(16)
 }
@@ -402,12 +421,19 @@ impl Directory {
 
     /// Creates the citizen record under `key`; false if one for this upstream identity exists
     /// already (created by another node at the same moment).
+    ///
+    /// On PostgreSQL its commit does not wait for the disk ([`INSERT_CITIZEN_UNFLUSHED`]).
     async fn insert_citizen(
         &self,
         key: &str,
         c: &CitizenInput<'_>,
     ) -> Result<bool, DirectoryError> {
-        let inserted = sqlx::query("INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING")
+        let sql = if self.sqlite() {
+            INSERT_CITIZEN
+        } else {
+            INSERT_CITIZEN_UNFLUSHED
+        };
+        let inserted = sqlx::query(sql)
             .bind(key.to_owned())
             .bind(c.issuer.to_owned())
             .bind(c.subject.to_owned())
@@ -1151,5 +1177,60 @@ mod tests {
         tokio::time::resume();
         drop(in_use);
         dir.ping().await.unwrap();
+    }
+
+    /// On PostgreSQL a new citizen record's commit does not wait for the disk, and nothing else
+    /// is so: the statement turns `synchronous_commit` off until its own transaction ends.
+    #[tokio::test]
+    async fn a_new_citizen_record_is_committed_without_waiting_for_the_disk_and_alone() {
+        let Some((dir, _url, drop_database)) = connections::tests::postgres().await else {
+            return;
+        };
+        let setting = "SELECT current_setting('synchronous_commit')";
+        let mut conn = dir.conn().await.unwrap();
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        let inserted = sqlx::query(INSERT_CITIZEN_UNFLUSHED)
+            .bind("key-1")
+            .bind("https://idp.example")
+            .bind("subject-1")
+            .bind(Some("001085012345"))
+            .bind(None::<String>)
+            .bind(1_i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(inserted.rows_affected(), 1);
+        let during: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(during, "off", "the record's own transaction");
+        tx.commit().await.unwrap();
+        let after: String = sqlx::query_scalar(setting)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(after, "on", "the connection's next transaction");
+        drop(conn);
+
+        // Through the directory: the record is written, once.
+        let subject = CitizenInput {
+            issuer: "https://idp.example",
+            subject: "subject-2",
+            citizen_id: None,
+            legacy_cmnd: None,
+            name: None,
+            birthdate: None,
+        };
+        assert!(dir.insert_citizen("key-2", &subject).await.unwrap());
+        assert!(!dir.insert_citizen("key-3", &subject).await.unwrap());
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT citizen_key FROM citizens ORDER BY citizen_key")
+                .fetch_all(&mut *dir.conn().await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(keys, ["key-1", "key-2"]);
+        dir.close().await;
+        drop_database().await;
     }
 }
