@@ -340,6 +340,37 @@ async fn the_redis_store_conforms() {
     conforms(Arc::new(RedisStore::new(&[url]).unwrap())).await;
 }
 
+/// A node on the same host as its Redis reaches it over a Unix socket
+/// (`redis+unix:///path?db=n`, operations.md), with the same behaviour.
+#[tokio::test]
+async fn the_redis_store_conforms_over_a_unix_socket() {
+    let Some(server) = redis_kit::Server::start_on_socket_or_skip() else {
+        return;
+    };
+    server.wait_ready().await;
+    let url = format!("{}?db=2", server.url());
+    assert!(url.starts_with("redis+unix:///"), "{url}");
+    let store = Arc::new(RedisStore::new(&[url]).unwrap());
+    conforms(store.clone()).await;
+    // The URL's database is the one written.
+    let key = fresh("socket");
+    store
+        .put(&key, b"here".to_vec(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let in_db = async |db: u8| -> Option<Vec<u8>> {
+        let client = redis::Client::open(format!("{}?db={db}", server.url())).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    };
+    assert_eq!(in_db(2).await.as_deref(), Some(&b"here"[..]));
+    assert_eq!(in_db(0).await, None);
+}
+
 #[tokio::test]
 async fn the_redis_cluster_store_conforms() {
     let Some(cluster) = Cluster::start_or_skip().await else {

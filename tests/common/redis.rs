@@ -77,7 +77,9 @@ fn redis_server_available() -> bool {
 
 /// A `redis-server` of the test's own, stopped on drop.
 pub struct Server {
+    /// Its loopback port; 0 for a server on a Unix socket alone.
     pub port: u16,
+    socket: Option<PathBuf>,
     child: Child,
     dir: PathBuf,
 }
@@ -104,12 +106,64 @@ impl Server {
             ]);
         }
         let child = cmd.spawn().expect("redis-server starts");
-        Self { port, child, dir }
+        Self {
+            port,
+            socket: None,
+            child,
+            dir,
+        }
+    }
+
+    /// Starts on a Unix socket in a directory of its own and on no TCP port (nothing kept on
+    /// disk); `None`, said loudly, where `redis-server` is not installed (a failure on CI).
+    pub fn start_on_socket_or_skip() -> Option<Self> {
+        if !redis_server_available() {
+            skip("redis-server is not installed, so no Redis on a Unix socket can be started");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "lienthong-redis-socket-{}-{}",
+            std::process::id(),
+            lienthong_protocol::secret::random_token(6)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        Some(Self {
+            port: 0,
+            socket: Some(socket),
+            child,
+            dir,
+        })
+    }
+
+    /// The URL a Store is given: `redis://127.0.0.1:port` or `redis+unix:///path`.
+    pub fn url(&self) -> String {
+        match &self.socket {
+            Some(socket) => format!("redis+unix://{}", socket.display()),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     pub async fn wait_ready(&self) {
         for _ in 0..100 {
-            if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            if let Ok(client) = redis::Client::open(self.url())
                 && let Ok(mut c) = client.get_multiplexed_async_connection().await
                 && redis::cmd("PING")
                     .query_async::<String>(&mut c)
@@ -120,7 +174,7 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("redis-server on port {} did not start", self.port);
+        panic!("redis-server at {} did not start", self.url());
     }
 
     /// Stops the server now (the test's "Redis goes away").
