@@ -1,7 +1,8 @@
 //! The Store conformance suite: one set of cases, run against every backend — the memory Store,
-//! the Redis at 127.0.0.1:6379 (or `LIENTHONG_TEST_REDIS_URL`), and a Redis Cluster of three
-//! masters that this suite starts itself on free loopback ports and stops afterwards (or the
-//! one at `LIENTHONG_TEST_REDIS_CLUSTER_URL`, seed nodes separated by commas).
+//! the Redis at 127.0.0.1:6379 (or `LIENTHONG_TEST_REDIS_URL`), a Redis on a Unix socket, and a
+//! Redis Cluster of three masters, both started by this suite itself (the Cluster on free
+//! loopback ports) and stopped afterwards (or the Cluster at `LIENTHONG_TEST_REDIS_CLUSTER_URL`,
+//! seed nodes separated by commas).
 //!
 //! Where Redis is missing the Redis cases are skipped with a loud notice, except when
 //! `CI=true`, where that fails the run.
