@@ -89,29 +89,17 @@ impl Server {
     pub fn start(port: u16, cluster: bool) -> Self {
         let dir =
             std::env::temp_dir().join(format!("lienthong-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if cluster {
-            cmd.args([
+        let cluster_args: &[&str] = if cluster {
+            &[
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
-            ]);
-        }
-        let child = cmd.spawn().expect("redis-server starts");
-        Self {
-            port,
-            socket: None,
-            child,
-            dir,
-        }
+            ]
+        } else {
+            &[]
+        };
+        Self::spawn(port, None, dir, cluster_args)
     }
 
     /// Starts on a Unix socket in a directory of its own and on no TCP port (nothing kept on
@@ -126,31 +114,34 @@ impl Server {
             std::process::id(),
             lienthong_protocol::secret::random_token(6)
         ));
-        std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        Some(Self::spawn(0, Some(socket), dir, &[]))
+    }
+
+    /// `redis-server` listening on loopback `port` (0: none) and on `socket`, if given, keeping
+    /// nothing on disk, its working directory `dir`.
+    fn spawn(port: u16, socket: Option<PathBuf>, dir: PathBuf, extra: &[&str]) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        Some(Self {
-            port: 0,
-            socket: Some(socket),
+            .stderr(Stdio::null());
+        if let Some(socket) = &socket {
+            cmd.arg("--unixsocket")
+                .arg(socket)
+                .args(["--unixsocketperm", "700"]);
+        }
+        let child = cmd.spawn().expect("redis-server starts");
+        Self {
+            port,
+            socket,
             child,
             dir,
-        })
+        }
     }
 
     /// The URL a Store is given: `redis://127.0.0.1:port` or `redis+unix:///path`.

@@ -169,9 +169,18 @@ struct LoginView {
     consented: Option<Vec<String>>,
 }
 
+/// The head of [`INSERT_CITIZEN`] and [`INSERT_CITIZEN_UNFLUSHED`]: their columns, once.
+macro_rules! insert_citizen {
+    () => {
+        "INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) "
+    };
+}
+
 /// A new citizen record.
-const INSERT_CITIZEN: &str = "INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING";
+const INSERT_CITIZEN: &str = concat!(
+    insert_citizen!(),
+    "VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING"
+);
 
 /// [`INSERT_CITIZEN`] on PostgreSQL, committed without waiting for its WAL to reach the disk
 /// (`synchronous_commit` off for its own transaction alone: `set_config(..., true)`, evaluated
@@ -184,9 +193,11 @@ const INSERT_CITIZEN: &str = "INSERT INTO citizens (citizen_key, issuer, subject
 /// nothing refers to yet; the citizen's next login creates it again. No token carries the
 /// record's key. (SQLite, in WAL mode with `synchronous = NORMAL`, commits every transaction
 /// so.)
-const INSERT_CITIZEN_UNFLUSHED: &str = "INSERT INTO citizens (citizen_key, issuer, subject, citizen_id, legacy_cmnd, created_at, updated_at) \
-     SELECT $1, $2, $3, $4, $5, $6, $6 WHERE set_config('synchronous_commit', 'off', true) = 'off' \
-     ON CONFLICT DO NOTHING";
+const INSERT_CITIZEN_UNFLUSHED: &str = concat!(
+    insert_citizen!(),
+    "SELECT $1, $2, $3, $4, $5, $6, $6 WHERE set_config('synchronous_commit', 'off', true) = 'off' \
+     ON CONFLICT DO NOTHING"
+);
 
 fn new_key() -> String {
     lienthong_protocol::secret::random_token(16)
