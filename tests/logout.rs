@@ -28,6 +28,44 @@ async fn logout_claims(env: &Env, token: &str, client: &str) -> Value {
     .claims
 }
 
+/// Where a sign-out sends the browser next: its redirect, or the signed-out page's own.
+async fn onward(r: reqwest::Response) -> String {
+    if r.status() != StatusCode::OK {
+        return location(&r);
+    }
+    let page = r.text().await.unwrap();
+    page.split("http-equiv=\"refresh\" content=\"2;url=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page moves on by itself")
+        // HTML-escaped in the attribute, as a browser reads it.
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
+}
+
+/// The claims of a JWT, unverified (the test reads what the IdP issued, the IdP verifies).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The value of cookie `name` the browser would send to `url`.
+fn cookie_for(jar: &reqwest::cookie::Jar, url: &str, name: &str) -> Option<String> {
+    use reqwest::cookie::CookieStore;
+    let header = jar.cookies(&url::Url::parse(url).unwrap())?;
+    header
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+const UPSTREAM_COOKIE: &str = "lienthong_upstream";
+
 fn logout_url(env: &Env, params: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse(&format!("{}/logout", env.issuer)).unwrap();
     for (k, v) in params {
@@ -135,25 +173,18 @@ async fn without_the_upstream_id_token_kept_the_idp_session_still_ends_by_client
         ..Options::default()
     })
     .await;
-    let browser = Browser::new();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = Browser::with_jar(jar.clone());
     let a = tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    let logout = format!("{}/logout", env.issuer);
+    assert_eq!(cookie_for(&jar, &logout, UPSTREAM_COOKIE), None);
     let r = browser
         .get(&logout_url(
             &env,
             &[("id_token_hint", a["id_token"].as_str().unwrap())],
         ))
         .await;
-    let next = if r.status() == StatusCode::OK {
-        let page = r.text().await.unwrap();
-        page.split("http-equiv=\"refresh\" content=\"2;url=")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .expect("the page moves on by itself")
-            .replace("&#38;", "&")
-            .replace("&amp;", "&")
-    } else {
-        location(&r)
-    };
+    let next = onward(r).await;
     assert!(next.starts_with(&env.idp.issuer), "{next}");
     let q = query(&next);
     assert!(!q.contains_key("id_token_hint"), "{next}");
@@ -170,6 +201,90 @@ async fn without_the_upstream_id_token_kept_the_idp_session_still_ends_by_client
         form.text().await.unwrap().contains("Mật khẩu"),
         "the IdP's session ended too"
     );
+}
+
+#[tokio::test]
+async fn the_idp_id_token_is_kept_sealed_in_a_cookie_sent_to_the_sign_out_alone() {
+    let env = Env::start().await;
+    let (jar, other_jar) = (
+        std::sync::Arc::new(reqwest::cookie::Jar::default()),
+        std::sync::Arc::new(reqwest::cookie::Jar::default()),
+    );
+    let (browser, other) = (
+        Browser::with_jar(jar.clone()),
+        Browser::with_jar(other_jar.clone()),
+    );
+    tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    tokens(&env, &other, &AuthRequest::new(PORTAL_A), "001192007731").await;
+    let logout = format!("{}/logout", env.issuer);
+    let sealed = cookie_for(&jar, &logout, UPSTREAM_COOKIE).expect("the cookie, at /logout");
+    for path in ["/authorize", "/consent", "/token", "/userinfo", "/"] {
+        assert_eq!(
+            cookie_for(&jar, &format!("{}{path}", env.issuer), UPSTREAM_COOKIE),
+            None,
+            "no other request carries it: {path}"
+        );
+    }
+
+    // Another session's cookie does not open in this one: the sign-out sends no hint, and
+    // certainly not the other citizen's token.
+    other_jar.add_cookie_str(
+        &format!("{UPSTREAM_COOKIE}={sealed}; Path=/logout"),
+        &url::Url::parse(&logout).unwrap(),
+    );
+    let next = onward(other.get(&logout).await).await;
+    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    let q = query(&next);
+    assert!(!q.contains_key("id_token_hint"), "{next}");
+    assert_eq!(q["client_id"], "lienthong");
+    assert_eq!(
+        cookie_for(&other_jar, &logout, UPSTREAM_COOKIE),
+        None,
+        "a sign-out forgets the cookie"
+    );
+
+    // Its own session's cookie opens: the IdP gets back the ID token it issued, which the
+    // cookie did not show in clear.
+    let next = onward(browser.get(&logout).await).await;
+    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    let hint = query(&next)["id_token_hint"].clone();
+    let claims = jwt_claims(&hint);
+    assert_eq!(claims["iss"], env.idp.issuer.as_str());
+    assert_eq!(claims["aud"], "lienthong");
+    let payload = hint.split('.').nth(1).unwrap();
+    assert!(!sealed.contains(payload), "sealed, not in clear");
+    assert_eq!(cookie_for(&jar, &logout, UPSTREAM_COOKIE), None);
+    let back = location(&browser.get(&next).await);
+    assert!(back.starts_with(&format!("{}/logout/callback", env.issuer)));
+}
+
+#[tokio::test]
+async fn an_idp_id_token_too_long_for_a_cookie_is_kept_with_the_session() {
+    // A long address makes the IdP's ID token longer than a browser keeps in a cookie.
+    let address = "Thôn Thử Nghiệm, xã Thử Nghiệm, ".repeat(120);
+    let roster = format!(
+        r#"{{"citizens": [{{"sub": "long-1", "citizen_id": "{AN}", "full_name": "Trần Văn Thử",
+            "birthdate": "1985-04-12", "sex": "male", "level": 2, "address": "{address}"}}]}}"#
+    );
+    let env = Env::with(Options {
+        roster: Some(lienthong_mock_idp::Roster::from_json(&roster).unwrap()),
+        ..Options::default()
+    })
+    .await;
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = Browser::with_jar(jar.clone());
+    tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    let logout = format!("{}/logout", env.issuer);
+    assert_eq!(
+        cookie_for(&jar, &logout, UPSTREAM_COOKIE),
+        None,
+        "no cookie a browser would drop"
+    );
+    let next = onward(browser.get(&logout).await).await;
+    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    let hint = query(&next)["id_token_hint"].clone();
+    assert!(hint.len() > 4000, "{} bytes", hint.len());
+    assert_eq!(jwt_claims(&hint)["iss"], env.idp.issuer.as_str());
 }
 
 #[tokio::test]

@@ -404,17 +404,50 @@ async fn logins_hop_between_nodes(store_url: &str, tag: &str) {
         "no client lost to a concurrent login"
     );
 
-    // Signing out at node B ends the session for node A too, and every system hears of it.
-    let mut hint = url::Url::parse(&format!("{}/logout", b.addr)).unwrap();
+    // The session record in Redis holds no upstream ID token: that travels sealed in the
+    // browser's cookie for the sign-out endpoint (sealed by node B at the callback).
+    let session_key = store
+        .get(&keys::session_by_sid(&sid))
+        .await
+        .unwrap()
+        .expect("the sid's index");
+    let record = store
+        .get(std::str::from_utf8(&session_key).unwrap())
+        .await
+        .unwrap()
+        .expect("the session record");
+
+    // Signing out at node A ends the session for node B too, every system hears of it, and
+    // the national IdP gets back its own ID token as the hint.
+    let mut hint = url::Url::parse(&format!("{}/logout", a.addr)).unwrap();
     hint.query_pairs_mut()
         .append_pair("id_token_hint", tokens["id_token"].as_str().unwrap());
     let r = browser.get(hint.as_str()).await;
-    assert!(r.status().is_redirection(), "signed out at node B");
+    assert!(r.status().is_redirection(), "signed out at node A");
+    let upstream_end = location(&r);
+    assert!(
+        upstream_end.starts_with(&nodes.idp.issuer),
+        "{upstream_end}"
+    );
+    let upstream_id_token = query(&upstream_end)["id_token_hint"].clone();
+    let payload = upstream_id_token.split('.').nth(1).expect("a JWT");
+    let upstream_claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(upstream_claims["iss"], nodes.idp.issuer.as_str());
+    assert!(
+        record.len() < upstream_id_token.len(),
+        "the session record ({} bytes) is shorter than the upstream ID token ({} bytes)",
+        record.len(),
+        upstream_id_token.len()
+    );
     let (_, challenge) = pkce();
-    let mut silent = url::Url::parse(&authorize_url(&a.addr, "p3", &challenge, "st-4")).unwrap();
+    let mut silent = url::Url::parse(&authorize_url(&b.addr, "p3", &challenge, "st-4")).unwrap();
     silent.query_pairs_mut().append_pair("prompt", "none");
     let q = query(&location(&browser.get(silent.as_str()).await));
-    assert_eq!(q["error"], "login_required", "node A sees the session gone");
+    assert_eq!(q["error"], "login_required", "node B sees the session gone");
     let mut told = vec![];
     for _ in 0..100 {
         told = nodes

@@ -444,9 +444,14 @@ impl Default for Browser {
 
 impl Browser {
     pub fn new() -> Self {
+        Self::with_jar(Arc::default())
+    }
+
+    /// A browser whose cookie jar the test can read and change.
+    pub fn with_jar(jar: Arc<reqwest::cookie::Jar>) -> Self {
         lienthong_protocol::crypto::install();
         let http = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();

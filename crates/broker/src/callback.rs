@@ -105,11 +105,16 @@ pub async fn callback(
             auth_time: login.auth_time.unwrap_or(now),
             amr: login.amr,
             created_at: now,
-            upstream_id_token: inner.config.upstream.logout_id_token_hint.then_some(login.id_token),
+            upstream_id_token: None,
         };
         let level = session.level;
-        let (live, cookie) = inner.open_session(session);
-        let jar = jar.add(cookie);
+        let (mut live, cookie) = inner.open_session(session);
+        let mut jar = jar.add(cookie);
+        if inner.config.upstream.logout_id_token_hint
+            && let Some(cookie) = inner.keep_upstream_id_token(&mut live, login.id_token)
+        {
+            jar = jar.add(cookie);
+        }
         let response = if request.minimum_level.is_some_and(|m| level < m) {
             request.error(inner, "unmet_authentication_requirements", "the account level is lower than requested").into_response()
         } else {

@@ -106,9 +106,9 @@ pub struct UpstreamConfig {
     #[serde(default = "default_acr_map")]
     pub acr_map: BTreeMap<String, Level>,
     /// Keep the IdP's ID token with each SSO session, to send as `id_token_hint` when ending
-    /// the IdP's session at sign-out (default true). It is most of a session's size in the
-    /// Store (about 1.1 KB of 2 KB); without it only `client_id` is sent, and the IdP may ask
-    /// the citizen to confirm the sign-out.
+    /// the IdP's session at sign-out (default true). It is kept sealed in a cookie for the
+    /// sign-out endpoint, not in the Store; without it only `client_id` is sent, and the IdP
+    /// may ask the citizen to confirm the sign-out.
     #[serde(default = "yes")]
     pub logout_id_token_hint: bool,
 }

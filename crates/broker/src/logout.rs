@@ -145,7 +145,12 @@ async fn logout(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
                 None => None,
             },
         };
-        let jar = jar.remove(Cookie::build(inner.session_cookie_name()).path("/"));
+        let upstream_id_token = live
+            .as_ref()
+            .and_then(|live| inner.upstream_id_token(&jar, live));
+        let jar = inner
+            .forget_upstream_id_token(jar)
+            .remove(Cookie::build(inner.session_cookie_name()).path("/"));
         let Some(live) = live else {
             // Nothing to end (already signed out, or another browser): go on as asked.
             return Ok(match destination {
@@ -157,7 +162,7 @@ async fn logout(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
                     .into_response(),
             });
         };
-        let (frames, next) = end(&broker, &live, destination).await?;
+        let (frames, next) = end(&broker, &live, upstream_id_token.as_deref(), destination).await?;
         tracing::info!(frames = frames.len(), "citizen signed out");
         Ok(if frames.is_empty() {
             match next {
@@ -185,10 +190,12 @@ async fn logout(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
 }
 
 /// Ends the session and sets off the notifications; returns the front-channel frames and
-/// where the browser goes next (the national IdP's sign-out, or the final destination).
+/// where the browser goes next (the national IdP's sign-out, with the IdP's ID token as its
+/// hint where one was kept, or the final destination).
 async fn end(
     broker: &Broker,
     live: &LiveSession,
+    upstream_id_token: Option<&str>,
     destination: Option<String>,
 ) -> Result<(Vec<String>, Option<String>), FlowError> {
     let inner = broker.inner();
@@ -223,7 +230,7 @@ async fn end(
     let upstream = inner
         .upstream
         .end_session_url(
-            live.session.upstream_id_token.as_deref(),
+            upstream_id_token,
             &format!("{}/logout/callback", inner.issuer),
             &state,
         )

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lienthong_protocol::secret::{random_token, sha256_b64url};
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +29,9 @@ pub struct SsoSession {
     pub auth_time: u64,
     pub amr: Vec<String>,
     pub created_at: u64,
-    /// The upstream ID token, for ending the upstream session at logout (unless
-    /// `upstream.logout_id_token_hint` is off).
+    /// The upstream ID token, for ending the upstream session at logout, where it is not in
+    /// the browser's cookie ([`Inner::keep_upstream_id_token`]): too long for one, or a session
+    /// written by an earlier release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_id_token: Option<String>,
 }
@@ -37,6 +40,12 @@ impl Record for SsoSession {
     const KIND: &'static str = "SSO session";
     const VERSION: u8 = 1;
 }
+
+/// The sealed form of the upstream ID token in its cookie.
+const UPSTREAM_TOKEN_VERSION: u8 = 1;
+/// The longest cookie (name and value) kept: browsers keep 4,096 bytes, and drop a longer one
+/// without a word.
+const MAX_COOKIE: usize = 4000;
 
 /// A session found from the browser's cookie, or opened by this request.
 pub struct LiveSession {
@@ -125,6 +134,77 @@ impl Inner {
             live,
             self.cookie(self.session_cookie_name().to_owned(), secret, absolute),
         )
+    }
+
+    fn upstream_token_cookie_name(&self) -> &'static str {
+        // Not `__Host-`, which allows no path but `/`; sealed and bound to the session, so a
+        // cookie planted by a sibling host does not open.
+        if self.secure_cookies {
+            "__Secure-lienthong_upstream"
+        } else {
+            "lienthong_upstream"
+        }
+    }
+
+    /// What the upstream ID token is sealed with: bound to the session it came with, so a
+    /// cookie from another session, or another browser's, does not open.
+    fn upstream_token_binding(session_key: &str) -> String {
+        format!("upstream id token of {session_key}")
+    }
+
+    /// Keeps the upstream ID token of a session [`Inner::open_session`] opened, for
+    /// `id_token_hint` at sign-out: sealed in a cookie sent to the sign-out endpoint alone, so
+    /// the Store holds neither its bytes (most of a session record's) nor its personal data. A token
+    /// too long for a cookie goes into the session record instead.
+    pub fn keep_upstream_id_token<'c>(
+        &self,
+        live: &mut LiveSession,
+        token: String,
+    ) -> Option<Cookie<'c>> {
+        let sealed = self.store.sealer().seal(
+            &Self::upstream_token_binding(&live.key),
+            UPSTREAM_TOKEN_VERSION,
+            token.as_bytes(),
+        );
+        let value = URL_SAFE_NO_PAD.encode(sealed);
+        let name = self.upstream_token_cookie_name();
+        if name.len() + 1 + value.len() > MAX_COOKIE {
+            tracing::debug!(
+                bytes = token.len(),
+                "the upstream ID token is too long for a cookie: kept in the session record"
+            );
+            live.session.upstream_id_token = Some(token);
+            return None;
+        }
+        let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
+        let mut cookie = self.cookie(name.to_owned(), value, absolute);
+        // Sent to the sign-out endpoint alone, the one place it is read: no other request of
+        // the browser carries it.
+        cookie.set_path(self.logout_path.clone());
+        Some(cookie)
+    }
+
+    /// The upstream ID token kept for `live`: the session record's, or the one sealed in the
+    /// browser's cookie for this session. A cookie that does not open (another session's,
+    /// another sealing key's, altered) is no token.
+    pub fn upstream_id_token(&self, jar: &CookieJar, live: &LiveSession) -> Option<String> {
+        if let Some(token) = &live.session.upstream_id_token {
+            return Some(token.clone());
+        }
+        let sealed = URL_SAFE_NO_PAD
+            .decode(jar.get(self.upstream_token_cookie_name())?.value())
+            .ok()?;
+        let plain = self.store.sealer().open(
+            &Self::upstream_token_binding(&live.key),
+            UPSTREAM_TOKEN_VERSION,
+            &sealed,
+        )?;
+        String::from_utf8(plain).ok()
+    }
+
+    /// The removal of the upstream ID token's cookie, for a sign-out.
+    pub fn forget_upstream_id_token(&self, jar: CookieJar) -> CookieJar {
+        jar.remove(Cookie::build(self.upstream_token_cookie_name()).path(self.logout_path.clone()))
     }
 
     /// Adds a session [`Inner::open_session`] opened to `batch`, unless an earlier batch took it:

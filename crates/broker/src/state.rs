@@ -52,8 +52,12 @@ pub(crate) struct Inner {
     /// The one clock every expiry and timestamp reads.
     pub clock: SharedClock,
     pub metrics: Metrics,
-    /// Cookies get `Secure` and the `__Host-` prefix when the issuer is HTTPS.
+    /// Cookies get `Secure` and the `__Host-` prefix (`__Secure-` for the one scoped to the
+    /// sign-out path) when the issuer is HTTPS.
     pub secure_cookies: bool,
+    /// The sign-out endpoint's path (under the issuer's), where the upstream ID token's cookie
+    /// is sent.
+    pub logout_path: String,
     pub directory: Directory,
     pub realms: HashMap<String, RealmConfig>,
     /// For provincial systems' lookup endpoints: no redirects, per-call timeouts.
@@ -123,6 +127,7 @@ impl Broker {
             ));
         }
         let secure_cookies = issuer_url.scheme() == "https";
+        let logout_path = format!("{}/logout", issuer_url.path().trim_end_matches('/'));
         let upstream = Connector::new(config.upstream.clone(), &issuer, clock.clone())
             .map_err(StartError::Config)?;
         let mut clients = HashMap::new();
@@ -254,6 +259,7 @@ impl Broker {
                 clients,
                 account_secret,
                 secure_cookies,
+                logout_path,
                 directory: directory.with_clock(clock.clone()),
                 realms,
                 http,

@@ -167,6 +167,12 @@ impl Records {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The sealing key, for what is sealed to leave the process another way than the Store
+    /// (the upstream ID token's cookie).
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
     /// The untyped operations (sets, counters, expiry).
     pub fn raw(&self) -> &dyn Store {
         &*self.store
