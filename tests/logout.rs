@@ -43,6 +43,14 @@ async fn onward(r: reqwest::Response) -> String {
         .replace("&amp;", "&")
 }
 
+/// Signs out at the broker with no parameters; returns the national IdP's sign-out address,
+/// where the browser goes next.
+async fn sign_out_at_broker(env: &Env, browser: &Browser) -> String {
+    let next = onward(browser.get(&format!("{}/logout", env.issuer)).await).await;
+    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    next
+}
+
 /// The claims of a JWT, unverified (the test reads what the IdP issued, the IdP verifies).
 fn jwt_claims(token: &str) -> Value {
     use base64::Engine;
@@ -232,8 +240,7 @@ async fn the_idp_id_token_is_kept_sealed_in_a_cookie_sent_to_the_sign_out_alone(
         &format!("{UPSTREAM_COOKIE}={sealed}; Path=/logout"),
         &url::Url::parse(&logout).unwrap(),
     );
-    let next = onward(other.get(&logout).await).await;
-    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    let next = sign_out_at_broker(&env, &other).await;
     let q = query(&next);
     assert!(!q.contains_key("id_token_hint"), "{next}");
     assert_eq!(q["client_id"], "lienthong");
@@ -245,8 +252,7 @@ async fn the_idp_id_token_is_kept_sealed_in_a_cookie_sent_to_the_sign_out_alone(
 
     // Its own session's cookie opens: the IdP gets back the ID token it issued, which the
     // cookie did not show in clear.
-    let next = onward(browser.get(&logout).await).await;
-    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    let next = sign_out_at_broker(&env, &browser).await;
     let hint = query(&next)["id_token_hint"].clone();
     let claims = jwt_claims(&hint);
     assert_eq!(claims["iss"], env.idp.issuer.as_str());
@@ -280,8 +286,7 @@ async fn an_idp_id_token_too_long_for_a_cookie_is_kept_with_the_session() {
         None,
         "no cookie a browser would drop"
     );
-    let next = onward(browser.get(&logout).await).await;
-    assert!(next.starts_with(&env.idp.issuer), "{next}");
+    let next = sign_out_at_broker(&env, &browser).await;
     let hint = query(&next)["id_token_hint"].clone();
     assert!(hint.len() > 4000, "{} bytes", hint.len());
     assert_eq!(jwt_claims(&hint)["iss"], env.idp.issuer.as_str());
