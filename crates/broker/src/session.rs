@@ -154,8 +154,8 @@ impl Inner {
 
     /// Keeps the upstream ID token of a session [`Inner::open_session`] opened, for
     /// `id_token_hint` at sign-out: sealed in a cookie sent to the sign-out endpoint alone, so
-    /// the Store holds neither its bytes (most of a session record's) nor its personal data. A token
-    /// too long for a cookie goes into the session record instead.
+    /// the Store holds neither its bytes (most of a session record's) nor its personal data.
+    /// A token too long for a cookie goes into the session record instead.
     pub fn keep_upstream_id_token<'c>(
         &self,
         live: &mut LiveSession,
