@@ -113,13 +113,11 @@ impl Broker {
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 Duration::from_secs(30),
             ));
-        let path = url::Url::parse(&self.inner().issuer)
-            .map(|u| u.path().trim_end_matches('/').to_owned())
-            .unwrap_or_default();
+        let path = &self.inner().issuer_path;
         if path.is_empty() {
             routes
         } else {
-            Router::new().nest(&path, routes)
+            Router::new().nest(path, routes)
         }
     }
 

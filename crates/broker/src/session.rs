@@ -146,6 +146,12 @@ impl Inner {
         }
     }
 
+    /// Where the upstream ID token's cookie is sent: the sign-out endpoint alone, the one place
+    /// it is read, so no other request of the browser carries it.
+    fn upstream_token_path(&self) -> String {
+        format!("{}/logout", self.issuer_path)
+    }
+
     /// What the upstream ID token is sealed with: bound to the session it came with, so a
     /// cookie from another session, or another browser's, does not open.
     fn upstream_token_binding(session_key: &str) -> String {
@@ -178,9 +184,7 @@ impl Inner {
         }
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
         let mut cookie = self.cookie(name.to_owned(), value, absolute);
-        // Sent to the sign-out endpoint alone, the one place it is read: no other request of
-        // the browser carries it.
-        cookie.set_path(self.logout_path.clone());
+        cookie.set_path(self.upstream_token_path());
         Some(cookie)
     }
 
@@ -204,7 +208,9 @@ impl Inner {
 
     /// The removal of the upstream ID token's cookie, for a sign-out.
     pub fn forget_upstream_id_token(&self, jar: CookieJar) -> CookieJar {
-        jar.remove(Cookie::build(self.upstream_token_cookie_name()).path(self.logout_path.clone()))
+        jar.remove(
+            Cookie::build(self.upstream_token_cookie_name()).path(self.upstream_token_path()),
+        )
     }
 
     /// Adds a session [`Inner::open_session`] opened to `batch`, unless an earlier batch took it:

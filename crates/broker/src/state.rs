@@ -55,9 +55,9 @@ pub(crate) struct Inner {
     /// Cookies get `Secure` and the `__Host-` prefix (`__Secure-` for the one scoped to the
     /// sign-out path) when the issuer is HTTPS.
     pub secure_cookies: bool,
-    /// The sign-out endpoint's path (under the issuer's), where the upstream ID token's cookie
-    /// is sent.
-    pub logout_path: String,
+    /// The issuer's path, without a trailing `/` (empty at a host's root): every route is
+    /// under it.
+    pub issuer_path: String,
     pub directory: Directory,
     pub realms: HashMap<String, RealmConfig>,
     /// For provincial systems' lookup endpoints: no redirects, per-call timeouts.
@@ -127,7 +127,7 @@ impl Broker {
             ));
         }
         let secure_cookies = issuer_url.scheme() == "https";
-        let logout_path = format!("{}/logout", issuer_url.path().trim_end_matches('/'));
+        let issuer_path = issuer_url.path().trim_end_matches('/').to_owned();
         let upstream = Connector::new(config.upstream.clone(), &issuer, clock.clone())
             .map_err(StartError::Config)?;
         let mut clients = HashMap::new();
@@ -259,7 +259,7 @@ impl Broker {
                 clients,
                 account_secret,
                 secure_cookies,
-                logout_path,
+                issuer_path,
                 directory: directory.with_clock(clock.clone()),
                 realms,
                 http,
