@@ -149,6 +149,91 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
 }
 
 #[tokio::test]
+async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_nothing() {
+    let env = Env::start().await;
+    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let (family, secret) = r1.split_once('.').expect("<family>.<secret>");
+    let (_, second) = refresh(&env, PORTAL_A, r1).await;
+    let r2 = second["refresh_token"].as_str().unwrap();
+    assert!(
+        r2.starts_with(&format!("{family}.")),
+        "{r2}: the same family"
+    );
+    assert!(!r2.ends_with(secret));
+    // Someone who knows the family (a holder of a token of it) makes one up, twice: it is
+    // unknown, not a reuse, and the family lives on.
+    let forged = format!("{family}.{}", lienthong_protocol::secret::random_token(32));
+    for _ in 0..2 {
+        let (status, body) = refresh(&env, PORTAL_A, &forged).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "invalid_grant");
+    }
+    assert_eq!(
+        userinfo_status(&env, second["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+    let (status, _) = refresh(&env, PORTAL_A, r2).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the family's newest token still works"
+    );
+}
+
+/// A refresh token written by a release before the family travelled in the token (no dot; its
+/// family in an index key beside it) is still rotated, and its reuse still revokes the family.
+#[tokio::test]
+async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family() {
+    use lienthong_broker::refresh::RefreshRecord;
+    use lienthong_broker::store::{Sealer, Store, keys};
+
+    let env = Env::with(Options {
+        shared_keys: true,
+        ..Options::default()
+    })
+    .await;
+    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let current = first["refresh_token"].as_str().unwrap();
+    let family = current.split_once('.').unwrap().0;
+    // The earlier release's token: its record, its family index, a member of the family.
+    let stored = env.store.take(&keys::refresh_token(current)).await.unwrap();
+    let record: RefreshRecord = sealer
+        .decode(&keys::refresh_token(current), stored)
+        .expect("the record opens");
+    let old = lienthong_protocol::secret::random_token(32);
+    let ttl = Duration::from_secs(3600);
+    let key = keys::refresh_token(&old);
+    env.store
+        .put(&key, sealer.encode(&key, &record), ttl)
+        .await
+        .unwrap();
+    env.store
+        .put(&keys::refresh_family(&old), family.as_bytes().to_vec(), ttl)
+        .await
+        .unwrap();
+    env.store
+        .set_add(&keys::token_family(family), &key, ttl)
+        .await
+        .unwrap();
+
+    let (status, next) = refresh(&env, PORTAL_A, &old).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let newer = next["refresh_token"].as_str().unwrap();
+    assert!(newer.starts_with(&format!("{family}.")), "{newer}");
+    // The old token again: a reuse, found through the index, and the family ends.
+    let (status, _) = refresh(&env, PORTAL_A, &old).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        userinfo_status(&env, next["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = refresh(&env, PORTAL_A, newer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the newer token died too");
+}
+
+#[tokio::test]
 async fn only_systems_allowed_offline_access_get_or_use_refresh_tokens() {
     let env = Env::start().await;
     let browser = Browser::new();

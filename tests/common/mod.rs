@@ -139,6 +139,8 @@ pub struct Env {
     pub broker: Broker,
     pub idp: Running,
     pub directory: lienthong_broker::Directory,
+    /// The broker's Store (a handle on the same map), for what a test plants or reads in it.
+    pub store: MemoryStore,
     /// How many times the health system's lookup endpoint was called.
     pub lookups: Arc<AtomicUsize>,
     /// Logout tokens the systems' back-channel endpoints received: (client, token).
@@ -345,9 +347,10 @@ impl Env {
             Some(mock) => mock,
             None => SystemClock::shared(),
         };
+        let store = MemoryStore::with_clock(clock.clone());
         let broker = Broker::with_clock(
             toml::from_str(&config).unwrap(),
-            Arc::new(MemoryStore::with_clock(clock.clone())),
+            Arc::new(store.clone()),
             directory.clone(),
             clock,
         )
@@ -362,6 +365,7 @@ impl Env {
             issuer,
             idp,
             directory,
+            store,
             lookups,
             logouts,
             idp_config,

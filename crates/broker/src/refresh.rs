@@ -1,12 +1,18 @@
 //! Refresh tokens (RFC 6749 §6, OIDC Core §12) for systems allowed `offline_access`: a system
 //! keeps a citizen signed in for a working day without sending them to sign in again.
 //!
-//! A refresh token is opaque, stored only under its hash, and good for one use: each use gives
-//! a new one of the same *family*. Presenting a used one again means it was copied — so the
-//! whole family is revoked at once (every refresh token and access token it issued), by the
-//! same take-and-mark rule as codes: whichever way a theft and a legitimate use interleave,
-//! nothing the family issued survives. Each refresh re-releases the claims from the citizen's
-//! current identity under the client's current allow-list and consent.
+//! A refresh token is opaque to its client, stored only under its hash, and good for one use:
+//! each use gives a new one of the same *family*. Presenting a used one again means it was
+//! copied — so the whole family is revoked at once (every refresh token and access token it
+//! issued), by the same take-and-mark rule as codes: whichever way a theft and a legitimate use
+//! interleave, nothing the family issued survives. Each refresh re-releases the claims from the
+//! citizen's current identity under the client's current allow-list and consent.
+//!
+//! A token is its family's id, a dot, and 32 random bytes (`<family>.<secret>`, base64url), so
+//! that a reuse finds the family to revoke in the token itself rather than in an index key per
+//! token. The family's id is random and says nothing but which tokens belong together, which
+//! their holder knows anyway; a forged token naming someone's family finds no used-marker (that
+//! is keyed by the whole token) and revokes nothing.
 
 use std::time::Duration;
 
@@ -41,7 +47,7 @@ impl Record for RefreshRecord {
 }
 
 /// What a used refresh token leaves behind: only that it was used (its family is in the
-/// `refresh_family` index).
+/// token).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RefreshSpent {}
 
@@ -62,25 +68,20 @@ fn lifetime(inner: &Inner) -> Duration {
     Duration::from_secs(inner.config.tokens.refresh_token_secs)
 }
 
-/// A new refresh token of `record.family`, written by `batch` with its family index and as a
-/// member of the family together with the grant `jti` issued beside it.
+/// A new refresh token of `record.family`, written by `batch` as a member of the family
+/// together with the grant `jti` issued beside it.
 pub(crate) fn issue(
     inner: &Inner,
     batch: &mut Batch<'_>,
     mut record: RefreshRecord,
     jti: &str,
 ) -> String {
-    let token = random_token(32);
+    let token = format!("{}.{}", record.family, random_token(32));
     let ttl = lifetime(inner);
     record.expires_at = inner.now() + ttl.as_secs();
     let key = keys::refresh_token(&token);
     let family = keys::token_family(&record.family);
     batch
-        .put_raw(
-            keys::refresh_family(&token),
-            record.family.clone().into_bytes(),
-            ttl,
-        )
         .put(key.clone(), &record, ttl)
         .set_add(family.clone(), key, ttl)
         .set_add(family, grant_key(jti), ttl);
@@ -127,6 +128,21 @@ pub(crate) async fn family_revoked(inner: &Inner, family: &str) -> Result<bool, 
         .is_some())
 }
 
+/// The family of a used `token`: the part before its dot. Tokens of earlier releases have no
+/// dot; their family is in the index key those releases wrote beside each token, read until
+/// the last of them expires (one refresh-token lifetime after an upgrade).
+async fn family_of(inner: &Inner, token: &str) -> Result<Option<String>, StoreError> {
+    if let Some((family, _)) = token.split_once('.') {
+        return Ok(Some(family.to_owned()));
+    }
+    Ok(inner
+        .store
+        .raw()
+        .get(&keys::refresh_family(token))
+        .await?
+        .and_then(|f| String::from_utf8(f).ok()))
+}
+
 /// Takes a presented refresh token for `client`: its record, or `invalid_grant` (with the
 /// family revoked when the token had been used already).
 pub(crate) async fn take(
@@ -154,11 +170,7 @@ pub(crate) async fn take(
             .await
             .map_err(store_error)?
             .is_some()
-            && let Some(family) = raw
-                .get(&keys::refresh_family(token))
-                .await
-                .map_err(store_error)?
-                .and_then(|f| String::from_utf8(f).ok())
+            && let Some(family) = family_of(inner, token).await.map_err(store_error)?
         {
             revoke_family(inner, &family).await.map_err(store_error)?;
             tracing::warn!(client = %client.config.id, "refresh token reused: its whole family is revoked");

@@ -76,7 +76,9 @@ pub fn refresh_spent(token: &str) -> String {
     format!("lt:refresh-spent:{{{}}}", sha256_b64url(token))
 }
 
-/// The family of a refresh token (plain: a random id), so a reuse can find what to revoke.
+/// The family of a refresh token issued by a release before the family travelled in the token
+/// (plain: a random id): read, no longer written, so a reuse of such a token still finds what
+/// to revoke.
 pub fn refresh_family(token: &str) -> String {
     format!("lt:refresh-family:{{{}}}", sha256_b64url(token))
 }
