@@ -160,9 +160,10 @@ fn client_block(id: &str, backchannel: &str) -> String {
         redirect_uris = ["http://127.0.0.1:9/{id}/callback"]
         backchannel_logout_uri = "{backchannel}/{id}"
         claims = ["name", "citizen_id"]
-        require_consent = {consent}
+        require_consent = {portal_a}
+        offline_access = {portal_a}
         "#,
-        consent = id == "portal-a"
+        portal_a = id == "portal-a"
     )
 }
 
@@ -244,7 +245,14 @@ fn authorize_url(issuer: &str, client: &str, challenge: &str, state: &str) -> St
             &format!("http://127.0.0.1:9/{client}/callback"),
         )
         .append_pair("response_type", "code")
-        .append_pair("scope", "openid profile citizen_id")
+        .append_pair(
+            "scope",
+            if client == "portal-a" {
+                "openid profile citizen_id offline_access"
+            } else {
+                "openid profile citizen_id"
+            },
+        )
         .append_pair("state", state)
         .append_pair("nonce", "n-0S6_WzA2Mj")
         .append_pair("code_challenge", challenge)
@@ -350,6 +358,37 @@ async fn logins_hop_between_nodes(store_url: &str, tag: &str) {
         userinfo["sub"], claims["sub"],
         "node A honours node B's grant"
     );
+
+    // A refresh token from node B rotates at node A; its reuse at node B — known by the tag
+    // that every node sharing the sealing key recognises — revokes the family at node A too.
+    let refresh = |at: &str, token: &str| {
+        reqwest::Client::new()
+            .post(format!("{at}/token"))
+            .basic_auth("portal-a", Some(SECRET))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .send()
+    };
+    let first = tokens["refresh_token"].as_str().unwrap();
+    let r = refresh(&a.addr, first).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "node A rotates node B's token");
+    let rotated: Value = r.json().await.unwrap();
+    let r = refresh(&b.addr, first).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a reuse at node B");
+    let r = refresh(&a.addr, rotated["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "the family is revoked for node A too"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/userinfo", a.addr))
+        .bearer_auth(rotated["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // SSO across nodes: another system, on node B, with no trip to the IdP.
     let (verifier, challenge) = pkce();

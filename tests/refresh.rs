@@ -153,21 +153,34 @@ async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_n
     let env = Env::start().await;
     let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
     let r1 = first["refresh_token"].as_str().unwrap();
-    let (family, secret) = r1.split_once('.').expect("<family>.<secret>");
+    let parts: Vec<&str> = r1.split('.').collect();
+    let [family, secret, tag] = parts[..] else {
+        panic!("{r1}: <family>.<secret>.<tag>")
+    };
+    assert_eq!((secret.len(), tag.len()), (43, 22), "{r1}");
     let (_, second) = refresh(&env, PORTAL_A, r1).await;
     let r2 = second["refresh_token"].as_str().unwrap();
     assert!(
         r2.starts_with(&format!("{family}.")),
         "{r2}: the same family"
     );
-    assert!(!r2.ends_with(secret));
-    // Someone who knows the family (a holder of a token of it) makes one up, twice: it is
-    // unknown, not a reuse, and the family lives on.
-    let forged = format!("{family}.{}", lienthong_protocol::secret::random_token(32));
-    for _ in 0..2 {
-        let (status, body) = refresh(&env, PORTAL_A, &forged).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["error"], "invalid_grant");
+    assert!(!r2.contains(secret));
+    // Someone who knows the family (a holder of a token of it) makes tokens up, each twice:
+    // they do not bear the broker's tag (or are of an earlier form and were never issued), so
+    // they are unknown, not reuses, and the family lives on.
+    let random = lienthong_protocol::secret::random_token;
+    let forged = [
+        format!("{family}.{}.{}", random(32), random(16)),
+        format!("{family}.{}.{tag}", random(32)),
+        format!("{family}.{secret}.{}", random(16)),
+        format!("{family}.{}", random(32)),
+    ];
+    for token in &forged {
+        for _ in 0..2 {
+            let (status, body) = refresh(&env, PORTAL_A, token).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{token}");
+            assert_eq!(body["error"], "invalid_grant");
+        }
     }
     assert_eq!(
         userinfo_status(&env, second["access_token"].as_str().unwrap()).await,
@@ -181,8 +194,79 @@ async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_n
     );
 }
 
-/// A refresh token written by a release before the family travelled in the token (no dot; its
-/// family in an index key beside it) is still rotated, and its reuse still revokes the family.
+/// However often a family rotates, it keeps one refresh token and the access tokens still live:
+/// a used token leaves nothing behind, and its set drops the access tokens that expired.
+#[tokio::test]
+async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
+    use lienthong_broker::store::{Store, keys};
+
+    let clock = MockClock::starting_now();
+    let env = Env::with(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let mut current = first["refresh_token"].as_str().unwrap().to_owned();
+    let family = keys::token_family(current.split_once('.').unwrap().0);
+    let grant_of = |t: &Value| {
+        keys::grant(
+            jwt_payload(t["access_token"].as_str().unwrap())["jti"]
+                .as_str()
+                .unwrap(),
+        )
+    };
+    let mut issued = vec![first];
+    let mut used = vec![];
+    // Access tokens live 300 s: two rotations at once, then the clock past their expiry, twice.
+    for step in [301, 0, 301, 0] {
+        clock.advance(Duration::from_secs(step));
+        let (status, next) = refresh(&env, PORTAL_A, &current).await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        used.push(std::mem::replace(
+            &mut current,
+            next["refresh_token"].as_str().unwrap().to_owned(),
+        ));
+        issued.push(next);
+        for old in &used {
+            assert_eq!(
+                env.store.get(&keys::refresh_token(old)).await.unwrap(),
+                None
+            );
+            assert_eq!(
+                env.store.get(&keys::refresh_spent(old)).await.unwrap(),
+                None,
+                "no used-marker"
+            );
+        }
+        let mut members = env.store.set_members(&family).await.unwrap();
+        members.sort();
+        let live = if step == 0 { 2 } else { 1 };
+        let mut expected: Vec<String> =
+            issued[issued.len() - live..].iter().map(grant_of).collect();
+        expected.sort();
+        assert_eq!(members, expected, "the live access tokens, no more");
+    }
+    // A reuse still ends everything live: the newest refresh token and both live access tokens.
+    let (status, _) = refresh(&env, PORTAL_A, &used[2]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = refresh(&env, PORTAL_A, &current).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the newest refresh token died"
+    );
+    for t in &issued[issued.len() - 2..] {
+        assert_eq!(
+            userinfo_status(&env, t["access_token"].as_str().unwrap()).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+/// Refresh tokens written by earlier releases — a bare secret with its family in an index key
+/// beside it, then `<family>.<secret>` — are still rotated, and their reuse, known by the
+/// used-marker they leave, still revokes the family.
 #[tokio::test]
 async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family() {
     use lienthong_broker::refresh::RefreshRecord;
@@ -194,43 +278,54 @@ async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family()
     })
     .await;
     let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
-    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
-    let current = first["refresh_token"].as_str().unwrap();
-    let family = current.split_once('.').unwrap().0;
-    // The earlier release's token: its record, its family index, a member of the family.
-    let stored = env.store.take(&keys::refresh_token(current)).await.unwrap();
-    let record: RefreshRecord = sealer
-        .decode(&keys::refresh_token(current), stored)
-        .expect("the record opens");
-    let old = lienthong_protocol::secret::random_token(32);
-    let ttl = Duration::from_secs(3600);
-    let key = keys::refresh_token(&old);
-    env.store
-        .put(&key, sealer.encode(&key, &record), ttl)
-        .await
-        .unwrap();
-    env.store
-        .put(&keys::refresh_family(&old), family.as_bytes().to_vec(), ttl)
-        .await
-        .unwrap();
-    env.store
-        .set_add(&keys::token_family(family), &key, ttl)
-        .await
-        .unwrap();
+    for dotted in [false, true] {
+        let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+        let current = first["refresh_token"].as_str().unwrap();
+        let family = current.split_once('.').unwrap().0;
+        // The earlier release's token: its record, a member of the family, and for the bare
+        // form its family index.
+        let stored = env.store.take(&keys::refresh_token(current)).await.unwrap();
+        let record: RefreshRecord = sealer
+            .decode(&keys::refresh_token(current), stored)
+            .expect("the record opens");
+        let secret = lienthong_protocol::secret::random_token(32);
+        let old = if dotted {
+            format!("{family}.{secret}")
+        } else {
+            secret
+        };
+        let ttl = Duration::from_secs(3600);
+        let key = keys::refresh_token(&old);
+        env.store
+            .put(&key, sealer.encode(&key, &record), ttl)
+            .await
+            .unwrap();
+        if !dotted {
+            env.store
+                .put(&keys::refresh_family(&old), family.as_bytes().to_vec(), ttl)
+                .await
+                .unwrap();
+        }
+        env.store
+            .set_add(&keys::token_family(family), &key, ttl)
+            .await
+            .unwrap();
 
-    let (status, next) = refresh(&env, PORTAL_A, &old).await;
-    assert_eq!(status, StatusCode::OK, "{next}");
-    let newer = next["refresh_token"].as_str().unwrap();
-    assert!(newer.starts_with(&format!("{family}.")), "{newer}");
-    // The old token again: a reuse, found through the index, and the family ends.
-    let (status, _) = refresh(&env, PORTAL_A, &old).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        userinfo_status(&env, next["access_token"].as_str().unwrap()).await,
-        StatusCode::UNAUTHORIZED
-    );
-    let (status, _) = refresh(&env, PORTAL_A, newer).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "the newer token died too");
+        let (status, next) = refresh(&env, PORTAL_A, &old).await;
+        assert_eq!(status, StatusCode::OK, "{old}: {next}");
+        let newer = next["refresh_token"].as_str().unwrap();
+        assert!(newer.starts_with(&format!("{family}.")), "{newer}");
+        // The old token again: a reuse, found by its marker, and the family ends.
+        let (status, _) = refresh(&env, PORTAL_A, &old).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            userinfo_status(&env, next["access_token"].as_str().unwrap()).await,
+            StatusCode::UNAUTHORIZED,
+            "{old}"
+        );
+        let (status, _) = refresh(&env, PORTAL_A, newer).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "the newer token died too");
+    }
 }
 
 #[tokio::test]

@@ -185,7 +185,7 @@ async fn touch_moves_the_expiry_without_rewriting(store: &dyn Store) {
 }
 
 /// Keys in several slots (as a token response's are), each write with its own effect and
-/// expiry, all done once `write_all` returns.
+/// expiry — a set's addition and removal in one batch too — all done once `write_all` returns.
 async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
     let (value, set, touched, absent) = (
         fresh("batch-value"),
@@ -197,10 +197,12 @@ async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
         .put(&touched, b"old".to_vec(), Duration::from_millis(400))
         .await
         .unwrap();
-    store
-        .set_add(&set, "first", Duration::from_millis(400))
-        .await
-        .unwrap();
+    for member in ["first", "gone"] {
+        store
+            .set_add(&set, member, Duration::from_millis(400))
+            .await
+            .unwrap();
+    }
     let ttl = Duration::from_secs(5);
     store
         .write_all(vec![
@@ -213,6 +215,14 @@ async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
                 key: set.clone(),
                 member: "second".into(),
                 ttl,
+            },
+            Write::SetRemove {
+                key: set.clone(),
+                member: "gone".into(),
+            },
+            Write::SetRemove {
+                key: absent.clone(),
+                member: "never".into(),
             },
             Write::Touch {
                 key: touched.clone(),
@@ -243,6 +253,10 @@ async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
         store.get(&absent).await.unwrap(),
         None,
         "a touch creates nothing"
+    );
+    assert!(
+        store.set_members(&absent).await.unwrap().is_empty(),
+        "nor does a removal"
     );
     store.write_all(Vec::new()).await.unwrap();
 }

@@ -268,6 +268,7 @@ async fn authorization_code(
                 auth_time: record.auth_time,
                 sid: record.sid.clone(),
                 expires_at: 0,
+                grants: Vec::new(),
             };
             Some(refresh::issue(inner, &mut batch, family, &jti))
         }

@@ -72,6 +72,8 @@ pub fn refresh_token(token: &str) -> String {
     format!("lt:refresh:{{{}}}", sha256_b64url(token))
 }
 
+/// What a used refresh token of an earlier release leaves, by which its reuse is known (this
+/// release's tokens bear the broker's tag instead).
 pub fn refresh_spent(token: &str) -> String {
     format!("lt:refresh-spent:{{{}}}", sha256_b64url(token))
 }
@@ -83,8 +85,8 @@ pub fn refresh_family(token: &str) -> String {
     format!("lt:refresh-family:{{{}}}", sha256_b64url(token))
 }
 
-/// The keys of everything a refresh-token family issued (refresh tokens and grants), by
-/// family id: what a reuse revokes at once.
+/// The keys of a refresh-token family's grants that may still be live (and, for families of
+/// earlier releases, of its refresh tokens), by family id: what a reuse revokes at once.
 pub fn token_family(family: &str) -> String {
     format!("lt:family:{{{family}}}")
 }

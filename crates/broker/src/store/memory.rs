@@ -263,6 +263,19 @@ impl State {
         }
         self.insert(key, Data::Set(vec![member.into()]), ttl, now)
     }
+
+    /// Removes `member` from the live set at `key`, if it is there.
+    fn remove_member(&mut self, key: &str, member: &str, now: Deadline) {
+        if let Some(Data::Set(members)) = self
+            .entries
+            .get_mut(key)
+            .filter(|e| e.expires_at > now)
+            .map(|e| &mut e.value)
+            && let Ok(at) = members.binary_search_by(|m| (**m).cmp(member))
+        {
+            members.remove(at);
+        }
+    }
 }
 
 impl MemoryStore {
@@ -350,18 +363,7 @@ impl Store for MemoryStore {
     }
 
     async fn set_remove(&self, key: &str, member: &str) -> Result<(), StoreError> {
-        self.with_state(|s, now| {
-            if let Some(Data::Set(m)) = s
-                .entries
-                .get_mut(key)
-                .filter(|e| e.expires_at > now)
-                .map(|e| &mut e.value)
-                && let Ok(at) = m.binary_search_by(|m| (**m).cmp(member))
-            {
-                m.remove(at);
-            }
-            ((), false)
-        });
+        self.with_state(|s, now| (s.remove_member(key, member, now), false));
         Ok(())
     }
 
@@ -403,6 +405,10 @@ impl Store for MemoryStore {
                 wake |= match write {
                     Write::Put { key, value, ttl } => s.insert(&key, Data::Bytes(value), ttl, now),
                     Write::SetAdd { key, member, ttl } => s.add_member(&key, &member, ttl, now),
+                    Write::SetRemove { key, member } => {
+                        s.remove_member(&key, &member, now);
+                        false
+                    }
                     Write::Touch { key, ttl } => s.expire(&key, ttl, now).unwrap_or(false),
                 };
             }

@@ -59,6 +59,8 @@ pub enum Write {
         member: String,
         ttl: Duration,
     },
+    /// As [`Store::set_remove`].
+    SetRemove { key: String, member: String },
     /// As [`Store::touch`] (a missing key stays missing).
     Touch { key: String, ttl: Duration },
 }
@@ -103,7 +105,8 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every write of one step, in one round trip where the backend can (a standalone
     /// Redis: one MULTI/EXEC; a Cluster, whose keys lie in different slots: the commands at
     /// once). Once it returns `Ok` every write is done — a read that follows sees them all; after
-    /// an error some may be done. Each write is to its own key; their order is not promised.
+    /// an error some may be done. Their order is not promised: writes to one key must not depend
+    /// on it (a set's additions and removals of different members do not).
     async fn write_all(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// [`Store::write_all`], then the value at `key` as it is once every write is done: in the
     /// same round trip where the backend can (a standalone Redis: the `GET` ends the MULTI). For
@@ -292,6 +295,11 @@ impl Batch<'_> {
 
     pub fn set_add(&mut self, key: String, member: String, ttl: Duration) -> &mut Self {
         self.writes.push(Write::SetAdd { key, member, ttl });
+        self
+    }
+
+    pub fn set_remove(&mut self, key: String, member: String) -> &mut Self {
+        self.writes.push(Write::SetRemove { key, member });
         self
     }
 

@@ -6,13 +6,19 @@
 //! ID number, the claims, the upstream ID token — thus never leaves the process in clear, even
 //! into a Redis shared by several nodes.
 //!
+//! The same key, through a key derived from it, also tags what the broker hands out and must
+//! later know for its own without keeping a record of each (a refresh token, whose reuse is
+//! recognised by its tag once its record is gone): every node that shares the sealing key
+//! recognises the others' tags.
+//!
 //! A value that does not open or decode — written by a newer release (another schema version),
 //! sealed with another key, damaged — reads as absent and is logged: the citizen starts again,
 //! the node does not answer 503 or panic.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,10 +28,14 @@ pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
 }
 
-/// The sealing key.
+/// The sealing key, and the tagging key derived from it.
 pub struct Sealer {
     key: LessSafeKey,
+    tag_key: hmac::Key,
 }
+
+/// Bytes of HMAC-SHA256 a tag keeps: 128 bits, as many as a forger must guess.
+const TAG_LEN: usize = 16;
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,8 +50,15 @@ pub struct SealingKeyError(String);
 impl Sealer {
     pub fn new(key: &[u8; 32]) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key");
+        // A key of its own for tags, derived (HMAC as the PRF) so that no value is ever both
+        // sealed and tagged under one key.
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key),
+            b"lienthong tag key v1",
+        );
         Self {
             key: LessSafeKey::new(unbound),
+            tag_key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
         }
     }
 
@@ -96,6 +113,17 @@ impl Sealer {
             .open_in_place(nonce, Aad::from(key.as_bytes()), &mut buf)
             .ok()?;
         Some(plain.to_vec())
+    }
+
+    /// The tag of `text`: base64url, 22 characters.
+    pub fn tag(&self, text: &str) -> String {
+        let mac = hmac::sign(&self.tag_key, text.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.as_ref()[..TAG_LEN])
+    }
+
+    /// Whether `tag` is the tag of `text` (in constant time).
+    pub fn tagged(&self, text: &str, tag: &str) -> bool {
+        lienthong_protocol::secret::constant_time_eq(&self.tag(text), tag)
     }
 
     pub fn encode<T: Record>(&self, key: &str, value: &T) -> Vec<u8> {
@@ -160,5 +188,26 @@ mod tests {
         assert_eq!(s.decode::<Sample>("k1", Some(other_version)), None);
         assert!(Sealer::from_base64("c2hvcnQ=").is_err());
         assert!(Sealer::from_base64(&STANDARD.encode([7u8; 32])).is_ok());
+    }
+
+    #[test]
+    fn a_tag_holds_only_for_its_text_under_its_key() {
+        let key = STANDARD.encode([7u8; 32]);
+        let s = Sealer::from_base64(&key).unwrap();
+        let tag = s.tag("family.secret");
+        assert_eq!(tag.len(), 22);
+        assert!(s.tagged("family.secret", &tag));
+        assert!(
+            Sealer::from_base64(&key)
+                .unwrap()
+                .tagged("family.secret", &tag),
+            "another node with the same sealing key"
+        );
+        assert!(!s.tagged("family.secreT", &tag), "other text");
+        assert!(!s.tagged("family.secret", &tag[1..]), "a shorter tag");
+        assert!(
+            !Sealer::generate().tagged("family.secret", &tag),
+            "other key"
+        );
     }
 }

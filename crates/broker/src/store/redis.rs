@@ -336,6 +336,9 @@ fn push(pipe: &mut Pipeline, write: &Write) {
                 .arg(millis(*ttl))
                 .ignore();
         }
+        Write::SetRemove { key, member } => {
+            pipe.cmd("SREM").arg(key).arg(member).ignore();
+        }
         Write::Touch { key, ttl } => {
             pipe.cmd("PEXPIRE").arg(key).arg(millis(*ttl)).ignore();
         }
