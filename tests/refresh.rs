@@ -194,8 +194,9 @@ async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_n
     );
 }
 
-/// However often a family rotates, it keeps one refresh token and the access tokens still live:
-/// a used token leaves nothing behind, and its set drops the access tokens that expired.
+/// However often a family rotates, it keeps one refresh token and the access tokens still live
+/// (four at most): a used token leaves nothing behind, and its set drops the access tokens that
+/// expired, or that a burst of rotations put past the fourth.
 #[tokio::test]
 async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
     use lienthong_broker::store::{Store, keys};
@@ -218,8 +219,18 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
     };
     let mut issued = vec![first];
     let mut used = vec![];
-    // Access tokens live 300 s: two rotations at once, then the clock past their expiry, twice.
-    for step in [301, 0, 301, 0] {
+    // Access tokens live 300 s: two rotations at once, then the clock past their expiry, twice;
+    // then a burst of five.
+    for (step, live) in [
+        (301, 1),
+        (0, 2),
+        (301, 1),
+        (0, 2),
+        (0, 3),
+        (0, 4),
+        (0, 4),
+        (0, 4),
+    ] {
         clock.advance(Duration::from_secs(step));
         let (status, next) = refresh(&env, PORTAL_A, &current).await;
         assert_eq!(status, StatusCode::OK, "{next}");
@@ -241,13 +252,19 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
         }
         let mut members = env.store.set_members(&family).await.unwrap();
         members.sort();
-        let live = if step == 0 { 2 } else { 1 };
         let mut expected: Vec<String> =
             issued[issued.len() - live..].iter().map(grant_of).collect();
         expected.sort();
         assert_eq!(members, expected, "the live access tokens, no more");
     }
-    // A reuse still ends everything live: the newest refresh token and both live access tokens.
+    let access = |t: &Value| t["access_token"].as_str().unwrap().to_owned();
+    let fifth_newest = access(&issued[issued.len() - 5]);
+    assert_eq!(
+        userinfo_status(&env, &fifth_newest).await,
+        StatusCode::UNAUTHORIZED,
+        "the burst ended the oldest access token early"
+    );
+    // A reuse still ends everything live: the newest refresh token and the live access tokens.
     let (status, _) = refresh(&env, PORTAL_A, &used[2]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = refresh(&env, PORTAL_A, &current).await;
@@ -256,9 +273,9 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
         StatusCode::BAD_REQUEST,
         "the newest refresh token died"
     );
-    for t in &issued[issued.len() - 2..] {
+    for t in &issued[issued.len() - 4..] {
         assert_eq!(
-            userinfo_status(&env, t["access_token"].as_str().unwrap()).await,
+            userinfo_status(&env, &access(t)).await,
             StatusCode::UNAUTHORIZED
         );
     }

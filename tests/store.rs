@@ -185,14 +185,20 @@ async fn touch_moves_the_expiry_without_rewriting(store: &dyn Store) {
 }
 
 /// Keys in several slots (as a token response's are), each write with its own effect and
-/// expiry — a set's addition and removal in one batch too — all done once `write_all` returns.
+/// expiry — a set's addition and removal in one batch too, and a deletion — all done once
+/// `write_all` returns.
 async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
-    let (value, set, touched, absent) = (
+    let (value, set, touched, absent, deleted) = (
         fresh("batch-value"),
         fresh("batch-set"),
         fresh("batch-touched"),
         fresh("batch-absent"),
+        fresh("batch-deleted"),
     );
+    store
+        .put(&deleted, b"doomed".to_vec(), Duration::from_secs(5))
+        .await
+        .unwrap();
     store
         .put(&touched, b"old".to_vec(), Duration::from_millis(400))
         .await
@@ -220,6 +226,9 @@ async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
                 key: set.clone(),
                 member: "gone".into(),
             },
+            Write::Delete {
+                key: deleted.clone(),
+            },
             Write::SetRemove {
                 key: absent.clone(),
                 member: "never".into(),
@@ -236,6 +245,7 @@ async fn a_batch_does_each_write_as_alone(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.get(&value).await.unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.get(&deleted).await.unwrap(), None);
     assert_eq!(store.set_members(&set).await.unwrap(), ["first", "second"]);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(store.get(&value).await.unwrap(), None, "its own expiry");

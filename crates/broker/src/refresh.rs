@@ -15,9 +15,10 @@
 //! token that bears the broker's tag is a reuse (or a presentation racing the one that took it),
 //! and a made-up one, which cannot bear it, revokes nothing. (A token presented after it expired
 //! unused is its family's newest, so the family it revokes has nothing left alive.) The family's
-//! set in the Store holds its access tokens that may still be live, pruned at each rotation; its
-//! refresh tokens need no place there, since every read of one checks the family's revoked-mark.
-//! So a family costs the same after its thousandth rotation as after its first.
+//! set in the Store holds its access tokens that may still be live — at most four, the oldest
+//! revoked early when a system rotates faster than they expire — pruned at each rotation; its
+//! refresh tokens need no place there, since every read of one checks the family's
+//! revoked-mark. So a family costs the same after its thousandth rotation as after its first.
 //!
 //! Tokens of earlier releases (`<family>.<secret>`, or a bare secret with its family in an
 //! index key) are still rotated, and their reuse still found by the used-marker they leave,
@@ -89,6 +90,10 @@ fn lifetime(inner: &Inner) -> Duration {
     Duration::from_secs(inner.config.tokens.refresh_token_secs)
 }
 
+/// The most access tokens a family keeps live at once: a system rotating as its access tokens
+/// expire has one, or two for a moment.
+const LIVE_GRANTS_MAX: usize = 4;
+
 /// A new refresh token of `record.family`, written by `batch` with the grant `jti` issued beside
 /// it added to the family's set, and the family's grants that have expired since taken out.
 pub(crate) fn issue(
@@ -110,6 +115,14 @@ pub(crate) fn issue(
         }
         live
     });
+    // A system that rotates faster than its access tokens expire loses the oldest of them
+    // early, so that neither this record nor the set grows with the pace of its rotations.
+    let excess = (record.grants.len() + 1).saturating_sub(LIVE_GRANTS_MAX);
+    for g in record.grants.drain(..excess) {
+        batch
+            .delete(grant_key(&g.jti))
+            .set_remove(family.clone(), grant_key(&g.jti));
+    }
     record.grants.push(FamilyGrant {
         jti: jti.to_owned(),
         expires_at: now + inner.config.tokens.access_token_secs,

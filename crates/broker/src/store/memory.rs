@@ -405,6 +405,10 @@ impl Store for MemoryStore {
                 wake |= match write {
                     Write::Put { key, value, ttl } => s.insert(&key, Data::Bytes(value), ttl, now),
                     Write::SetAdd { key, member, ttl } => s.add_member(&key, &member, ttl, now),
+                    Write::Delete { key } => {
+                        s.remove(&key, now);
+                        false
+                    }
                     Write::SetRemove { key, member } => {
                         s.remove_member(&key, &member, now);
                         false

@@ -61,6 +61,8 @@ pub enum Write {
     },
     /// As [`Store::set_remove`].
     SetRemove { key: String, member: String },
+    /// As [`Store::delete`].
+    Delete { key: String },
     /// As [`Store::touch`] (a missing key stays missing).
     Touch { key: String, ttl: Duration },
 }
@@ -295,6 +297,11 @@ impl Batch<'_> {
 
     pub fn set_add(&mut self, key: String, member: String, ttl: Duration) -> &mut Self {
         self.writes.push(Write::SetAdd { key, member, ttl });
+        self
+    }
+
+    pub fn delete(&mut self, key: String) -> &mut Self {
+        self.writes.push(Write::Delete { key });
         self
     }
 

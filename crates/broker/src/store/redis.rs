@@ -336,6 +336,9 @@ fn push(pipe: &mut Pipeline, write: &Write) {
                 .arg(millis(*ttl))
                 .ignore();
         }
+        Write::Delete { key } => {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
         Write::SetRemove { key, member } => {
             pipe.cmd("SREM").arg(key).arg(member).ignore();
         }
