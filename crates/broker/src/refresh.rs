@@ -5,8 +5,8 @@
 //! each use gives a new one of the same *family*. Presenting a used one again means it was
 //! copied — so the whole family is revoked at once (every refresh token and access token it
 //! issued): whichever way a theft and a legitimate use interleave, nothing the family issued
-//! survives. Each refresh re-releases the claims from the
-//! citizen's current identity under the client's current allow-list and consent.
+//! survives. Each refresh re-releases the claims from the citizen's current identity under the
+//! client's current allow-list and consent.
 //!
 //! A token is its family's id, 32 random bytes and a tag (`<family>.<secret>.<tag>`,
 //! base64url): the family says which family a reuse revokes, and the tag — a MAC under a key
