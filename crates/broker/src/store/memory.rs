@@ -10,8 +10,10 @@
 //! one allocation of each key (`Arc<str>`), and a heap slot is 24 bytes. A live entry has one
 //! slot, at `Entry::scheduled`: a later deadline (a session touched on every sign-in) adds no
 //! slot — when the slot comes up, it is pushed again at the entry's deadline — and only an
-//! earlier one does. A deleted entry's slot is dropped when it comes up (it holds the key's
-//! allocation until then, at most one lifetime of the entry).
+//! earlier one does. A deleted entry's slot is dropped when it comes up, or sooner: once such
+//! stale slots outnumber the entries, the sweeper rebuilds the heap from the entries (one slot
+//! each, in linear time), so that the codes, pending logins and used refresh tokens taken in a
+//! burst do not hold their keys' allocations for their whole lifetimes.
 //!
 //! Deadlines are read from the broker's [`Clock`], like every other expiry, so a test that moves
 //! a `MockClock` past a code's lifetime sees the code gone.
@@ -28,6 +30,10 @@ use super::{Counted, Store, StoreError, Write};
 
 /// A deadline: milliseconds since the Unix epoch, by the store's clock.
 type Deadline = u64;
+
+/// Stale slots the heap may hold beyond one per entry before it is rebuilt: a rebuild walks
+/// every entry, so a small store is never rebuilt for a handful.
+const STALE_SLOTS_FLOOR: usize = 4096;
 
 /// A handle to the memory store; clones share one map. Only one node can use it: run Redis when
 /// the broker has several nodes.
@@ -146,6 +152,9 @@ impl Shared {
             return None;
         }
         let state = &mut *state;
+        if state.crowded() {
+            state.compact();
+        }
         while let Some(Reverse((when, _))) = state.expirations.peek() {
             if *when > now {
                 return Some(*when);
@@ -187,6 +196,21 @@ async fn sweep(shared: Arc<Shared>) {
 }
 
 impl State {
+    /// Whether the heap holds more stale slots (of entries deleted, or planned again later)
+    /// than entries, past the floor.
+    fn crowded(&self) -> bool {
+        self.expirations.len() > 2 * self.entries.len() + STALE_SLOTS_FLOOR
+    }
+
+    /// The heap rebuilt with each entry's own slot and nothing else.
+    fn compact(&mut self) {
+        self.expirations = self
+            .entries
+            .iter()
+            .map(|(key, entry)| Reverse((entry.scheduled, key.clone())))
+            .collect();
+    }
+
     fn live(&self, key: &str, now: Deadline) -> Option<&Entry> {
         self.entries.get(key).filter(|e| e.expires_at > now)
     }
@@ -279,10 +303,15 @@ impl State {
 }
 
 impl MemoryStore {
-    /// Runs `f` on the state at the store's present; wakes the sweeper if `f` says so.
+    /// Runs `f` on the state at the store's present; wakes the sweeper if `f` says so, or if
+    /// the heap is due to be rebuilt.
     fn with_state<R>(&self, f: impl FnOnce(&mut State, Deadline) -> (R, bool)) -> R {
         let now = self.shared.now();
-        let (result, wake) = f(&mut self.shared.lock(), now);
+        let (result, wake) = {
+            let mut state = self.shared.lock();
+            let (result, wake) = f(&mut state, now);
+            (result, wake || state.crowded())
+        };
         if wake {
             self.shared.sweeper.notify_one();
         }
@@ -518,6 +547,38 @@ mod tests {
         clock.advance(Duration::from_secs(10));
         tokio::time::sleep(Duration::from_secs(11)).await;
         assert!(store.shared.lock().entries.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_of_taken_entries_are_let_go_long_before_their_deadlines() {
+        let clock = lienthong_protocol::MockClock::starting_now();
+        let store = MemoryStore::with_clock(clock.clone());
+        let ttl = Duration::from_secs(600);
+        store.put("kept", b"1".to_vec(), ttl).await.unwrap();
+        // The sweeper runs, then sleeps until the first deadline, 10 minutes away.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // A burst of pending logins, each taken at once: 10 minutes of slots, with no entry.
+        let burst = 3 * STALE_SLOTS_FLOOR;
+        for i in 0..burst {
+            let key = format!("pending-{i}");
+            store.put(&key, b"p".to_vec(), ttl).await.unwrap();
+            assert!(store.take(&key).await.unwrap().is_some());
+        }
+        // The sweeper, woken by the store once the stale slots pass the floor, rebuilds the heap.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let slots = store.shared.lock().expirations.len();
+        assert!(
+            slots <= STALE_SLOTS_FLOOR + 2,
+            "{slots} slots left of {burst} taken entries"
+        );
+        // What lives keeps its deadline.
+        clock.advance(Duration::from_secs(599));
+        tokio::time::sleep(Duration::from_secs(599)).await;
+        assert!(store.get("kept").await.unwrap().is_some());
+        clock.advance(Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let state = store.shared.lock();
+        assert!(state.entries.is_empty() && state.expirations.is_empty());
     }
 
     #[tokio::test]
