@@ -42,18 +42,42 @@ pub async fn redis_url_or_skip() -> Option<String> {
 /// ports: a port from there can go to an outgoing connection in between — a broker node opens
 /// its PostgreSQL connections as it starts — and the server then fails with "address in use".
 pub fn free_port() -> u16 {
+    free_port_and(0)
+}
+
+/// What a Redis Cluster node adds to its port for its cluster bus.
+const CLUSTER_BUS_OFFSET: u16 = 10_000;
+
+/// A port for a Redis Cluster node: free, with its cluster bus port free too, both below the
+/// ephemeral range. (A bus port in that range may be held by a connection of the test's or
+/// another program's, lingering in `TIME_WAIT` after a load test, and the node does not start.)
+pub fn free_cluster_port() -> u16 {
+    free_port_and(CLUSTER_BUS_OFFSET)
+}
+
+/// A free port whose neighbour `offset` above is free as well (0: the port alone).
+fn free_port_and(offset: u16) -> u16 {
     let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
+    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+    let both =
+        |port: u16| free(port) && (offset == 0 || port.checked_add(offset).is_some_and(free));
     const FLOOR: u16 = 10_000;
-    if ephemeral <= FLOOR + 1_000 {
-        return ephemeral_port();
+    let top = ephemeral.saturating_sub(offset);
+    if top <= FLOOR + 1_000 {
+        loop {
+            let port = ephemeral_port();
+            if both(port) {
+                return port;
+            }
+        }
     }
     loop {
         let random = lienthong_protocol::crypto::random_bytes(2);
-        let port = FLOOR + u16::from_le_bytes([random[0], random[1]]) % (ephemeral - FLOOR);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = FLOOR + u16::from_le_bytes([random[0], random[1]]) % (top - FLOOR);
+        if both(port) {
             return port;
         }
     }
@@ -210,7 +234,9 @@ impl Cluster {
             skip("redis-server is not installed, so no Redis Cluster can be started");
             return None;
         }
-        let servers: Vec<Server> = (0..3).map(|_| Server::start(free_port(), true)).collect();
+        let servers: Vec<Server> = (0..3)
+            .map(|_| Server::start(free_cluster_port(), true))
+            .collect();
         for s in &servers {
             s.wait_ready().await;
         }
