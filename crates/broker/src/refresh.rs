@@ -95,7 +95,8 @@ fn lifetime(inner: &Inner) -> Duration {
 const LIVE_GRANTS_MAX: usize = 4;
 
 /// A new refresh token of `record.family`, written by `batch` with the grant `jti` issued beside
-/// it added to the family's set, and the family's grants that have expired since taken out.
+/// it added to the family's set, and the family's grants that have expired since — or that
+/// would make more than [`LIVE_GRANTS_MAX`] live — taken out.
 pub(crate) fn issue(
     inner: &Inner,
     batch: &mut Batch<'_>,
@@ -119,9 +120,8 @@ pub(crate) fn issue(
     // early, so that neither this record nor the set grows with the pace of its rotations.
     let excess = (record.grants.len() + 1).saturating_sub(LIVE_GRANTS_MAX);
     for g in record.grants.drain(..excess) {
-        batch
-            .delete(grant_key(&g.jti))
-            .set_remove(family.clone(), grant_key(&g.jti));
+        let key = grant_key(&g.jti);
+        batch.delete(key.clone()).set_remove(family.clone(), key);
     }
     record.grants.push(FamilyGrant {
         jti: jti.to_owned(),
