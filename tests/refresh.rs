@@ -150,7 +150,16 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
 
 #[tokio::test]
 async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_nothing() {
-    let env = Env::start().await;
+    // A second system allowed refresh tokens, to present one stolen from the first.
+    let thief = "portal-offline";
+    let env = Env::with(Options {
+        extra: Some(format!(
+            "[[clients]]\nid = \"{thief}\"\nsecret = \"{SECRET}\"\nname = \"Hệ thống thứ hai\"\n\
+             redirect_uris = [\"http://127.0.0.1:9/cb\"]\noffline_access = true\n"
+        )),
+        ..Options::default()
+    })
+    .await;
     let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
     let r1 = first["refresh_token"].as_str().unwrap();
     let parts: Vec<&str> = r1.split('.').collect();
@@ -182,6 +191,14 @@ async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_n
             assert_eq!(body["error"], "invalid_grant");
         }
     }
+    // The live token itself, stolen by another system allowed refresh tokens: the tag binds it
+    // to its client, so it is refused there — and not used up.
+    for _ in 0..2 {
+        let (status, body) = refresh(&env, thief, r2).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "invalid_grant");
+        assert_eq!(introspect(&env, thief, r2).await["active"], false);
+    }
     assert_eq!(
         userinfo_status(&env, second["access_token"].as_str().unwrap()).await,
         StatusCode::OK
@@ -199,23 +216,26 @@ async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_n
 /// expired, or that a burst of rotations put past the fourth.
 #[tokio::test]
 async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
-    use lienthong_broker::store::{Store, keys};
+    use lienthong_broker::refresh::RefreshRecord;
+    use lienthong_broker::store::{Sealer, Store, keys};
 
     let clock = MockClock::starting_now();
     let env = Env::with(Options {
         clock: Some(clock.clone()),
+        shared_keys: true,
         ..Options::default()
     })
     .await;
+    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
     let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
     let mut current = first["refresh_token"].as_str().unwrap().to_owned();
-    let family = keys::token_family(current.split_once('.').unwrap().0);
-    let grant_of = |t: &Value| {
-        keys::grant(
-            jwt_payload(t["access_token"].as_str().unwrap())["jti"]
-                .as_str()
-                .unwrap(),
-        )
+    let family = current.split_once('.').unwrap().0.to_owned();
+    let record_key = keys::family_record(&family);
+    let jti_of = |t: &Value| {
+        jwt_payload(t["access_token"].as_str().unwrap())["jti"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let mut issued = vec![first];
     let mut used = vec![];
@@ -250,12 +270,20 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
                 "no used-marker"
             );
         }
-        let mut members = env.store.set_members(&family).await.unwrap();
-        members.sort();
-        let mut expected: Vec<String> =
-            issued[issued.len() - live..].iter().map(grant_of).collect();
-        expected.sort();
-        assert_eq!(members, expected, "the live access tokens, no more");
+        // One record for the family, naming the live access tokens, no more; no set.
+        let record: RefreshRecord = sealer
+            .decode(&record_key, env.store.get(&record_key).await.unwrap())
+            .expect("the family's record");
+        let named: Vec<String> = record.grants.into_iter().map(|g| g.jti).collect();
+        let expected: Vec<String> = issued[issued.len() - live..].iter().map(jti_of).collect();
+        assert_eq!(named, expected, "the live access tokens, no more");
+        assert_eq!(
+            env.store
+                .set_members(&keys::token_family(&family))
+                .await
+                .unwrap(),
+            Vec::<String>::new()
+        );
     }
     let access = |t: &Value| t["access_token"].as_str().unwrap().to_owned();
     let fifth_newest = access(&issued[issued.len() - 5]);
@@ -281,9 +309,11 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
     }
 }
 
-/// Refresh tokens written by earlier releases — a bare secret with its family in an index key
-/// beside it, then `<family>.<secret>` — are still rotated, and their reuse, known by the
-/// used-marker they leave, still revokes the family.
+/// Refresh tokens written by earlier releases are still rotated, and their reuse still revokes
+/// the family: a bare secret with its family in an index key beside it, then
+/// `<family>.<secret>` (both known used by the marker they leave), then that form tagged
+/// without the client (known used by its tag); each with its record under the token's hash and
+/// its family's keys in a set.
 #[tokio::test]
 async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family() {
     use lienthong_broker::refresh::RefreshRecord;
@@ -295,21 +325,24 @@ async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family()
     })
     .await;
     let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
-    for dotted in [false, true] {
+    for form in ["bare", "dotted", "tagged"] {
         let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
         let current = first["refresh_token"].as_str().unwrap();
         let family = current.split_once('.').unwrap().0;
-        // The earlier release's token: its record, a member of the family, and for the bare
-        // form its family index.
-        let stored = env.store.take(&keys::refresh_token(current)).await.unwrap();
-        let record: RefreshRecord = sealer
-            .decode(&keys::refresh_token(current), stored)
+        // The earlier release's token and its record, from this one's.
+        let stored = env.store.take(&keys::family_record(family)).await.unwrap();
+        let mut record: RefreshRecord = sealer
+            .decode(&keys::family_record(family), stored)
             .expect("the record opens");
+        record.live = String::new();
         let secret = lienthong_protocol::secret::random_token(32);
-        let old = if dotted {
-            format!("{family}.{secret}")
-        } else {
-            secret
+        let old = match form {
+            "bare" => secret,
+            "dotted" => format!("{family}.{secret}"),
+            _ => {
+                let body = format!("{family}.{secret}");
+                format!("{body}.{}", sealer.tag(&body))
+            }
         };
         let ttl = Duration::from_secs(3600);
         let key = keys::refresh_token(&old);
@@ -317,28 +350,36 @@ async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family()
             .put(&key, sealer.encode(&key, &record), ttl)
             .await
             .unwrap();
-        if !dotted {
+        if form == "bare" {
             env.store
                 .put(&keys::refresh_family(&old), family.as_bytes().to_vec(), ttl)
                 .await
                 .unwrap();
         }
-        env.store
-            .set_add(&keys::token_family(family), &key, ttl)
-            .await
-            .unwrap();
+        let set = keys::token_family(family);
+        let first_grant = keys::grant(&record.grants[0].jti);
+        env.store.set_add(&set, &first_grant, ttl).await.unwrap();
+        if form != "tagged" {
+            env.store.set_add(&set, &key, ttl).await.unwrap();
+        }
 
         let (status, next) = refresh(&env, PORTAL_A, &old).await;
         assert_eq!(status, StatusCode::OK, "{old}: {next}");
         let newer = next["refresh_token"].as_str().unwrap();
         assert!(newer.starts_with(&format!("{family}.")), "{newer}");
-        // The old token again: a reuse, found by its marker, and the family ends.
+        // The old token again: a reuse, and the family ends, its set with it.
         let (status, _) = refresh(&env, PORTAL_A, &old).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        for access in [&next, &first] {
+            assert_eq!(
+                userinfo_status(&env, access["access_token"].as_str().unwrap()).await,
+                StatusCode::UNAUTHORIZED,
+                "{form}"
+            );
+        }
         assert_eq!(
-            userinfo_status(&env, next["access_token"].as_str().unwrap()).await,
-            StatusCode::UNAUTHORIZED,
-            "{old}"
+            env.store.set_members(&set).await.unwrap(),
+            Vec::<String>::new()
         );
         let (status, _) = refresh(&env, PORTAL_A, newer).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "the newer token died too");
@@ -438,8 +479,17 @@ async fn revocation_ends_an_access_token_or_a_whole_refresh_family() {
         StatusCode::UNAUTHORIZED
     );
     // The refresh token still works; revoking it ends the family.
-    let (status, next) = refresh(&env, PORTAL_A, t["refresh_token"].as_str().unwrap()).await;
+    let used = t["refresh_token"].as_str().unwrap();
+    let (status, next) = refresh(&env, PORTAL_A, used).await;
     assert_eq!(status, StatusCode::OK);
+    // The used one is not active, and revoking it ends nothing (RFC 7009: unknown).
+    assert_eq!(introspect(&env, PORTAL_A, used).await["active"], false);
+    let (status, _) = post(&env, "/revoke", PORTAL_A, &[("token", used)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        userinfo_status(&env, next["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
     let (status, _) = post(
         &env,
         "/revoke",

@@ -11,9 +11,8 @@ use lienthong_protocol::{OAuthError, OAuthErrorCode, TokenParams};
 use serde_json::{Value, json};
 
 use crate::access_token::{self, Refusal, grant_key, userinfo_audience};
-use crate::refresh::{self, RefreshRecord, store_error};
+use crate::refresh::{self, store_error};
 use crate::state::{Broker, Client, Inner};
-use crate::store::keys;
 use crate::token::{authenticate, no_store};
 
 fn token_param(form: &TokenParams) -> Result<&str, OAuthError> {
@@ -48,32 +47,23 @@ async fn active(inner: &Inner, client: &Client, token: &str) -> Result<Option<Va
         // Not an access token: perhaps a refresh token.
         Err(Refusal::Invalid(_)) => {}
     }
-    let record: Option<RefreshRecord> = inner
-        .store
-        .get(&keys::refresh_token(token))
+    match refresh::live(inner, client, token)
         .await
-        .map_err(store_error)?;
-    match record {
-        Some(r)
-            if r.client_id == client.config.id
-                && !refresh::family_revoked(inner, &r.family)
-                    .await
-                    .map_err(store_error)? =>
-        {
-            Ok(Some(json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "scope": r.scopes.join(" "),
-                "client_id": r.client_id,
-                "sub": r.sub,
-                "iss": inner.issuer,
-                "exp": r.expires_at,
-                "acr": r.acr,
-                "auth_time": r.auth_time,
-                "sid": r.sid,
-            })))
-        }
-        _ => Ok(None),
+        .map_err(store_error)?
+    {
+        Some(r) => Ok(Some(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "scope": r.scopes.join(" "),
+            "client_id": r.client_id,
+            "sub": r.sub,
+            "iss": inner.issuer,
+            "exp": r.expires_at,
+            "acr": r.acr,
+            "auth_time": r.auth_time,
+            "sid": r.sid,
+        }))),
+        None => Ok(None),
     }
 }
 
@@ -112,13 +102,11 @@ pub async fn revoke(
             ));
         }
     }
-    let refresh: Option<RefreshRecord> = inner
-        .store
-        .get(&keys::refresh_token(token))
+    let refresh = refresh::live(inner, client, token)
         .await
         .map_err(store_error)?;
-    if let Some(r) = refresh.filter(|r| r.client_id == client.config.id) {
-        refresh::revoke_family(inner, &r.family)
+    if let Some(r) = refresh {
+        refresh::revoke_family(inner, &r.family, None)
             .await
             .map_err(store_error)?;
         tracing::info!(client = %client.config.id, "refresh token revoked with its family");

@@ -1,33 +1,38 @@
 //! Refresh tokens (RFC 6749 §6, OIDC Core §12) for systems allowed `offline_access`: a system
 //! keeps a citizen signed in for a working day without sending them to sign in again.
 //!
-//! A refresh token is opaque to its client, stored only under its hash, and good for one use:
-//! each use gives a new one of the same *family*. Presenting a used one again means it was
-//! copied — so the whole family is revoked at once (every refresh token and access token it
-//! issued): whichever way a theft and a legitimate use interleave, nothing the family issued
-//! survives. Each refresh re-releases the claims from the citizen's current identity under the
-//! client's current allow-list and consent.
+//! A refresh token is opaque to its client and good for one use: each use gives a new one of
+//! the same *family*. Presenting a used one again means it was copied — so the whole family is
+//! revoked at once (every refresh token and access token it issued): whichever way a theft and
+//! a legitimate use interleave, nothing the family issued survives. Each refresh re-releases
+//! the claims from the citizen's current identity under the client's current allow-list and
+//! consent.
 //!
 //! A token is its family's id, 32 random bytes and a tag (`<family>.<secret>.<tag>`,
-//! base64url): the family says which family a reuse revokes, and the tag — a MAC under a key
-//! derived from the Store's sealing key ([`crate::store::Sealer::tag`]) — says the token is one
-//! the broker issued. A used token therefore leaves nothing behind: when its record is gone, a
-//! token that bears the broker's tag is a reuse (or a presentation racing the one that took it),
-//! and a made-up one, which cannot bear it, revokes nothing. (A token presented after it expired
-//! unused is its family's newest, so the family it revokes has nothing left alive.) The family's
-//! set in the Store holds its access tokens that may still be live — at most four, the oldest
-//! revoked early when a system rotates faster than they expire — pruned at each rotation; its
-//! refresh tokens need no place there, since every read of one checks the family's
-//! revoked-mark. So a family costs the same after its thousandth rotation as after its first.
+//! base64url). The tag is a MAC over the client's id and the rest, under a key derived from the
+//! Store's sealing key ([`crate::store::Sealer::tag`]): it says the broker issued the token to
+//! that client, so a made-up token, or one presented by another system, is refused without a
+//! Store round trip and revokes nothing. A family is one record in the Store, under its id: the
+//! citizen, the grant, the tag of its one live refresh token and its access tokens that may
+//! still be live (at most four, the oldest revoked early when a system rotates faster than they
+//! expire, the expired ones dropped at each rotation). A rotation takes the record, and writes
+//! it back with the new token's tag: a token of the family that is not the live one — or that
+//! finds the record gone, taken by a presentation racing it — is a reuse. So a used token
+//! leaves nothing behind, a revocation finds everything to end under the family's id, and a
+//! family costs the same after its thousandth rotation as after its first.
 //!
-//! Tokens of earlier releases (`<family>.<secret>`, or a bare secret with its family in an
-//! index key) are still rotated, and their reuse still found by the used-marker they leave,
-//! until the last of them expires (one refresh-token lifetime after an upgrade).
+//! Tokens of earlier releases are still rotated until the last of them expires (one
+//! refresh-token lifetime after an upgrade): those tagged without the client (their record under
+//! the token's hash, their access tokens in a set under the family), whose reuse the tag still
+//! tells; and before them `<family>.<secret>` and a bare secret with its family in an index
+//! key, whose reuse is found by the used-marker they leave. A token of this release presented
+//! to a node of an earlier one during a rolling update does not bear the tag that node checks:
+//! it is refused there and revokes nothing.
 
 use std::time::Duration;
 
 use lienthong_protocol::OAuthError;
-use lienthong_protocol::secret::random_token;
+use lienthong_protocol::secret::{constant_time_eq, random_token};
 use serde::{Deserialize, Serialize};
 
 use crate::access_token::grant_key;
@@ -43,7 +48,9 @@ pub struct FamilyGrant {
     pub expires_at: u64,
 }
 
-/// What a refresh token stands for.
+/// A refresh-token family: what its live refresh token stands for. Stored under the family's
+/// id ([`keys::family_record`]); an earlier release stored one per token, under the token's
+/// hash ([`keys::refresh_token`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshRecord {
     pub family: String,
@@ -55,13 +62,16 @@ pub struct RefreshRecord {
     pub amr: Vec<String>,
     pub auth_time: u64,
     pub sid: String,
-    /// When this token stops working (seconds since the epoch), for introspection.
+    /// When the live token stops working (seconds since the epoch), for introspection.
     pub expires_at: u64,
-    /// The family's access tokens that may still be live, carried from token to token: the
-    /// members of the family's set, pruned as they expire. Absent from an earlier release's
-    /// records, whose families' sets keep what they had until they expire.
+    /// The family's access tokens that may still be live, pruned as they expire. Absent from
+    /// the records of the releases before the fifth session of 12-05.
     #[serde(default)]
     pub grants: Vec<FamilyGrant>,
+    /// The tag of the family's live refresh token; empty in an earlier release's records, which
+    /// stand for the one token whose hash keys them.
+    #[serde(default)]
+    pub live: String,
 }
 
 impl Record for RefreshRecord {
@@ -94,9 +104,15 @@ fn lifetime(inner: &Inner) -> Duration {
 /// expire has one, or two for a moment.
 const LIVE_GRANTS_MAX: usize = 4;
 
-/// A new refresh token of `record.family`, written by `batch` with the grant `jti` issued beside
-/// it added to the family's set, and the family's grants that have expired since — or that
-/// would make more than [`LIVE_GRANTS_MAX`] live — taken out.
+/// The tag of a token `<family>.<secret>` issued to `client_id`. The id comes first, after a
+/// NUL that no token holds: an earlier release's tag, over the token alone, is never this one.
+fn tag(inner: &Inner, client_id: &str, body: &str) -> String {
+    inner.store.sealer().tag(&format!("{client_id}\0{body}"))
+}
+
+/// A new refresh token of `record.family`, written by `batch` as the family's record with the
+/// grant `jti` issued beside it, and the family's grants that have expired since dropped — or,
+/// past [`LIVE_GRANTS_MAX`] live, revoked.
 pub(crate) fn issue(
     inner: &Inner,
     batch: &mut Batch<'_>,
@@ -104,38 +120,34 @@ pub(crate) fn issue(
     jti: &str,
 ) -> String {
     let body = format!("{}.{}", record.family, random_token(32));
-    let token = format!("{body}.{}", inner.store.sealer().tag(&body));
+    record.live = tag(inner, &record.client_id, &body);
+    let token = format!("{body}.{}", record.live);
     let ttl = lifetime(inner);
     let now = inner.now();
     record.expires_at = now + ttl.as_secs();
-    let family = keys::token_family(&record.family);
-    record.grants.retain(|g| {
-        let live = g.expires_at > now;
-        if !live {
-            batch.set_remove(family.clone(), grant_key(&g.jti));
-        }
-        live
-    });
+    record.grants.retain(|g| g.expires_at > now);
     // A system that rotates faster than its access tokens expire loses the oldest of them
-    // early, so that neither this record nor the set grows with the pace of its rotations.
+    // early, so that the record does not grow with the pace of its rotations.
     let excess = (record.grants.len() + 1).saturating_sub(LIVE_GRANTS_MAX);
     for g in record.grants.drain(..excess) {
-        let key = grant_key(&g.jti);
-        batch.delete(key.clone()).set_remove(family.clone(), key);
+        batch.delete(grant_key(&g.jti));
     }
     record.grants.push(FamilyGrant {
         jti: jti.to_owned(),
         expires_at: now + inner.config.tokens.access_token_secs,
     });
-    batch
-        .put(keys::refresh_token(&token), &record, ttl)
-        .set_add(family, grant_key(jti), ttl);
+    batch.put(keys::family_record(&record.family), &record, ttl);
     token
 }
 
 /// Revokes everything `family` issued: marks it first (a rotation in flight re-reads the mark),
-/// then deletes every member.
-pub(crate) async fn revoke_family(inner: &Inner, family: &str) -> Result<(), StoreError> {
+/// then takes its record and deletes the access tokens it names — and `held`'s, a record of
+/// the family already taken — and, for a family of an earlier release, the members of its set.
+pub(crate) async fn revoke_family(
+    inner: &Inner,
+    family: &str,
+    held: Option<&RefreshRecord>,
+) -> Result<(), StoreError> {
     let raw = inner.store.raw();
     raw.put(
         &keys::family_revoked(family),
@@ -143,11 +155,20 @@ pub(crate) async fn revoke_family(inner: &Inner, family: &str) -> Result<(), Sto
         lifetime(inner),
     )
     .await?;
+    let taken = inner
+        .store
+        .take::<RefreshRecord>(&keys::family_record(family))
+        .await?;
+    let mut batch = inner.store.batch();
+    for g in taken.iter().chain(held).flat_map(|r| &r.grants) {
+        batch.delete(grant_key(&g.jti));
+    }
     let set = keys::token_family(family);
     for member in raw.set_members(&set).await? {
-        raw.delete(&member).await?;
+        batch.delete(member);
     }
-    raw.delete(&set).await
+    batch.delete(set);
+    inner.store.write(batch).await
 }
 
 /// Applies `batch`, then says whether `family` is revoked, read once every write is done (in
@@ -173,27 +194,30 @@ pub(crate) async fn family_revoked(inner: &Inner, family: &str) -> Result<bool, 
         .is_some())
 }
 
-/// What a presented refresh token is, by its form.
+/// What a presented refresh token is, by its form and its tag.
 enum Presented<'t> {
-    /// `<family>.<secret>.<tag>` with the broker's tag: one it issued.
-    Ours { family: &'t str },
-    /// That form with any other tag: made up.
+    /// `<family>.<secret>.<tag>` issued by this release to the presenting client.
+    Ours { family: &'t str, tag: &'t str },
+    /// That form tagged by the release before this one (without the client): its record is
+    /// under the token's hash.
+    Tagged { family: &'t str },
+    /// That form with any other tag: made up, or another client's.
     Forged,
-    /// An earlier release's form.
+    /// The forms of the releases before the tag.
     Earlier,
 }
 
-fn presented<'t>(inner: &Inner, token: &'t str) -> Presented<'t> {
-    match token.rsplit_once('.') {
-        Some((body, tag)) if body.contains('.') => {
-            if inner.store.sealer().tagged(body, tag) {
-                let family = body.split_once('.').map_or(body, |(f, _)| f);
-                Presented::Ours { family }
-            } else {
-                Presented::Forged
-            }
-        }
-        _ => Presented::Earlier,
+fn presented<'t>(inner: &Inner, client: &Client, token: &'t str) -> Presented<'t> {
+    let Some((body, tag)) = token.rsplit_once('.').filter(|(b, _)| b.contains('.')) else {
+        return Presented::Earlier;
+    };
+    let family = body.split_once('.').map_or(body, |(f, _)| f);
+    if constant_time_eq(&self::tag(inner, &client.config.id, body), tag) {
+        Presented::Ours { family, tag }
+    } else if inner.store.sealer().tagged(body, tag) {
+        Presented::Tagged { family }
+    } else {
+        Presented::Forged
     }
 }
 
@@ -211,25 +235,72 @@ async fn earlier_family(inner: &Inner, token: &str) -> Result<Option<String>, St
         .and_then(|f| String::from_utf8(f).ok()))
 }
 
-/// Takes a presented refresh token for `client`: its record, or `invalid_grant` (with the
-/// family revoked when the token had been used already).
+/// The record of a presented token that is its family's live one and `client`'s, without
+/// taking it (introspection, revocation); `None` for any other token.
+pub(crate) async fn live(
+    inner: &Inner,
+    client: &Client,
+    token: &str,
+) -> Result<Option<RefreshRecord>, StoreError> {
+    let record = match presented(inner, client, token) {
+        Presented::Forged => return Ok(None),
+        Presented::Ours { family, tag } => inner
+            .store
+            .get::<RefreshRecord>(&keys::family_record(family))
+            .await?
+            .filter(|r| constant_time_eq(&r.live, tag)),
+        Presented::Tagged { .. } | Presented::Earlier => {
+            inner
+                .store
+                .get::<RefreshRecord>(&keys::refresh_token(token))
+                .await?
+        }
+    };
+    match record {
+        Some(r) if r.client_id == client.config.id && !family_revoked(inner, &r.family).await? => {
+            Ok(Some(r))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Takes a presented refresh token for `client`: its family's record, or `invalid_grant` (with
+/// the family revoked when the token had been used already).
 pub(crate) async fn take(
     inner: &Inner,
     client: &Client,
     token: &str,
 ) -> Result<RefreshRecord, OAuthError> {
     let refused = || OAuthError::invalid_grant("the refresh token is unknown, expired or revoked");
-    let key = keys::refresh_token(token);
-    let taken = match presented(inner, token) {
+    let taken = match presented(inner, client, token) {
         Presented::Forged => return Err(refused()),
-        // Of two presentations, however close, one takes the record; the other finds it gone
-        // and, the token being ours, knows it for a reuse.
-        Presented::Ours { family } => {
-            let taken = inner.store.take::<RefreshRecord>(&key).await;
-            if let Ok(None) = taken {
-                revoke_reused(inner, client, family).await?;
+        // Of two presentations, however close, one takes the record; the other finds it gone,
+        // or holding another token's tag, and, the token being ours, knows it for a reuse.
+        Presented::Ours { family, tag } => {
+            let taken = inner
+                .store
+                .take::<RefreshRecord>(&keys::family_record(family))
+                .await
+                .map_err(store_error)?;
+            match taken {
+                Some(r) if constant_time_eq(&r.live, tag) => r,
+                other => {
+                    revoke_reused(inner, client, family, other.as_ref()).await?;
+                    return Err(refused());
+                }
             }
-            taken
+        }
+        Presented::Tagged { family } => {
+            let taken = inner
+                .store
+                .take::<RefreshRecord>(&keys::refresh_token(token))
+                .await
+                .map_err(store_error)?;
+            let Some(r) = taken else {
+                revoke_reused(inner, client, family, None).await?;
+                return Err(refused());
+            };
+            r
         }
         // Taken leaving the used-marker in one step, as the earlier release did: the marker
         // is how its reuse is known.
@@ -237,45 +308,52 @@ pub(crate) async fn take(
             let taken = inner
                 .store
                 .take_leaving::<RefreshRecord, _>(
-                    &key,
+                    &keys::refresh_token(token),
                     &keys::refresh_spent(token),
                     &RefreshSpent {},
                     lifetime(inner),
                 )
-                .await;
-            if let Ok(None) = taken
-                && inner
+                .await
+                .map_err(store_error)?;
+            let Some(r) = taken else {
+                if inner
                     .store
                     .raw()
                     .get(&keys::refresh_spent(token))
                     .await
                     .map_err(store_error)?
                     .is_some()
-                && let Some(family) = earlier_family(inner, token).await.map_err(store_error)?
-            {
-                revoke_reused(inner, client, &family).await?;
-            }
-            taken
+                    && let Some(family) = earlier_family(inner, token).await.map_err(store_error)?
+                {
+                    revoke_reused(inner, client, &family, None).await?;
+                }
+                return Err(refused());
+            };
+            r
         }
     };
-    let Some(record) = taken.map_err(store_error)? else {
-        return Err(refused());
-    };
-    if record.client_id != client.config.id {
-        // Stolen and presented by another system: refused, the owner's family left alone.
+    if taken.client_id != client.config.id {
+        // An earlier release's token, stolen and presented by another system: refused.
         return Err(refused());
     }
-    if family_revoked(inner, &record.family)
+    if family_revoked(inner, &taken.family)
         .await
         .map_err(store_error)?
     {
         return Err(refused());
     }
-    Ok(record)
+    Ok(taken)
 }
 
-async fn revoke_reused(inner: &Inner, client: &Client, family: &str) -> Result<(), OAuthError> {
-    revoke_family(inner, family).await.map_err(store_error)?;
+async fn revoke_reused(
+    inner: &Inner,
+    client: &Client,
+    family: &str,
+    held: Option<&RefreshRecord>,
+) -> Result<(), OAuthError> {
+    revoke_family(inner, family, held)
+        .await
+        .map_err(store_error)?;
     tracing::warn!(client = %client.config.id, "refresh token reused: its whole family is revoked");
     Ok(())
 }

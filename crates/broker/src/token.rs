@@ -269,8 +269,10 @@ async fn authorization_code(
                 sid: record.sid.clone(),
                 expires_at: 0,
                 grants: Vec::new(),
+                live: String::new(),
             };
-            Some(refresh::issue(inner, &mut batch, family, &jti))
+            let id = family.family.clone();
+            Some((id, refresh::issue(inner, &mut batch, family, &jti)))
         }
         _ => None,
     };
@@ -288,10 +290,8 @@ async fn authorization_code(
             .delete(&grant_key(&jti))
             .await
             .map_err(store_error)?;
-        if let Some(t) = &refresh_token {
-            inner
-                .store
-                .delete(&keys::refresh_token(t))
+        if let Some((family, _)) = &refresh_token {
+            refresh::revoke_family(inner, family, None)
                 .await
                 .map_err(store_error)?;
         }
@@ -305,7 +305,7 @@ async fn authorization_code(
         inner,
         &access_token,
         &id_token,
-        refresh_token,
+        refresh_token.map(|(_, token)| token),
         &record.scopes,
     ))
 }
@@ -418,7 +418,7 @@ async fn refresh_token(
         .await
         .map_err(store_error)?
     {
-        refresh::revoke_family(inner, &family)
+        refresh::revoke_family(inner, &family, None)
             .await
             .map_err(store_error)?;
         return Err(OAuthError::invalid_grant(

@@ -85,8 +85,14 @@ pub fn refresh_family(token: &str) -> String {
     format!("lt:refresh-family:{{{}}}", sha256_b64url(token))
 }
 
-/// The keys of a refresh-token family's grants that may still be live (and, for families of
-/// earlier releases, of its refresh tokens), by family id: what a reuse revokes at once.
+/// A refresh-token family's record, by family id: its live token's tag and its grants.
+pub fn family_record(family: &str) -> String {
+    format!("lt:refresh-family-record:{{{family}}}")
+}
+
+/// The keys of a refresh-token family's grants that may still be live (and before the fifth
+/// session of 12-05, of its refresh tokens), by family id: written by earlier releases, whose
+/// families carried no record of their own; read at a revocation until they expire.
 pub fn token_family(family: &str) -> String {
     format!("lt:family:{{{family}}}")
 }
