@@ -438,10 +438,6 @@ impl Store for MemoryStore {
                         s.remove(&key, now);
                         false
                     }
-                    Write::SetRemove { key, member } => {
-                        s.remove_member(&key, &member, now);
-                        false
-                    }
                     Write::Touch { key, ttl } => s.expire(&key, ttl, now).unwrap_or(false),
                 };
             }

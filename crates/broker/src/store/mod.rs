@@ -59,8 +59,6 @@ pub enum Write {
         member: String,
         ttl: Duration,
     },
-    /// As [`Store::set_remove`].
-    SetRemove { key: String, member: String },
     /// As [`Store::delete`].
     Delete { key: String },
     /// As [`Store::touch`] (a missing key stays missing).
@@ -108,7 +106,7 @@ pub trait Store: Send + Sync + 'static {
     /// Redis: one MULTI/EXEC; a Cluster, whose keys lie in different slots: the commands at
     /// once). Once it returns `Ok` every write is done — a read that follows sees them all; after
     /// an error some may be done. Their order is not promised: writes to one key must not depend
-    /// on it (a set's additions and removals of different members do not).
+    /// on it.
     async fn write_all(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// [`Store::write_all`], then the value at `key` as it is once every write is done: in the
     /// same round trip where the backend can (a standalone Redis: the `GET` ends the MULTI). For
@@ -302,11 +300,6 @@ impl Batch<'_> {
 
     pub fn delete(&mut self, key: String) -> &mut Self {
         self.writes.push(Write::Delete { key });
-        self
-    }
-
-    pub fn set_remove(&mut self, key: String, member: String) -> &mut Self {
-        self.writes.push(Write::SetRemove { key, member });
         self
     }
 

@@ -339,9 +339,6 @@ fn push(pipe: &mut Pipeline, write: &Write) {
         Write::Delete { key } => {
             pipe.cmd("DEL").arg(key).ignore();
         }
-        Write::SetRemove { key, member } => {
-            pipe.cmd("SREM").arg(key).arg(member).ignore();
-        }
         Write::Touch { key, ttl } => {
             pipe.cmd("PEXPIRE").arg(key).arg(millis(*ttl)).ignore();
         }
