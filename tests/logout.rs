@@ -73,6 +73,7 @@ fn cookie_for(jar: &reqwest::cookie::Jar, url: &str, name: &str) -> Option<Strin
 }
 
 const UPSTREAM_COOKIE: &str = "lienthong_upstream";
+const SESSION_COOKIE: &str = "lienthong_sso";
 
 fn logout_url(env: &Env, params: &[(&str, &str)]) -> String {
     let mut url = url::Url::parse(&format!("{}/logout", env.issuer)).unwrap();
@@ -376,4 +377,112 @@ async fn an_id_token_hint_alone_ends_its_session_from_another_browser() {
         q["error"], "login_required",
         "the session named by the hint ended"
     );
+}
+
+/// The session cookie is `<sid>.<secret>`: the `sid`, which every system's ID tokens carry,
+/// finds the session, and only the secret opens it.
+#[tokio::test]
+async fn a_session_cookie_opens_its_session_only_with_its_secret() {
+    let env = Env::start().await;
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = Browser::with_jar(jar.clone());
+    let a = tokens(&env, &browser, &AuthRequest::new(PORTAL_A), AN).await;
+    let sid = jwt_claims(a["id_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = cookie_for(&jar, &env.issuer, SESSION_COOKIE).expect("the session cookie");
+    let (in_cookie, secret) = cookie.split_once('.').expect("<sid>.<secret>");
+    assert_eq!(in_cookie, sid);
+    let silent = |env: &Env, browser: &Browser| {
+        let req = AuthRequest::new(PORTAL_B).with("prompt", "none");
+        let url = req.url(&env.issuer);
+        let browser = browser.http.clone();
+        async move { query(&location(&browser.get(url).send().await.unwrap())) }
+    };
+    let url = url::Url::parse(&env.issuer).unwrap();
+    for forged in [
+        format!("{sid}.{}", lienthong_protocol::secret::random_token(32)),
+        format!("{sid}."),
+        sid.clone(),
+        secret.to_owned(),
+    ] {
+        let other = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        other.add_cookie_str(&format!("{SESSION_COOKIE}={forged}; Path=/"), &url);
+        let q = silent(&env, &Browser::with_jar(other)).await;
+        assert_eq!(q["error"], "login_required", "{forged}");
+    }
+    let q = silent(&env, &browser).await;
+    assert!(q.contains_key("code"), "the citizen's own browser: {q:?}");
+}
+
+/// A session written by the release before — the cookie a secret alone, the session under its
+/// hash, an index from its `sid` — still signs the citizen in by its cookie, and a sign-out by
+/// `id_token_hint` alone still finds and ends it.
+#[tokio::test]
+async fn a_session_of_an_earlier_release_is_still_found_by_its_cookie_and_its_sid() {
+    use lienthong_broker::session::SsoSession;
+    use lienthong_broker::store::{Sealer, Store, keys};
+
+    let env = Env::with(Options {
+        shared_keys: true,
+        ..Options::default()
+    })
+    .await;
+    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let a = tokens(&env, &Browser::new(), &AuthRequest::new(PORTAL_A), AN).await;
+    let sid = jwt_claims(a["id_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The session as the earlier release kept it.
+    let stored = env.store.take(&keys::session(&sid)).await.unwrap();
+    let mut session: SsoSession = sealer
+        .decode(&keys::session(&sid), stored)
+        .expect("the session opens");
+    session.cookie = String::new();
+    let secret = lienthong_protocol::secret::random_token(32);
+    let key = keys::sso_session(&secret);
+    let ttl = std::time::Duration::from_secs(600);
+    env.store
+        .put(&key, sealer.encode(&key, &session), ttl)
+        .await
+        .unwrap();
+    env.store
+        .put(&keys::session_by_sid(&sid), key.clone().into_bytes(), ttl)
+        .await
+        .unwrap();
+
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(
+        &format!("{SESSION_COOKIE}={secret}; Path=/"),
+        &url::Url::parse(&env.issuer).unwrap(),
+    );
+    let browser = Browser::with_jar(jar);
+    let silent = AuthRequest::new(PORTAL_B).with("prompt", "none");
+    let q = query(&location(&browser.get(&silent.url(&env.issuer)).await));
+    assert!(
+        q.contains_key("code"),
+        "signed in by the earlier cookie: {q:?}"
+    );
+    // Signed out from a browser without the cookie, by the ID token's `sid`.
+    let r = Browser::new()
+        .get(&logout_url(
+            &env,
+            &[("id_token_hint", a["id_token"].as_str().unwrap())],
+        ))
+        .await;
+    assert!(onward(r).await.starts_with(&env.idp.issuer));
+    assert_eq!(
+        env.store.get(&key).await.unwrap(),
+        None,
+        "the session ended"
+    );
+    assert_eq!(
+        env.store.get(&keys::session_by_sid(&sid)).await.unwrap(),
+        None,
+        "with its index"
+    );
+    let q = query(&location(&browser.get(&silent.url(&env.issuer)).await));
+    assert_eq!(q["error"], "login_required");
 }

@@ -445,16 +445,17 @@ async fn logins_hop_between_nodes(store_url: &str, tag: &str) {
 
     // The session record in Redis holds no upstream ID token: that travels sealed in the
     // browser's cookie for the sign-out endpoint (sealed by node B at the callback).
-    let session_key = store
-        .get(&keys::session_by_sid(&sid))
-        .await
-        .unwrap()
-        .expect("the sid's index");
+    let session_key = keys::session(&sid);
     let record = store
-        .get(std::str::from_utf8(&session_key).unwrap())
+        .get(&session_key)
         .await
         .unwrap()
-        .expect("the session record");
+        .expect("the session record, under its sid");
+    assert_eq!(
+        store.get(&keys::session_by_sid(&sid)).await.unwrap(),
+        None,
+        "no index beside it"
+    );
 
     // Signing out at node A ends the session for node B too, every system hears of it, and
     // the national IdP gets back its own ID token as the hint.

@@ -105,6 +105,7 @@ pub async fn callback(
             auth_time: login.auth_time.unwrap_or(now),
             amr: login.amr,
             created_at: now,
+            cookie: String::new(),
             upstream_id_token: None,
         };
         let level = session.level;

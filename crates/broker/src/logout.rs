@@ -141,7 +141,10 @@ async fn logout(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
         let live = match inner.current_session(&jar).await? {
             Some(live) => Some(live),
             None => match hint.as_ref().and_then(|(_, sid)| sid.as_deref()) {
-                Some(sid) => inner.session_by_sid(sid).await?,
+                Some(sid) => match inner.session_by_sid(sid).await? {
+                    Some(live) => Some(live),
+                    None => inner.earlier_session_by_sid(sid).await?,
+                },
                 None => None,
             },
         };

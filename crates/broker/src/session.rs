@@ -1,9 +1,17 @@
 //! The SSO session: one per citizen's browser, shared by every provincial system.
 //!
-//! The browser holds only a random cookie; the store holds the session under the cookie's hash,
-//! with a TTL that is the idle limit, capped by the absolute limit counted from sign-in. The
-//! session's public `sid` (in ID tokens) is a separate random value, so a token never reveals
-//! the cookie.
+//! The browser holds a cookie `<sid>.<secret>`: the session's public id (the `sid` claim of its
+//! ID tokens) and 32 random bytes. The Store holds the session under its `sid`, with the
+//! secret's digest, and a TTL that is the idle limit, capped by the absolute limit counted from
+//! sign-in: a cookie opens the session only with the secret, and a token, which carries the
+//! `sid` alone, never reveals it. One key a session: a sign-out by `sid` (no cookie) and a
+//! refresh reading the citizen's current identity find it directly, as the session's client
+//! set beside it.
+//!
+//! Sessions of earlier releases — the cookie a secret alone, the session under its hash and an
+//! index from `sid` to that key — are still read, until the last of them ends (one absolute
+//! session lifetime after an upgrade). A cookie of this release shown to a node of an earlier
+//! one during a rolling update is not found there: the citizen signs in upstream again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,7 +19,7 @@ use std::time::Duration;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use lienthong_protocol::secret::{random_token, sha256_b64url};
+use lienthong_protocol::secret::{constant_time_eq, random_token, sha256_b64url};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::CitizenIdentity;
@@ -29,6 +37,10 @@ pub struct SsoSession {
     pub auth_time: u64,
     pub amr: Vec<String>,
     pub created_at: u64,
+    /// The SHA-256 of the secret in the browser's cookie; empty in a session of an earlier
+    /// release, whose key is the cookie's hash.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cookie: String,
     /// The upstream ID token, for ending the upstream session at logout, where it is not in
     /// the browser's cookie ([`Inner::keep_upstream_id_token`]): too long for one, or a session
     /// written by an earlier release.
@@ -108,9 +120,13 @@ impl Inner {
         let Some(cookie) = jar.get(self.session_cookie_name()) else {
             return Ok(None);
         };
-        let key = keys::sso_session(cookie.value());
+        let (key, digest) = match cookie.value().split_once('.') {
+            Some((sid, secret)) => (keys::session(sid), Some(sha256_b64url(secret))),
+            None => (keys::sso_session(cookie.value()), None),
+        };
         let session: Option<SsoSession> = self.store.get(&key).await?;
         Ok(session
+            .filter(|s| digest.is_none_or(|d| constant_time_eq(&d, &s.cookie)))
             .filter(|s| self.session_ttl(s).is_some())
             .map(|session| LiveSession::stored(key, session)))
     }
@@ -122,17 +138,19 @@ impl Inner {
     /// own ([`Inner::save_session_alone`]), so the citizen stays signed in for the other
     /// systems. The session is written once; what changes later (its clients, its idle
     /// deadline) changes without rewriting it.
-    pub fn open_session<'c>(&self, session: SsoSession) -> (LiveSession, Cookie<'c>) {
+    pub fn open_session<'c>(&self, mut session: SsoSession) -> (LiveSession, Cookie<'c>) {
         let secret = random_token(32);
+        session.cookie = sha256_b64url(&secret);
+        let value = format!("{}.{secret}", session.sid);
         let live = LiveSession {
-            key: keys::sso_session(&secret),
+            key: keys::session(&session.sid),
             session,
             unsaved: AtomicBool::new(true),
         };
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
         (
             live,
-            self.cookie(self.session_cookie_name().to_owned(), secret, absolute),
+            self.cookie(self.session_cookie_name().to_owned(), value, absolute),
         )
     }
 
@@ -213,9 +231,8 @@ impl Inner {
         )
     }
 
-    /// Adds a session [`Inner::open_session`] opened to `batch`, unless an earlier batch took it:
-    /// the record and the index logout by `sid` will need (it holds only the key, a hash, no
-    /// personal data). Returns whether it did.
+    /// Adds a session [`Inner::open_session`] opened to `batch`, unless an earlier batch took it.
+    /// Returns whether it did.
     pub fn save_session(&self, batch: &mut Batch<'_>, live: &LiveSession) -> bool {
         if !live.unsaved.swap(false, Ordering::AcqRel) {
             return false;
@@ -223,12 +240,7 @@ impl Inner {
         let ttl = self
             .session_ttl(&live.session)
             .unwrap_or(Duration::from_secs(1));
-        let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
-        batch.put(live.key.clone(), &live.session, ttl).put_raw(
-            keys::session_by_sid(&live.session.sid),
-            live.key.clone().into_bytes(),
-            absolute,
-        );
+        batch.put(live.key.clone(), &live.session, ttl);
         self.metrics.session_opened();
         true
     }
@@ -262,9 +274,21 @@ impl Inner {
         }
     }
 
-    /// The session with public id `sid`, found through the index (logout with an
-    /// `id_token_hint` from a browser that lost its cookie).
+    /// The session with public id `sid` (a refresh reading the citizen's current identity;
+    /// logout with an `id_token_hint` from a browser that lost its cookie).
     pub async fn session_by_sid(&self, sid: &str) -> Result<Option<LiveSession>, StoreError> {
+        let key = keys::session(sid);
+        let session: Option<SsoSession> = self.store.get(&key).await?;
+        Ok(session.map(|session| LiveSession::stored(key, session)))
+    }
+
+    /// A session of an earlier release with public id `sid`, found through the index that
+    /// release wrote beside it: for logout, which must end it. (A refresh does without: the
+    /// family's record holds the citizen's identity.)
+    pub async fn earlier_session_by_sid(
+        &self,
+        sid: &str,
+    ) -> Result<Option<LiveSession>, StoreError> {
         let Some(key) = self.store.raw().get(&keys::session_by_sid(sid)).await? else {
             return Ok(None);
         };
@@ -283,13 +307,15 @@ impl Inner {
             .await
     }
 
-    /// Ends a session: the record and its index. (Its client list stays until it expires, for
-    /// logout to read.)
+    /// Ends a session: the record, and an earlier release's index beside it. (Its client list
+    /// stays until it expires, for logout to read.)
     pub async fn end_session(&self, live: &LiveSession) -> Result<(), StoreError> {
-        self.store.delete(&live.key).await?;
-        self.store
-            .delete(&keys::session_by_sid(&live.session.sid))
-            .await
+        let mut batch = self.store.batch();
+        batch.delete(live.key.clone());
+        if live.key != keys::session(&live.session.sid) {
+            batch.delete(keys::session_by_sid(&live.session.sid));
+        }
+        self.store.write(batch).await
     }
 }
 

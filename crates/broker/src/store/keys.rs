@@ -13,7 +13,14 @@ pub fn pending_login(state: &str) -> String {
     format!("lt:pending:{{{}}}", sha256_b64url(state))
 }
 
-/// An SSO session, by the browser's cookie.
+/// An SSO session, by its public `sid` (the browser's cookie is `<sid>.<secret>`, and the
+/// record holds the secret's digest). Its client set shares its slot.
+pub fn session(sid: &str) -> String {
+    format!("lt:session:{{{sid}}}")
+}
+
+/// An SSO session of a release before the sixth session of 12-05, by the browser's cookie (then
+/// a secret alone): read, no longer written.
 pub fn sso_session(cookie: &str) -> String {
     format!("lt:sso:{{{}}}", sha256_b64url(cookie))
 }
@@ -23,7 +30,8 @@ pub fn session_clients(sid: &str) -> String {
     format!("lt:sso-clients:{{{sid}}}")
 }
 
-/// The session key of a `sid`: the index that logout by `sid` needs.
+/// The key of a session of an earlier release ([`sso_session`]), by its `sid`: the index that
+/// release wrote beside each session for logout by `sid`. Read, no longer written.
 pub fn session_by_sid(sid: &str) -> String {
     format!("lt:sid:{{{sid}}}")
 }
@@ -119,5 +127,6 @@ mod tests {
         assert_eq!(slot_tag(&a), slot_tag(&b));
         assert!(!a.contains("secret-code"));
         assert!(!sso_session("cookie-value").contains("cookie-value"));
+        assert_eq!(slot_tag(&session("sid")), slot_tag(&session_clients("sid")));
     }
 }
