@@ -25,13 +25,14 @@ async fn bench(env: &Env, workload: &str, first_citizen: &str, extra: &[&str]) -
         "12",
         "--concurrency",
         "3",
-        "--duration-secs",
-        "60",
         "--first-citizen",
         first_citizen,
     ]
     .map(str::to_owned)
     .into();
+    if !extra.contains(&"--duration-secs") {
+        args.extend(["--duration-secs".to_owned(), "60".to_owned()]);
+    }
     args.extend(extra.iter().map(|a| a.to_string()));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
@@ -100,4 +101,19 @@ async fn bench_with_a_rate_starts_each_operation_at_its_time() {
         .and_then(|r| r.parse().ok())
         .unwrap_or_else(|| panic!("a rate line in:\n{out}"));
     assert!(achieved <= 43.7, "paced at the offered rate: {out}");
+    assert!(!out.contains("stopped by"), "{out}");
+    // Offered at 4 a second for one second: the four scheduled before the deadline are done,
+    // and the report says the run stopped short of its count.
+    let out = bench(
+        &env,
+        "userinfo",
+        "0",
+        &["--rate", "4", "--duration-secs", "1"],
+    )
+    .await;
+    assert!(out.contains(" 4 ok, 0 failed"), "{out}");
+    assert!(
+        out.contains("stopped by --duration-secs 1 before --logins 12: 4 done"),
+        "{out}"
+    );
 }

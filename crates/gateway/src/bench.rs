@@ -405,6 +405,15 @@ fn report(
     if let Some(offered) = args.rate {
         println!("  offered: {offered:.1} {unit}/s (latency from each one's scheduled start)");
     }
+    let done = ok + outcome.errors.values().sum::<usize>();
+    if done < args.logins {
+        // Said plainly: a run cut short holds fewer sessions than asked for, and its memory
+        // figures measure that many.
+        println!(
+            "  stopped by --duration-secs {} before --logins {}: {done} done",
+            args.duration_secs, args.logins
+        );
+    }
     let l = &outcome.latencies;
     println!(
         "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
