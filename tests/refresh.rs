@@ -211,9 +211,9 @@ async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_n
     );
 }
 
-/// However often a family rotates, it keeps one refresh token and the access tokens still live
-/// (four at most): a used token leaves nothing behind, and its set drops the access tokens that
-/// expired, or that a burst of rotations put past the fourth.
+/// However often a family rotates, it keeps one record naming one refresh token and the access
+/// tokens still live (four at most): a used token leaves nothing behind, and the record drops
+/// the access tokens that expired, or that a burst of rotations put past the fourth.
 #[tokio::test]
 async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
     use lienthong_broker::refresh::RefreshRecord;
