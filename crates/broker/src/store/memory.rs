@@ -65,21 +65,35 @@ struct Entry {
     scheduled: Deadline,
 }
 
-/// What a key holds: like Redis, a value, a set or a counter.
+/// What a key holds: like Redis, a value, a set or a counter. Boxed slices rather than vectors
+/// (no capacity beside the length): every entry's slot in the map is 8 bytes smaller.
 enum Data {
-    Bytes(Vec<u8>),
-    /// Sorted, without duplicates. Sets here are small (a session's clients, a refresh-token
-    /// family), where a vector costs a fraction of a tree's nodes.
-    Set(Vec<Box<str>>),
+    Bytes(Box<[u8]>),
+    /// Sorted, without duplicates. Sets here are small (a session's clients), where a slice
+    /// rebuilt at each addition costs a fraction of a tree's nodes.
+    Set(Box<[Box<str>]>),
     Counter(u64),
 }
 
 impl Data {
-    fn bytes(&self) -> Option<&Vec<u8>> {
+    fn bytes(&self) -> Option<&[u8]> {
         match self {
             Data::Bytes(b) => Some(b),
             _ => None,
         }
+    }
+
+    fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Data::Bytes(b) => Some(b.into_vec()),
+            _ => None,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Data {
+    fn from(value: Vec<u8>) -> Self {
+        Data::Bytes(value.into_boxed_slice())
     }
 }
 
@@ -281,11 +295,13 @@ impl State {
         }) = self.entries.get_mut(key).filter(|e| e.expires_at > now)
         {
             if let Err(at) = members.binary_search_by(|m| (**m).cmp(member)) {
-                members.insert(at, member.into());
+                let mut grown = std::mem::take(members).into_vec();
+                grown.insert(at, member.into());
+                *members = grown.into_boxed_slice();
             }
             return self.expire(key, ttl, now).unwrap_or(false);
         }
-        self.insert(key, Data::Set(vec![member.into()]), ttl, now)
+        self.insert(key, Data::Set(Box::new([member.into()])), ttl, now)
     }
 
     /// Removes `member` from the live set at `key`, if it is there.
@@ -297,7 +313,9 @@ impl State {
             .map(|e| &mut e.value)
             && let Ok(at) = members.binary_search_by(|m| (**m).cmp(member))
         {
-            members.remove(at);
+            let mut shrunk = std::mem::take(members).into_vec();
+            shrunk.remove(at);
+            *members = shrunk.into_boxed_slice();
         }
     }
 }
@@ -322,7 +340,7 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
-        self.with_state(|s, now| ((), s.insert(key, Data::Bytes(value), ttl, now)));
+        self.with_state(|s, now| ((), s.insert(key, value.into(), ttl, now)));
         Ok(())
     }
 
@@ -331,14 +349,15 @@ impl Store for MemoryStore {
             if s.live(key, now).is_some() {
                 return (false, false);
             }
-            (true, s.insert(key, Data::Bytes(value), ttl, now))
+            (true, s.insert(key, value.into(), ttl, now))
         }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.with_state(|s, now| {
             (
-                s.live(key, now).and_then(|e| e.value.bytes().cloned()),
+                s.live(key, now)
+                    .and_then(|e| e.value.bytes().map(<[u8]>::to_vec)),
                 false,
             )
         }))
@@ -346,10 +365,7 @@ impl Store for MemoryStore {
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.with_state(|s, now| {
-            let taken = s.remove(key, now).and_then(|e| match e.value {
-                Data::Bytes(b) => Some(b),
-                _ => None,
-            });
+            let taken = s.remove(key, now).and_then(|e| e.value.into_bytes());
             (taken, false)
         }))
     }
@@ -367,18 +383,15 @@ impl Store for MemoryStore {
         marker_ttl: Duration,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         // One critical section: nobody can see the key gone and the marker not yet there.
-        Ok(self.with_state(|s, now| {
-            match s.remove(key, now).and_then(|e| match e.value {
-                Data::Bytes(b) => Some(b),
-                _ => None,
-            }) {
+        Ok(self.with_state(
+            |s, now| match s.remove(key, now).and_then(|e| e.value.into_bytes()) {
                 Some(value) => {
-                    let wake = s.insert(marker_key, Data::Bytes(marker), marker_ttl, now);
+                    let wake = s.insert(marker_key, marker.into(), marker_ttl, now);
                     (Some(value), wake)
                 }
                 None => (None, false),
-            }
-        }))
+            },
+        ))
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
@@ -432,7 +445,7 @@ impl Store for MemoryStore {
             let mut wake = false;
             for write in writes {
                 wake |= match write {
-                    Write::Put { key, value, ttl } => s.insert(&key, Data::Bytes(value), ttl, now),
+                    Write::Put { key, value, ttl } => s.insert(&key, value.into(), ttl, now),
                     Write::SetAdd { key, member, ttl } => s.add_member(&key, &member, ttl, now),
                     Write::Delete { key } => {
                         s.remove(&key, now);
