@@ -416,13 +416,13 @@ async fn a_session_cookie_opens_its_session_only_with_its_secret() {
     assert!(q.contains_key("code"), "the citizen's own browser: {q:?}");
 }
 
-/// A session written by the release before — the cookie a secret alone, the session under its
-/// hash, an index from its `sid` — still signs the citizen in by its cookie, and a sign-out by
-/// `id_token_hint` alone still finds and ends it.
+/// A session written by an earlier release — the cookie a secret alone, the session under its
+/// hash, in JSON, an index from its `sid` — still signs the citizen in by its cookie, and a
+/// sign-out by `id_token_hint` alone still finds and ends it.
 #[tokio::test]
 async fn a_session_of_an_earlier_release_is_still_found_by_its_cookie_and_its_sid() {
     use lienthong_broker::session::SsoSession;
-    use lienthong_broker::store::{Sealer, Store, keys};
+    use lienthong_broker::store::{Record, Sealer, Store, keys};
 
     let env = Env::with(Options {
         shared_keys: true,
@@ -444,10 +444,9 @@ async fn a_session_of_an_earlier_release_is_still_found_by_its_cookie_and_its_si
     let secret = lienthong_protocol::secret::random_token(32);
     let key = keys::sso_session(&secret);
     let ttl = std::time::Duration::from_secs(600);
-    env.store
-        .put(&key, sealer.encode(&key, &session), ttl)
-        .await
-        .unwrap();
+    let json = serde_json::to_vec(&session).unwrap();
+    let earlier = sealer.seal(&key, SsoSession::JSON_VERSION.unwrap(), &json);
+    env.store.put(&key, earlier, ttl).await.unwrap();
     env.store
         .put(&keys::session_by_sid(&sid), key.clone().into_bytes(), ttl)
         .await

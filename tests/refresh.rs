@@ -312,12 +312,12 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
 /// Refresh tokens written by earlier releases are still rotated, and their reuse still revokes
 /// the family: a bare secret with its family in an index key beside it, then
 /// `<family>.<secret>` (both known used by the marker they leave), then that form tagged
-/// without the client (known used by its tag); each with its record under the token's hash and
-/// its family's keys in a set.
+/// without the client (known used by its tag); each with its record under the token's hash, in
+/// JSON, and its family's keys in a set.
 #[tokio::test]
 async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family() {
     use lienthong_broker::refresh::RefreshRecord;
-    use lienthong_broker::store::{Sealer, Store, keys};
+    use lienthong_broker::store::{Record, Sealer, Store, keys};
 
     let env = Env::with(Options {
         shared_keys: true,
@@ -346,10 +346,9 @@ async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family()
         };
         let ttl = Duration::from_secs(3600);
         let key = keys::refresh_token(&old);
-        env.store
-            .put(&key, sealer.encode(&key, &record), ttl)
-            .await
-            .unwrap();
+        let json = serde_json::to_vec(&record).unwrap();
+        let earlier = sealer.seal(&key, RefreshRecord::JSON_VERSION.unwrap(), &json);
+        env.store.put(&key, earlier, ttl).await.unwrap();
         if form == "bare" {
             env.store
                 .put(&keys::refresh_family(&old), family.as_bytes().to_vec(), ttl)

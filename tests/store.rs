@@ -28,6 +28,7 @@ async fn conforms(store: Arc<dyn Store>) {
     a_batch_does_each_write_as_alone(&*store).await;
     a_read_that_ends_a_batch_sees_every_write(&*store).await;
     records_of_an_unknown_version_read_as_absent(store.clone()).await;
+    records_an_earlier_release_wrote_in_json_still_read(store.clone()).await;
     store.ping().await.unwrap();
 }
 
@@ -272,6 +273,47 @@ struct V2 {
 impl Record for V2 {
     const KIND: &'static str = "test";
     const VERSION: u8 = 2;
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone)]
+struct Carried {
+    citizen_id: String,
+    auth_time: u64,
+}
+impl Record for Carried {
+    const KIND: &'static str = "test";
+    const VERSION: u8 = 5;
+    const JSON_VERSION: Option<u8> = Some(4);
+}
+
+/// A record as a release before postcard wrote it — JSON, sealed at its `JSON_VERSION` — still
+/// reads; this release writes postcard (no field names) at `VERSION`, and reads JSON at no
+/// other version.
+async fn records_an_earlier_release_wrote_in_json_still_read(store: Arc<dyn Store>) {
+    let records = Records::new(store.clone(), Sealer::generate());
+    let (k, ttl) = (fresh("json-record"), Duration::from_secs(30));
+    let v = Carried {
+        citizen_id: "001085004512".into(),
+        auth_time: 1_764_979_200,
+    };
+    let json = serde_json::to_vec(&v).unwrap();
+    let earlier = records.sealer().seal(&k, 4, &json);
+    store.put(&k, earlier, ttl).await.unwrap();
+    assert_eq!(records.get::<Carried>(&k).await.unwrap(), Some(v.clone()));
+
+    records.put(&k, &v, ttl).await.unwrap();
+    let raw = store.get(&k).await.unwrap().unwrap();
+    assert_eq!(raw[0], Carried::VERSION);
+    let plain = records.sealer().open(&k, Carried::VERSION, &raw).unwrap();
+    assert!(
+        !plain.windows(9).any(|w| w == b"auth_time") && plain.len() < json.len() / 2,
+        "postcard, without the names: {plain:?}"
+    );
+    assert_eq!(records.get::<Carried>(&k).await.unwrap(), Some(v));
+
+    let json_at_current = records.sealer().seal(&k, Carried::VERSION, &json);
+    store.put(&k, json_at_current, ttl).await.unwrap();
+    assert_eq!(records.get::<Carried>(&k).await.unwrap(), None);
 }
 
 /// A read that ends a batch (a code's marker after its grant is written) sees the key as it is

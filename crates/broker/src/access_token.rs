@@ -30,17 +30,18 @@ pub struct Grant {
     pub client_id: String,
     pub sub: String,
     pub scopes: Vec<String>,
+    #[serde(with = "crate::store::record::json_map")]
     pub claims: Map<String, Value>,
     /// The token's [`token_digest`], by which it is recognised without checking its signature
     /// again. Absent from grants written before it was kept: their tokens are checked by
     /// signature.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }
 
 impl Record for Grant {
     const KIND: &'static str = "grant";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const JSON_VERSION: Option<u8> = Some(1);
 }
 
 impl Grant {

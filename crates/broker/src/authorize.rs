@@ -33,7 +33,8 @@ pub struct PendingLogin {
 
 impl Record for PendingLogin {
     const KIND: &'static str = "pending login";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const JSON_VERSION: Option<u8> = Some(1);
 }
 
 pub async fn get(

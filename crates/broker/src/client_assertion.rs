@@ -33,7 +33,8 @@ struct Used;
 
 impl Record for Used {
     const KIND: &'static str = "used client assertion";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const JSON_VERSION: Option<u8> = Some(1);
 }
 
 /// Why an assertion was refused: for the log. The client only ever hears `invalid_client`.

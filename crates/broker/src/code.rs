@@ -25,6 +25,7 @@ pub struct CodeRecord {
     pub nonce: Option<String>,
     pub scopes: Vec<String>,
     pub sub: String,
+    #[serde(with = "crate::store::record::json_map")]
     pub claims: Map<String, Value>,
     pub acr: String,
     pub amr: Vec<String>,
@@ -37,7 +38,8 @@ pub struct CodeRecord {
 
 impl Record for CodeRecord {
     const KIND: &'static str = "authorization code";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
+    const JSON_VERSION: Option<u8> = Some(2);
 }
 
 /// What a redeemed code leaves behind: the grant it produced, and whether a second
@@ -52,7 +54,8 @@ pub struct CodeSpent {
 
 impl Record for CodeSpent {
     const KIND: &'static str = "spent code";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
+    const JSON_VERSION: Option<u8> = Some(2);
 }
 
 /// Step 8: a one-time code bound to the client, redirect URI, PKCE challenge, nonce and session.

@@ -38,7 +38,8 @@ pub struct PendingConsent {
 
 impl Record for PendingConsent {
     const KIND: &'static str = "pending consent";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
+    const JSON_VERSION: Option<u8> = Some(2);
 }
 
 /// The citizen's key in the consent records: the upstream identity's hash, never a number.

@@ -12,22 +12,14 @@ pub struct CitizenIdentity {
     /// itself can change.
     pub issuer: String,
     pub subject: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub citizen_id: Option<CitizenId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy_id: Option<LegacyCmnd>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `YYYY-MM-DD`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthdate: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gender: Option<Sex>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
 }
 

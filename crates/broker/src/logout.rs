@@ -50,7 +50,8 @@ struct PendingLogout {
 
 impl Record for PendingLogout {
     const KIND: &'static str = "pending logout";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const JSON_VERSION: Option<u8> = Some(1);
 }
 
 #[derive(Deserialize)]

@@ -76,7 +76,8 @@ pub struct RefreshRecord {
 
 impl Record for RefreshRecord {
     const KIND: &'static str = "refresh token";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const JSON_VERSION: Option<u8> = Some(1);
 }
 
 /// What a used refresh token of an earlier release leaves behind: only that it was used.
@@ -85,7 +86,8 @@ pub struct RefreshSpent {}
 
 impl Record for RefreshSpent {
     const KIND: &'static str = "spent refresh token";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const JSON_VERSION: Option<u8> = Some(1);
 }
 
 pub(crate) fn store_error(e: StoreError) -> OAuthError {

@@ -39,18 +39,18 @@ pub struct SsoSession {
     pub created_at: u64,
     /// The SHA-256 of the secret in the browser's cookie; empty in a session of an earlier
     /// release, whose key is the cookie's hash.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub cookie: String,
     /// The upstream ID token, for ending the upstream session at logout, where it is not in
     /// the browser's cookie ([`Inner::keep_upstream_id_token`]): too long for one, or a session
     /// written by an earlier release.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_id_token: Option<String>,
 }
 
 impl Record for SsoSession {
     const KIND: &'static str = "SSO session";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+    const JSON_VERSION: Option<u8> = Some(1);
 }
 
 /// The sealed form of the upstream ID token in its cookie.

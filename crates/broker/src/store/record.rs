@@ -1,10 +1,17 @@
 //! How a typed record becomes bytes in the Store, and back.
 //!
-//! Every value is `[schema version][nonce][AES-256-GCM ciphertext of its JSON]`, sealed with the
-//! `[store] sealing_key` and bound to the key it is stored under (the key is the AEAD's
+//! Every value is `[schema version][nonce][AES-256-GCM ciphertext of its encoding]`, sealed with
+//! the `[store] sealing_key` and bound to the key it is stored under (the key is the AEAD's
 //! associated data, so a value copied under another key does not open). Personal data — the
 //! ID number, the claims, the upstream ID token — thus never leaves the process in clear, even
 //! into a Redis shared by several nodes.
+//!
+//! The encoding is postcard: the fields in their declared order, without their names, integers
+//! as varints. A session or a refresh-token family is held for hours, a hundred thousand of them
+//! on a busy node, and in JSON about half of each was field names and punctuation. The releases
+//! before the seventh session of 12-05 wrote JSON, each record at the version its
+//! [`Record::JSON_VERSION`] names: read still, never written, until the last of them expires.
+//! A claims map (JSON by nature) travels inside as its JSON text ([`json_map`]).
 //!
 //! The same key, through a key derived from it, also tags what the broker hands out and must
 //! later know for its own without keeping a record of each (a refresh token, whose reuse is
@@ -22,10 +29,15 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A type kept in the Store. `VERSION` changes whenever its stored form does.
+/// A type kept in the Store.
 pub trait Record: Serialize + DeserializeOwned {
     const KIND: &'static str;
+    /// The version of its stored form, in postcard. Fields have no names there, so it changes
+    /// whenever a field is added, removed, moved or retyped, or an enum's variants are; a
+    /// `#[serde(skip_serializing_if)]` would make a value unreadable.
     const VERSION: u8;
+    /// The version an earlier release wrote it at, in JSON: read, never written.
+    const JSON_VERSION: Option<u8> = None;
 }
 
 /// The sealing key, and the tagging key derived from it.
@@ -127,15 +139,21 @@ impl Sealer {
     }
 
     pub fn encode<T: Record>(&self, key: &str, value: &T) -> Vec<u8> {
-        let json = serde_json::to_vec(value).expect("records serialize");
-        self.seal(key, T::VERSION, &json)
+        let plain = postcard::to_stdvec(value).expect("records serialize");
+        self.seal(key, T::VERSION, &plain)
     }
 
     pub fn decode<T: Record>(&self, key: &str, bytes: Option<Vec<u8>>) -> Option<T> {
         let bytes = bytes?;
-        let decoded = self
-            .open(key, T::VERSION, &bytes)
-            .and_then(|plain| serde_json::from_slice(&plain).ok());
+        let decoded = match bytes.first().copied() {
+            Some(v) if v == T::VERSION => self
+                .open(key, v, &bytes)
+                .and_then(|plain| postcard::from_bytes(&plain).ok()),
+            Some(v) if Some(v) == T::JSON_VERSION => self
+                .open(key, v, &bytes)
+                .and_then(|plain| serde_json::from_slice(&plain).ok()),
+            _ => None,
+        };
         if decoded.is_none() {
             // Never the value itself: it may be personal data.
             tracing::warn!(
@@ -146,6 +164,31 @@ impl Sealer {
             );
         }
         decoded
+    }
+}
+
+/// `#[serde(with = "json_map")]` for a claims map: in JSON (an earlier release's records) the
+/// map itself; in postcard, which cannot carry JSON's self-describing values, its JSON text.
+pub mod json_map {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    pub fn serialize<S: Serializer>(map: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            map.serialize(s)
+        } else {
+            s.serialize_str(&serde_json::to_string(map).map_err(serde::ser::Error::custom)?)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+        if d.is_human_readable() {
+            Map::deserialize(d)
+        } else {
+            let text = String::deserialize(d)?;
+            serde_json::from_str(&text).map_err(D::Error::custom)
+        }
     }
 }
 
