@@ -385,6 +385,57 @@ async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family()
     }
 }
 
+/// With `[store] record_encoding = "json"` (a rolling update from a release that reads JSON
+/// only) a node writes its records as that release did — JSON, at each one's `JSON_VERSION` —
+/// and everything still works on them: a session, a refresh family, a grant.
+#[tokio::test]
+async fn with_record_encoding_json_a_node_writes_what_an_earlier_release_reads() {
+    use lienthong_broker::refresh::RefreshRecord;
+    use lienthong_broker::session::SsoSession;
+    use lienthong_broker::store::{Record, Sealer, Store, keys};
+
+    let env = Env::with(Options {
+        shared_keys: true,
+        store_extra: Some("record_encoding = \"json\"".into()),
+        ..Options::default()
+    })
+    .await;
+    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let as_json = |key: &str, version: Option<u8>, raw: Option<Vec<u8>>| {
+        let raw = raw.unwrap_or_else(|| panic!("{key} is stored"));
+        assert_eq!(Some(raw[0]), version, "{key}: written at its JSON version");
+        let plain = sealer.open(key, raw[0], &raw).expect("it opens");
+        serde_json::from_slice::<Value>(&plain).expect("it is JSON")
+    };
+    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
+    let sid = jwt_payload(first["id_token"].as_str().unwrap())["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = keys::session(&sid);
+    let session = as_json(
+        &key,
+        SsoSession::JSON_VERSION,
+        env.store.get(&key).await.unwrap(),
+    );
+    assert_eq!(session["sid"], sid.as_str());
+
+    let current = first["refresh_token"].as_str().unwrap();
+    let (status, next) = refresh(&env, PORTAL_A, current).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let family = current.split_once('.').unwrap().0;
+    let key = keys::family_record(family);
+    let record = as_json(
+        &key,
+        RefreshRecord::JSON_VERSION,
+        env.store.get(&key).await.unwrap(),
+    );
+    assert_eq!(record["family"], family);
+    assert_eq!(record["grants"].as_array().unwrap().len(), 2);
+    let access = next["access_token"].as_str().unwrap();
+    assert_eq!(userinfo_status(&env, access).await, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn only_systems_allowed_offline_access_get_or_use_refresh_tokens() {
     let env = Env::start().await;

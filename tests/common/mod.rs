@@ -111,6 +111,8 @@ pub struct Options {
     pub clock: Option<Arc<MockClock>>,
     /// Keep the signing keys in the directory, sealed with [`SEALING_KEY`], so they can rotate.
     pub shared_keys: bool,
+    /// More keys of the `[store]` table (with `shared_keys`).
+    pub store_extra: Option<String>,
     /// A `[limits]` section of the test's own (its keys, one per line).
     pub limits: Option<String>,
     /// More configuration, appended at the end (whole tables).
@@ -332,7 +334,10 @@ impl Env {
                 .map(|l| format!("[limits]\n{l}"))
                 .unwrap_or_default(),
             store = if o.shared_keys {
-                format!("[store]\nsealing_key = \"{SEALING_KEY}\"")
+                format!(
+                    "[store]\nsealing_key = \"{SEALING_KEY}\"\n{}",
+                    o.store_extra.as_deref().unwrap_or_default()
+                )
             } else {
                 String::new()
             },

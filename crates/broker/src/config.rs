@@ -453,6 +453,20 @@ pub struct StoreConfig {
     /// AES-256-GCM key, 32 bytes in base64, sealing every value the broker writes to the Store
     /// (and the shared signing keys it writes to the directory). Required with a shared Store.
     pub sealing_key: Option<Secret>,
+    /// How records are written: `postcard` (the default), or `json`, as the releases before
+    /// the seventh session of 12-05 wrote them — for a rolling update from such a release, while
+    /// its nodes, which read JSON only, share the Store. Every node reads both.
+    #[serde(default)]
+    pub record_encoding: RecordEncoding,
+}
+
+/// [`StoreConfig::record_encoding`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordEncoding {
+    #[default]
+    Postcard,
+    Json,
 }
 
 impl Default for StoreConfig {
@@ -460,6 +474,7 @@ impl Default for StoreConfig {
         Self {
             url: default_store_url(),
             sealing_key: None,
+            record_encoding: RecordEncoding::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use lienthong_adapter::policy::{LinkPolicy, RealmConfig};
 use lienthong_protocol::{PublicKeys, SharedClock, SystemClock};
 use std::time::Duration;
 
-use crate::config::{ClientAuthMethod, ClientConfig, Config};
+use crate::config::{ClientAuthMethod, ClientConfig, Config, RecordEncoding};
 use crate::keys::{self, KeyRing};
 use axum::http::StatusCode;
 
@@ -245,8 +245,9 @@ impl Broker {
             }
         };
         let metrics = Metrics::default();
-        let store = Records::new(store, sealer.unwrap_or_else(Sealer::generate))
-            .counting_errors(metrics.store_errors.clone());
+        let json = config.store.record_encoding == RecordEncoding::Json;
+        let sealer = sealer.unwrap_or_else(Sealer::generate).writing_json(json);
+        let store = Records::new(store, sealer).counting_errors(metrics.store_errors.clone());
         let tally = Tally::new(store.clone(), clock.clone());
         let broker = Self {
             inner: Arc::new(Inner {

@@ -10,7 +10,8 @@
 //! as varints. A session or a refresh-token family is held for hours, a hundred thousand of them
 //! on a busy node, and in JSON about half of each was field names and punctuation. The releases
 //! before the seventh session of 12-05 wrote JSON, each record at the version its
-//! [`Record::JSON_VERSION`] names: read still, never written, until the last of them expires.
+//! [`Record::JSON_VERSION`] names, and read nothing else: every node reads that form still, and
+//! writes it with `[store] record_encoding = "json"`, for a rolling update from such a release.
 //! A claims map (JSON by nature) travels inside as its JSON text ([`json_map`]).
 //!
 //! The same key, through a key derived from it, also tags what the broker hands out and must
@@ -36,7 +37,8 @@ pub trait Record: Serialize + DeserializeOwned {
     /// whenever a field is added, removed, moved or retyped, or an enum's variants are; a
     /// `#[serde(skip_serializing_if)]` would make a value unreadable.
     const VERSION: u8;
-    /// The version an earlier release wrote it at, in JSON: read, never written.
+    /// The version the releases before postcard wrote it at, in JSON: always read, written
+    /// only by a [`Sealer::writing_json`].
     const JSON_VERSION: Option<u8> = None;
 }
 
@@ -44,6 +46,8 @@ pub trait Record: Serialize + DeserializeOwned {
 pub struct Sealer {
     key: LessSafeKey,
     tag_key: hmac::Key,
+    /// Records are written in JSON at their `JSON_VERSION` (`[store] record_encoding = "json"`).
+    json: bool,
 }
 
 /// Bytes of HMAC-SHA256 a tag keeps: 128 bits, as many as a forger must guess.
@@ -71,7 +75,15 @@ impl Sealer {
         Self {
             key: LessSafeKey::new(unbound),
             tag_key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            json: false,
         }
+    }
+
+    /// Writes records in JSON, as the releases before postcard read them (a record without a
+    /// `JSON_VERSION` is still written in postcard). Reading is the same either way.
+    pub fn writing_json(mut self, json: bool) -> Self {
+        self.json = json;
+        self
     }
 
     /// From the configuration's base64 text.
@@ -139,8 +151,16 @@ impl Sealer {
     }
 
     pub fn encode<T: Record>(&self, key: &str, value: &T) -> Vec<u8> {
-        let plain = postcard::to_stdvec(value).expect("records serialize");
-        self.seal(key, T::VERSION, &plain)
+        match T::JSON_VERSION {
+            Some(version) if self.json => {
+                let plain = serde_json::to_vec(value).expect("records serialize");
+                self.seal(key, version, &plain)
+            }
+            _ => {
+                let plain = postcard::to_stdvec(value).expect("records serialize");
+                self.seal(key, T::VERSION, &plain)
+            }
+        }
     }
 
     pub fn decode<T: Record>(&self, key: &str, bytes: Option<Vec<u8>>) -> Option<T> {
