@@ -436,50 +436,6 @@ async fn with_record_encoding_json_a_node_writes_what_an_earlier_release_reads()
     assert_eq!(userinfo_status(&env, access).await, StatusCode::OK);
 }
 
-/// A family's record this release cannot read — written by a node of a later release during a
-/// rolling update — is no reuse: the refresh is refused as "try again", the record is left as
-/// it was for a node that reads it, and nothing of the family is revoked.
-#[tokio::test]
-async fn a_family_record_this_release_cannot_read_is_kept_and_revokes_nothing() {
-    use lienthong_broker::refresh::RefreshRecord;
-    use lienthong_broker::store::{Record, Sealer, Store, keys};
-
-    let env = Env::with(Options {
-        shared_keys: true,
-        ..Options::default()
-    })
-    .await;
-    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
-    let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
-    let current = first["refresh_token"].as_str().unwrap();
-    let key = keys::family_record(current.split_once('.').unwrap().0);
-    let ours = env
-        .store
-        .take(&key)
-        .await
-        .unwrap()
-        .expect("the family's record");
-    let later = sealer.seal(&key, RefreshRecord::VERSION + 1, b"a later release's form");
-    let ttl = Duration::from_secs(3600);
-    env.store.put(&key, later.clone(), ttl).await.unwrap();
-
-    let (status, body) = refresh(&env, PORTAL_A, current).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["error"], "temporarily_unavailable");
-    assert_eq!(
-        env.store.get(&key).await.unwrap(),
-        Some(later),
-        "kept as it was"
-    );
-    let access = first["access_token"].as_str().unwrap();
-    assert_eq!(userinfo_status(&env, access).await, StatusCode::OK);
-
-    // Read by a node that can: the same token rotates, nothing was revoked.
-    env.store.put(&key, ours, ttl).await.unwrap();
-    let (status, body) = refresh(&env, PORTAL_A, current).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 #[tokio::test]
 async fn only_systems_allowed_offline_access_get_or_use_refresh_tokens() {
     let env = Env::start().await;

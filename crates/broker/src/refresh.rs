@@ -19,9 +19,7 @@
 //! it back with the new token's tag: a token of the family that is not the live one — or that
 //! finds the record gone, taken by a presentation racing it — is a reuse. So a used token
 //! leaves nothing behind, a revocation finds everything to end under the family's id, and a
-//! family costs the same after its thousandth rotation as after its first. A record this node
-//! cannot read — a later release's, during a rolling update — is no reuse either: it is put
-//! back for a node that reads it, and the client is told to try again.
+//! family costs the same after its thousandth rotation as after its first.
 //!
 //! Tokens of earlier releases are still rotated until the last of them expires (one
 //! refresh-token lifetime after an upgrade): those tagged without the client (their record under
@@ -40,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::access_token::grant_key;
 use crate::identity::CitizenIdentity;
 use crate::state::{Client, Inner};
-use crate::store::{Batch, Record, StoreError, Taken, keys};
+use crate::store::{Batch, Record, StoreError, keys};
 
 /// An access token issued beside one of the family's refresh tokens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,25 +284,13 @@ pub(crate) async fn take(
         Presented::Ours { family, tag } => {
             let taken = inner
                 .store
-                .take_readable::<RefreshRecord>(&keys::family_record(family), lifetime(inner))
+                .take::<RefreshRecord>(&keys::family_record(family))
                 .await
                 .map_err(store_error)?;
             match taken {
-                Taken::Read(r) if constant_time_eq(&r.live, tag) => r,
-                // A later release's record, during a rolling update: no reuse. It is back in
-                // place for a node that reads it; the client tries again.
-                Taken::Unreadable => {
-                    return Err(OAuthError::new(
-                        lienthong_protocol::OAuthErrorCode::TemporarilyUnavailable,
-                        "try again shortly",
-                    ));
-                }
-                Taken::Read(other) => {
-                    revoke_reused(inner, client, family, Some(&other)).await?;
-                    return Err(refused());
-                }
-                Taken::Absent => {
-                    revoke_reused(inner, client, family, None).await?;
+                Some(r) if constant_time_eq(&r.live, tag) => r,
+                other => {
+                    revoke_reused(inner, client, family, other.as_ref()).await?;
                     return Err(refused());
                 }
             }

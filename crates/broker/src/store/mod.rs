@@ -253,24 +253,6 @@ impl Records {
             .decode(key, self.counted(self.store.take(key).await)?))
     }
 
-    /// Takes `key` like [`Records::take`], except that a value which does not read as `T` — a
-    /// later release's version of it, during a rolling update — is not lost: it is put back as
-    /// it was, for `ttl`, for a node that reads it (unless something was written there since).
-    pub async fn take_readable<T: Record>(
-        &self,
-        key: &str,
-        ttl: Duration,
-    ) -> Result<Taken<T>, StoreError> {
-        let Some(bytes) = self.counted(self.store.take(key).await)? else {
-            return Ok(Taken::Absent);
-        };
-        if let Some(value) = self.sealer.decode_ref(key, &bytes) {
-            return Ok(Taken::Read(value));
-        }
-        self.counted(self.store.put_new(key, bytes, ttl).await)?;
-        Ok(Taken::Unreadable)
-    }
-
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.counted(self.store.delete(key).await)
     }
@@ -291,15 +273,6 @@ impl Records {
         )?;
         Ok(self.sealer.decode(key, taken))
     }
-}
-
-/// What [`Records::take_readable`] found.
-#[derive(Debug)]
-pub enum Taken<T> {
-    Absent,
-    Read(T),
-    /// There, but not readable here; put back.
-    Unreadable,
 }
 
 /// Writes gathered for one [`Records::write`].

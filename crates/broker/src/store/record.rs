@@ -164,17 +164,13 @@ impl Sealer {
     }
 
     pub fn decode<T: Record>(&self, key: &str, bytes: Option<Vec<u8>>) -> Option<T> {
-        self.decode_ref(key, &bytes?)
-    }
-
-    /// [`Sealer::decode`] of a value held elsewhere.
-    pub fn decode_ref<T: Record>(&self, key: &str, bytes: &[u8]) -> Option<T> {
+        let bytes = bytes?;
         let decoded = match bytes.first().copied() {
             Some(v) if v == T::VERSION => self
-                .open(key, v, bytes)
+                .open(key, v, &bytes)
                 .and_then(|plain| postcard::from_bytes(&plain).ok()),
             Some(v) if Some(v) == T::JSON_VERSION => self
-                .open(key, v, bytes)
+                .open(key, v, &bytes)
                 .and_then(|plain| serde_json::from_slice(&plain).ok()),
             _ => None,
         };
