@@ -390,11 +390,11 @@ fn report(
     before: &[(&str, u32, ProcessUsage)],
 ) -> anyhow::Result<()> {
     let ok = outcome.latencies.len();
+    let failed: usize = outcome.errors.values().sum();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("workload: {label}");
     println!(
-        "  {unit}: {ok} ok, {} failed, in {:.2} s, concurrency {}",
-        outcome.errors.values().sum::<usize>(),
+        "  {unit}: {ok} ok, {failed} failed, in {:.2} s, concurrency {}",
         outcome.wall.as_secs_f64(),
         args.concurrency
     );
@@ -405,7 +405,7 @@ fn report(
     if let Some(offered) = args.rate {
         println!("  offered: {offered:.1} {unit}/s (latency from each one's scheduled start)");
     }
-    let done = ok + outcome.errors.values().sum::<usize>();
+    let done = ok + failed;
     if done < args.logins {
         // Said plainly: a run cut short holds fewer sessions than asked for, and its memory
         // figures measure that many.
