@@ -592,3 +592,187 @@ async fn concurrent_presentations_of_one_refresh_token_leave_no_live_token_behin
         );
     }
 }
+
+/// A code's second presentation revokes everything its first produced: the access token and
+/// the refresh token (RFC 6749 §4.1.2, "all tokens previously issued based on that code").
+#[tokio::test]
+async fn a_reused_code_revokes_its_refresh_token_too() {
+    let env = Env::start().await;
+    let req = offline(PORTAL_A);
+    let code = login_for_code(&env, &Browser::new(), &req, AN).await;
+    let first: Value = redeem(&env, &req, &code, &req.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refresh_token = first["refresh_token"].as_str().unwrap();
+    let again = redeem(&env, &req, &code, &req.verifier).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(
+        userinfo_status(&env, access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = refresh(&env, PORTAL_A, refresh_token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+/// The tokens a code stands for are signed when it is issued; a code refused at the token
+/// endpoint (here for its PKCE verifier) is spent, and takes them with it.
+#[tokio::test]
+async fn a_code_refused_at_the_token_endpoint_leaves_no_tokens_behind() {
+    use lienthong_broker::access_token::grant_key;
+    use lienthong_broker::code::{family_id, grant_id};
+    use lienthong_broker::store::{Sealer, Store, keys};
+
+    let env = Env::with(Options {
+        shared_keys: true,
+        ..Options::default()
+    })
+    .await;
+    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let req = offline(PORTAL_A);
+    let code = login_for_code(&env, &Browser::new(), &req, AN).await;
+    let grant = grant_key(&grant_id(&sealer, &code));
+    let family = keys::family_record(&family_id(&sealer, &code));
+    for key in [&grant, &family] {
+        assert!(
+            env.store.get(key).await.unwrap().is_some(),
+            "{key} is written with the code"
+        );
+    }
+    let wrong = redeem(
+        &env,
+        &req,
+        &code,
+        "a-verifier-of-another-login-0123456789abcdef",
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::BAD_REQUEST);
+    for key in [&grant, &family] {
+        assert!(
+            env.store.get(key).await.unwrap().is_none(),
+            "{key} is gone with the code"
+        );
+    }
+    let right = redeem(&env, &req, &code, &req.verifier).await;
+    assert_eq!(right.status(), StatusCode::BAD_REQUEST, "the code is spent");
+}
+
+/// Codes of the earlier form — their tokens signed at the token endpoint — are still redeemed:
+/// in JSON (what a node with `record_encoding = "json"` writes, as the releases before postcard
+/// did) and in postcard (the release before this one). A second presentation still revokes
+/// what the first produced, the refresh token included.
+#[tokio::test]
+async fn codes_of_the_earlier_form_are_still_redeemed() {
+    use lienthong_broker::code::CodeRecord;
+    use lienthong_broker::store::{Record, Sealer, Store, keys};
+
+    let env = Env::with(Options {
+        shared_keys: true,
+        store_extra: Some("record_encoding = \"json\"".into()),
+        ..Options::default()
+    })
+    .await;
+    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    for postcard in [false, true] {
+        let req = offline(PORTAL_A);
+        let code = login_for_code(&env, &Browser::new(), &req, AN).await;
+        let key = keys::code(&code);
+        let raw = env
+            .store
+            .get(&key)
+            .await
+            .unwrap()
+            .expect("the code is stored");
+        assert_eq!(
+            Some(raw[0]),
+            CodeRecord::JSON_VERSION,
+            "written in the earlier form"
+        );
+        if postcard {
+            let plain = sealer.open(&key, raw[0], &raw).expect("it opens");
+            let record: CodeRecord = serde_json::from_slice(&plain).expect("it is JSON");
+            let earlier = sealer.encode(&key, &record);
+            assert_eq!(earlier[0], CodeRecord::VERSION);
+            env.store
+                .put(&key, earlier, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        let first = redeem(&env, &req, &code, &req.verifier).await;
+        assert_eq!(first.status(), StatusCode::OK, "postcard: {postcard}");
+        let first: Value = first.json().await.unwrap();
+        assert_eq!(first["expires_in"], 300);
+        let access = first["access_token"].as_str().unwrap();
+        assert_eq!(userinfo_status(&env, access).await, StatusCode::OK);
+        let again = redeem(&env, &req, &code, &req.verifier).await;
+        assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            userinfo_status(&env, access).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let refresh_token = first["refresh_token"].as_str().unwrap();
+        let (status, body) = refresh(&env, PORTAL_A, refresh_token).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "postcard: {postcard}: {body}"
+        );
+    }
+}
+
+/// One code presented eight times at once, in either form: at most one presentation gets
+/// tokens, and the others, being reuses, leave none of them alive.
+#[tokio::test]
+async fn concurrent_presentations_of_one_code_leave_no_live_token_behind() {
+    for earlier_form in [false, true] {
+        let env = std::sync::Arc::new(
+            Env::with(Options {
+                shared_keys: true,
+                store_extra: earlier_form.then(|| "record_encoding = \"json\"".into()),
+                ..Options::default()
+            })
+            .await,
+        );
+        let req = std::sync::Arc::new(offline(PORTAL_A));
+        let code = login_for_code(&env, &Browser::new(), &req, AN).await;
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (env, req, code) = (env.clone(), req.clone(), code.clone());
+                tokio::spawn(async move {
+                    let r = redeem(&env, &req, &code, &req.verifier).await;
+                    (r.status(), r.json::<Value>().await.unwrap())
+                })
+            })
+            .collect();
+        let mut winners = vec![];
+        for r in racers {
+            let (status, body) = r.await.unwrap();
+            if status == StatusCode::OK {
+                winners.push(body);
+            } else {
+                assert_eq!(body["error"], "invalid_grant", "{body}");
+            }
+        }
+        assert!(
+            winners.len() <= 1,
+            "earlier form {earlier_form}: {}",
+            winners.len()
+        );
+        for w in winners {
+            let access = w["access_token"].as_str().unwrap();
+            assert_eq!(
+                userinfo_status(&env, access).await,
+                StatusCode::UNAUTHORIZED
+            );
+            let (status, _) = refresh(&env, PORTAL_A, w["refresh_token"].as_str().unwrap()).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "earlier form {earlier_form}"
+            );
+        }
+    }
+}

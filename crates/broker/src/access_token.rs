@@ -63,7 +63,7 @@ impl Grant {
     }
 }
 
-pub(crate) fn grant_key(jti: &str) -> String {
+pub fn grant_key(jti: &str) -> String {
     keys::grant(jti)
 }
 

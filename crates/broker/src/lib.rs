@@ -33,6 +33,7 @@ pub mod limits;
 pub mod logout;
 pub mod messages;
 pub mod metrics;
+pub mod mint;
 pub mod ops;
 mod pages;
 pub mod refresh;

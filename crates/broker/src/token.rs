@@ -2,8 +2,10 @@
 //! (RFC 6749 §6, see [`crate::refresh`]), or takes an admin token (client_credentials, §4.4).
 //!
 //! A code is taken from the Store atomically, and leaves a marker naming the grant it produced,
-//! so it works once; a second presentation revokes that grant (RFC 6749 §4.1.2: "SHOULD revoke
-//! all tokens previously issued based on that code").
+//! so it works once; a second presentation revokes that grant and its refresh-token family
+//! (RFC 6749 §4.1.2: "SHOULD revoke all tokens previously issued based on that code"). The
+//! tokens were signed, and their grant written, when the code was issued ([`crate::code`]):
+//! a redemption is that one take.
 
 use std::time::Duration;
 
@@ -13,18 +15,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use lienthong_protocol::client_auth::AuthMethod;
-use lienthong_protocol::secret::{left_half_sha256, random_token};
+use lienthong_protocol::secret::random_token;
 use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenParams, pkce};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key, userinfo_audience};
+use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key};
 use crate::client_assertion;
-use crate::code::{CodeRecord, CodeSpent};
+use crate::code::{self, CodeRecord, CodeSpent, MintedCode};
 use crate::config::ClientAuthMethod;
 use crate::identity;
-use crate::refresh::{self, RefreshRecord, store_error};
+use crate::mint::{Issue, mint};
+use crate::refresh::{self, store_error};
 use crate::state::{Broker, Client, Inner};
-use crate::store::keys;
+use crate::store::{Record, StoreError, keys};
 
 /// Compared against when the client id is unknown (it matches no presented secret that
 /// matters: the answer is a refusal either way).
@@ -101,70 +104,10 @@ pub async fn token(
     }
 }
 
-/// What one issue of tokens says about the citizen.
-struct Issue<'a> {
-    sub: &'a str,
-    scopes: &'a [String],
-    claims: &'a Map<String, Value>,
-    acr: &'a str,
-    amr: &'a [String],
-    auth_time: u64,
-    sid: &'a str,
-    nonce: Option<&'a str>,
-}
-
-/// Signs an RFC 9068 access token (grant `jti`) and an ID token for `client`.
-fn mint(
-    inner: &Inner,
-    client: &Client,
-    issue: &Issue<'_>,
-    jti: &str,
-) -> Result<(String, String), OAuthError> {
-    let now = inner.now();
-    let tokens = &inner.config.tokens;
-    let access_claims = json!({
-        "iss": inner.issuer,
-        "aud": userinfo_audience(inner),
-        "sub": issue.sub,
-        "client_id": client.config.id,
-        "iat": now,
-        "exp": now + tokens.access_token_secs,
-        "jti": jti,
-        "scope": issue.scopes.join(" "),
-        "auth_time": issue.auth_time,
-        "acr": issue.acr,
-        "sid": issue.sid,
-    });
-    let sign_error = |e: lienthong_protocol::KeyError| OAuthError::server_error(e.to_string());
-    let access_token = access_token::sign(inner, &access_claims).map_err(sign_error)?;
-    let mut id_claims = issue.claims.clone();
-    id_claims.extend([
-        ("iss".to_owned(), json!(inner.issuer)),
-        ("sub".to_owned(), json!(issue.sub)),
-        ("aud".to_owned(), json!(client.config.id)),
-        ("iat".to_owned(), json!(now)),
-        ("exp".to_owned(), json!(now + tokens.id_token_secs)),
-        ("auth_time".to_owned(), json!(issue.auth_time)),
-        ("acr".to_owned(), json!(issue.acr)),
-        ("sid".to_owned(), json!(issue.sid)),
-        ("at_hash".to_owned(), json!(left_half_sha256(&access_token))),
-    ]);
-    if !issue.amr.is_empty() {
-        id_claims.insert("amr".to_owned(), json!(issue.amr));
-    }
-    if let Some(nonce) = issue.nonce {
-        id_claims.insert("nonce".to_owned(), json!(nonce));
-    }
-    let id_token = inner
-        .keys
-        .current()
-        .sign(
-            client.config.id_token_signed_response_alg.jwt(),
-            "JWT",
-            &id_claims,
-        )
-        .map_err(sign_error)?;
-    Ok((access_token, id_token))
+/// A code taken from the Store, in either form.
+enum Taken {
+    Minted(MintedCode),
+    Earlier(Box<CodeRecord>),
 }
 
 async fn authorization_code(
@@ -176,9 +119,9 @@ async fn authorization_code(
         .code
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    // The grant's id is drawn first so that the marker the code leaves names it from the very
-    // moment the code is gone: a second redemption, however close, finds it.
-    let jti = random_token(24);
+    // The marker the code leaves names its grant from the very moment the code is gone: a
+    // second redemption, however close, finds it.
+    let jti = code::grant_id(inner.store.sealer(), code);
     let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
     let spent_key = keys::code_spent(code);
     let marker = CodeSpent {
@@ -186,12 +129,22 @@ async fn authorization_code(
         revoked: false,
         client_id: client.config.id.clone(),
     };
-    let Some(record) = inner
+    let code_key = keys::code(code);
+    let taken = inner
         .store
-        .take_leaving::<CodeRecord, _>(&keys::code(code), &spent_key, &marker, lifetime)
+        .take_leaving_raw(&code_key, &spent_key, &marker, lifetime)
         .await
-        .map_err(store_error)?
-    else {
+        .map_err(store_error)?;
+    let sealer = inner.store.sealer();
+    let taken = match taken {
+        Some(bytes) if bytes.first() == Some(&MintedCode::VERSION) => sealer
+            .decode::<MintedCode>(&code_key, Some(bytes))
+            .map(Taken::Minted),
+        bytes => sealer
+            .decode::<CodeRecord>(&code_key, bytes)
+            .map(|r| Taken::Earlier(Box::new(r))),
+    };
+    let Some(taken) = taken else {
         // A second presentation by the client the code belongs to revokes what the first
         // produced; another client presenting a stolen code is only refused (it must not be
         // able to revoke the rightful client's tokens).
@@ -202,17 +155,16 @@ async fn authorization_code(
             .map_err(store_error)?
             .filter(|s| s.client_id == client.config.id)
         {
-            // Mark first, then delete: the first redemption re-reads the mark after writing its
-            // grant, so whichever order the two run in, the grant does not survive.
+            // Mark first, then delete: the first redemption of an earlier-form code re-reads
+            // the mark after writing its grant, so whichever order the two run in, the grant
+            // does not survive.
             spent.revoked = true;
             inner
                 .store
                 .put(&spent_key, &spent, lifetime)
                 .await
                 .map_err(store_error)?;
-            inner
-                .store
-                .delete(&grant_key(&spent.jti))
+            revoke_minted(inner, code, &spent.jti)
                 .await
                 .map_err(store_error)?;
             tracing::warn!(client = %client.config.id, "authorization code reused: its tokens are revoked");
@@ -221,106 +173,103 @@ async fn authorization_code(
             "the code is unknown, expired or already used",
         ));
     };
-    if record.client_id != client.config.id {
-        return Err(OAuthError::invalid_grant(
+    let (client_id, redirect_uri, challenge) = match &taken {
+        Taken::Minted(m) => (&m.client_id, &m.redirect_uri, &m.code_challenge),
+        Taken::Earlier(r) => (&r.client_id, &r.redirect_uri, &r.code_challenge),
+    };
+    let refused = if *client_id != client.config.id {
+        Some(OAuthError::invalid_grant(
             "the code was issued to another client",
-        ));
-    }
-    if form.redirect_uri.as_deref() != Some(record.redirect_uri.as_str()) {
-        return Err(OAuthError::invalid_grant(
+        ))
+    } else if form.redirect_uri.as_deref() != Some(redirect_uri.as_str()) {
+        Some(OAuthError::invalid_grant(
             "redirect_uri does not match the authorization request",
-        ));
-    }
-    pkce::verify(form.code_verifier.as_deref(), &record.code_challenge)
-        .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
-
-    let issue = Issue {
-        sub: &record.sub,
-        scopes: &record.scopes,
-        claims: &record.claims,
-        acr: &record.acr,
-        amr: &record.amr,
-        auth_time: record.auth_time,
-        sid: &record.sid,
-        nonce: record.nonce.as_deref(),
+        ))
+    } else {
+        pkce::verify(form.code_verifier.as_deref(), challenge)
+            .err()
+            .map(|e| OAuthError::invalid_grant(e.to_string()))
     };
-    let (access_token, id_token) = mint(inner, client, &issue, &jti)?;
-    let grant = Grant::of(
-        &access_token,
-        &client.config.id,
-        &record.sub,
-        &record.scopes,
-        &record.claims,
-    );
-    let mut batch = inner.store.batch();
-    batch.put(grant_key(&jti), &grant, lifetime);
-    // A refresh token when the system may have one and asked (the code kept the identity).
-    let refresh_token = match record.identity.clone() {
-        Some(identity) if client.config.offline_access => {
-            let family = RefreshRecord {
-                family: random_token(16),
-                client_id: client.config.id.clone(),
-                sub: record.sub.clone(),
-                scopes: record.scopes.clone(),
-                identity,
-                acr: record.acr.clone(),
-                amr: record.amr.clone(),
-                auth_time: record.auth_time,
-                sid: record.sid.clone(),
-                expires_at: 0,
-                grants: Vec::new(),
-                live: String::new(),
-            };
-            let id = family.family.clone();
-            Some((id, refresh::issue(inner, &mut batch, family, &jti)))
+    match taken {
+        Taken::Minted(m) => {
+            if let Some(refused) = refused {
+                // The code is spent: the tokens signed for it are never handed over.
+                revoke_minted(inner, code, &jti)
+                    .await
+                    .map_err(store_error)?;
+                return Err(refused);
+            }
+            tracing::info!(client = %client.config.id, refresh = m.refresh_token.is_some(), "tokens issued");
+            let expires_in = m.expires_at.saturating_sub(inner.now());
+            Ok(respond(
+                &m.access_token,
+                &m.id_token,
+                m.refresh_token,
+                &m.scopes,
+                expires_in,
+            ))
         }
-        _ => None,
-    };
-    // A reuse of the code may have come between taking it and writing the grant: its marker,
-    // read once the writes are done (in the same round trip where the Store can), says so.
+        Taken::Earlier(record) => match refused {
+            Some(refused) => Err(refused),
+            None => redeem_earlier(inner, client, code, &record, &jti, &spent_key).await,
+        },
+    }
+}
+
+/// Revokes the tokens signed for `code` (grant `jti`, and its refresh-token family, if any).
+async fn revoke_minted(inner: &Inner, code: &str, jti: &str) -> Result<(), StoreError> {
+    inner.store.delete(&grant_key(jti)).await?;
+    refresh::revoke_family(inner, &code::family_id(inner.store.sealer(), code), None).await
+}
+
+/// A code of the earlier form: its tokens are signed and written now, and its marker is read
+/// back once they are, for a reuse that came between the take and the writes.
+async fn redeem_earlier(
+    inner: &Inner,
+    client: &Client,
+    code: &str,
+    record: &CodeRecord,
+    jti: &str,
+    spent_key: &str,
+) -> Result<Response, OAuthError> {
+    let mut batch = inner.store.batch();
+    let family = code::family_id(inner.store.sealer(), code);
+    let minted = code::mint_for(inner, client, record, jti, &family, &mut batch)?;
     let revoked = inner
         .store
-        .write_then_get::<CodeSpent>(batch, &spent_key)
+        .write_then_get::<CodeSpent>(batch, spent_key)
         .await
         .map_err(store_error)?
         .is_none_or(|s| s.revoked);
     if revoked {
-        inner
-            .store
-            .delete(&grant_key(&jti))
-            .await
-            .map_err(store_error)?;
-        if let Some((family, _)) = &refresh_token {
-            refresh::revoke_family(inner, family, None)
-                .await
-                .map_err(store_error)?;
-        }
+        revoke_minted(inner, code, jti).await.map_err(store_error)?;
         tracing::warn!(client = %client.config.id, "authorization code reused while being redeemed: its tokens are revoked");
         return Err(OAuthError::invalid_grant(
             "the code is unknown, expired or already used",
         ));
     }
-    tracing::info!(client = %client.config.id, refresh = refresh_token.is_some(), "tokens issued");
+    tracing::info!(client = %client.config.id, refresh = minted.refresh_token.is_some(), "tokens issued");
     Ok(respond(
-        inner,
-        &access_token,
-        &id_token,
-        refresh_token.map(|(_, token)| token),
+        &minted.access_token,
+        &minted.id_token,
+        minted.refresh_token,
         &record.scopes,
+        inner.config.tokens.access_token_secs,
     ))
 }
 
+/// The token response (RFC 6749 §5.1); `expires_in` counts to the access token's `exp`.
 fn respond(
-    inner: &Inner,
     access_token: &str,
     id_token: &str,
     refresh_token: Option<String>,
     scopes: &[String],
+    expires_in: u64,
 ) -> Response {
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": inner.config.tokens.access_token_secs,
+        "expires_in": expires_in,
         "id_token": id_token,
         "scope": scopes.join(" "),
     });
@@ -427,11 +376,11 @@ async fn refresh_token(
     }
     tracing::info!(client = %client.config.id, "tokens refreshed");
     Ok(respond(
-        inner,
         &access_token,
         &id_token,
         Some(next),
         &scopes,
+        inner.config.tokens.access_token_secs,
     ))
 }
 

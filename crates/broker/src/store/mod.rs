@@ -265,13 +265,27 @@ impl Records {
         marker: &M,
         marker_ttl: Duration,
     ) -> Result<Option<T>, StoreError> {
+        let taken = self
+            .take_leaving_raw(key, marker_key, marker, marker_ttl)
+            .await?;
+        Ok(self.sealer.decode(key, taken))
+    }
+
+    /// [`Records::take_leaving`], the value left sealed: for a key that may hold one of
+    /// several record types, told apart by [`Sealer::decode`]'s caller.
+    pub async fn take_leaving_raw<M: Record>(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: &M,
+        marker_ttl: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let marker = self.sealer.encode(marker_key, marker);
-        let taken = self.counted(
+        self.counted(
             self.store
                 .take_leaving(key, marker_key, marker, marker_ttl)
                 .await,
-        )?;
-        Ok(self.sealer.decode(key, taken))
+        )
     }
 }
 

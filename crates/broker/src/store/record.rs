@@ -86,6 +86,12 @@ impl Sealer {
         self
     }
 
+    /// Whether records are written in JSON ([`Sealer::writing_json`]): the forms an earlier
+    /// release reads.
+    pub fn writes_json(&self) -> bool {
+        self.json
+    }
+
     /// From the configuration's base64 text.
     pub fn from_base64(text: &str) -> Result<Self, SealingKeyError> {
         let bytes = STANDARD
