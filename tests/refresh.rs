@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use lienthong_broker::store::Sealer;
 use lienthong_protocol::MockClock;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -14,6 +15,18 @@ fn offline(client: &str) -> AuthRequest {
     let mut req = AuthRequest::new(client);
     req.scope = "openid profile citizen_id offline_access".into();
     req
+}
+
+/// An environment whose Store is sealed with [`SEALING_KEY`], with `store_extra` in its
+/// `[store]` table; and that key's sealer, to read and plant the Store's records.
+async fn sealed(store_extra: Option<&str>) -> (Env, Sealer) {
+    let env = Env::with(Options {
+        shared_keys: true,
+        store_extra: store_extra.map(str::to_owned),
+        ..Options::default()
+    })
+    .await;
+    (env, Sealer::from_base64(SEALING_KEY).unwrap())
 }
 
 async fn post(env: &Env, path: &str, client: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
@@ -217,7 +230,7 @@ async fn a_refresh_token_carries_its_family_and_a_forged_one_naming_it_revokes_n
 #[tokio::test]
 async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
     use lienthong_broker::refresh::RefreshRecord;
-    use lienthong_broker::store::{Sealer, Store, keys};
+    use lienthong_broker::store::{Store, keys};
 
     let clock = MockClock::starting_now();
     let env = Env::with(Options {
@@ -317,14 +330,9 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
 #[tokio::test]
 async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family() {
     use lienthong_broker::refresh::RefreshRecord;
-    use lienthong_broker::store::{Record, Sealer, Store, keys};
+    use lienthong_broker::store::{Record, Store, keys};
 
-    let env = Env::with(Options {
-        shared_keys: true,
-        ..Options::default()
-    })
-    .await;
-    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let (env, sealer) = sealed(None).await;
     for form in ["bare", "dotted", "tagged"] {
         let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
         let current = first["refresh_token"].as_str().unwrap();
@@ -392,15 +400,9 @@ async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family()
 async fn with_record_encoding_json_a_node_writes_what_an_earlier_release_reads() {
     use lienthong_broker::refresh::RefreshRecord;
     use lienthong_broker::session::SsoSession;
-    use lienthong_broker::store::{Record, Sealer, Store, keys};
+    use lienthong_broker::store::{Record, Store, keys};
 
-    let env = Env::with(Options {
-        shared_keys: true,
-        store_extra: Some("record_encoding = \"json\"".into()),
-        ..Options::default()
-    })
-    .await;
-    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let (env, sealer) = sealed(Some("record_encoding = \"json\"")).await;
     let as_json = |key: &str, version: Option<u8>, raw: Option<Vec<u8>>| {
         let raw = raw.unwrap_or_else(|| panic!("{key} is stored"));
         assert_eq!(Some(raw[0]), version, "{key}: written at its JSON version");
@@ -624,14 +626,9 @@ async fn a_reused_code_revokes_its_refresh_token_too() {
 async fn a_code_refused_at_the_token_endpoint_leaves_no_tokens_behind() {
     use lienthong_broker::access_token::grant_key;
     use lienthong_broker::code::{family_id, grant_id};
-    use lienthong_broker::store::{Sealer, Store, keys};
+    use lienthong_broker::store::{Store, keys};
 
-    let env = Env::with(Options {
-        shared_keys: true,
-        ..Options::default()
-    })
-    .await;
-    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let (env, sealer) = sealed(None).await;
     let req = offline(PORTAL_A);
     let code = login_for_code(&env, &Browser::new(), &req, AN).await;
     let grant = grant_key(&grant_id(&sealer, &code));
@@ -667,15 +664,9 @@ async fn a_code_refused_at_the_token_endpoint_leaves_no_tokens_behind() {
 #[tokio::test]
 async fn codes_of_the_earlier_form_are_still_redeemed() {
     use lienthong_broker::code::CodeRecord;
-    use lienthong_broker::store::{Record, Sealer, Store, keys};
+    use lienthong_broker::store::{Record, Store, keys};
 
-    let env = Env::with(Options {
-        shared_keys: true,
-        store_extra: Some("record_encoding = \"json\"".into()),
-        ..Options::default()
-    })
-    .await;
-    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let (env, sealer) = sealed(Some("record_encoding = \"json\"")).await;
     for postcard in [false, true] {
         let req = offline(PORTAL_A);
         let code = login_for_code(&env, &Browser::new(), &req, AN).await;
