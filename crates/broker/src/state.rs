@@ -230,6 +230,15 @@ impl Broker {
         if let Some(home) = &config.home_url {
             url::Url::parse(home).map_err(|e| StartError::Config(format!("home_url: {e}")))?;
         }
+        let t = &config.tokens;
+        if t.access_token_secs.min(t.id_token_secs) <= t.code_secs {
+            tracing::warn!(
+                code_secs = t.code_secs,
+                access_token_secs = t.access_token_secs,
+                id_token_secs = t.id_token_secs,
+                "tokens do not outlive codes: a code's tokens are signed as it is issued, so a code redeemed late hands over tokens about to expire"
+            );
+        }
         let account_secret = match &config.account_id_secret {
             Some(s) if s.expose().len() >= 16 => s.expose().as_bytes().to_vec(),
             Some(_) => {
