@@ -767,3 +767,59 @@ async fn concurrent_presentations_of_one_code_leave_no_live_token_behind() {
         }
     }
 }
+
+/// A code's tokens are written to live no longer than the code until it is redeemed: a code
+/// never redeemed leaves nothing behind once it expires (authorizations that are never
+/// redeemed hold the Store no longer than their codes alone), and a redeemed one's live on.
+#[tokio::test]
+async fn an_unredeemed_code_leaves_nothing_behind_once_it_expires() {
+    use lienthong_broker::access_token::grant_key;
+    use lienthong_broker::code::{family_id, grant_id};
+    use lienthong_broker::store::{Store, keys};
+
+    let clock = MockClock::starting_now();
+    let env = Env::with(Options {
+        clock: Some(clock.clone()),
+        shared_keys: true,
+        ..Options::default()
+    })
+    .await;
+    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
+    let kept = async |code: &str| {
+        let grant = grant_key(&grant_id(&sealer, code));
+        let family = keys::family_record(&family_id(&sealer, code));
+        let grant = env.store.get(&grant).await.unwrap().is_some();
+        let family = env.store.get(&family).await.unwrap().is_some();
+        (grant, family)
+    };
+    let left = offline(PORTAL_A);
+    let unredeemed = login_for_code(&env, &Browser::new(), &left, AN).await;
+    let taken = offline(PORTAL_A);
+    let redeemed = login_for_code(&env, &Browser::new(), &taken, AN).await;
+    assert_eq!(
+        kept(&unredeemed).await,
+        (true, true),
+        "written with the code"
+    );
+    let tokens: Value = redeem(&env, &taken, &redeemed, &taken.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // code_secs is 60 by default, access_token_secs 300.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        kept(&unredeemed).await,
+        (false, false),
+        "gone with the code"
+    );
+    assert_eq!(
+        kept(&redeemed).await,
+        (true, true),
+        "kept on by the redemption"
+    );
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo_status(&env, access).await, StatusCode::OK);
+    let (status, body) = refresh(&env, PORTAL_A, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

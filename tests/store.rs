@@ -22,6 +22,7 @@ use common::redis::{self as redis_kit, Cluster, redis_url_or_skip};
 async fn conforms(store: Arc<dyn Store>) {
     values_expire_and_take_is_single_use(&*store).await;
     concurrent_consumers_race_for_one_code_and_exactly_one_wins(store.clone()).await;
+    a_take_keeps_its_companions_on_only_if_it_takes(&*store).await;
     concurrent_set_adds_lose_nothing(store.clone()).await;
     counters_count_and_expire(store.clone()).await;
     touch_moves_the_expiry_without_rewriting(&*store).await;
@@ -105,6 +106,38 @@ async fn concurrent_consumers_race_for_one_code_and_exactly_one_wins(store: Arc<
         "the marker is the winner's, and a loser left none of its own"
     );
     assert_eq!(store.get(&key).await.unwrap(), None);
+}
+
+/// `take_leaving_touching`: a code's tokens, written to live no longer than it, live on once
+/// it is taken — and a take that finds nothing touches nothing.
+async fn a_take_keeps_its_companions_on_only_if_it_takes(store: &dyn Store) {
+    let code = random_token(32);
+    let (key, marker) = (keys::code(&code), keys::code_spent(&code));
+    let (a, b, c) = (fresh("companion"), fresh("companion"), fresh("companion"));
+    let (short, long) = (Duration::from_millis(300), Duration::from_secs(30));
+    for k in [&key, &a, &b, &c] {
+        store.put(k, b"v".to_vec(), short).await.unwrap();
+    }
+    let keep = [(a.clone(), long), (b.clone(), long)];
+    let taken = store
+        .take_leaving_touching(&key, &marker, b"spent".to_vec(), long, &keep)
+        .await
+        .unwrap();
+    assert_eq!(taken, Some(b"v".to_vec()));
+    let again = store
+        .take_leaving_touching(&key, &marker, b"again".to_vec(), long, &[(c.clone(), long)])
+        .await
+        .unwrap();
+    assert_eq!(again, None, "taken once");
+    assert_eq!(store.get(&marker).await.unwrap(), Some(b"spent".to_vec()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.get(&a).await.unwrap(), Some(b"v".to_vec()), "kept on");
+    assert_eq!(store.get(&b).await.unwrap(), Some(b"v".to_vec()), "kept on");
+    assert_eq!(
+        store.get(&c).await.unwrap(),
+        None,
+        "a take that found nothing kept nothing"
+    );
 }
 
 async fn concurrent_set_adds_lose_nothing(store: Arc<dyn Store>) {

@@ -2,9 +2,10 @@
 //! the PKCE challenge, the nonce and the session, and what it stands for when redeemed.
 //!
 //! The tokens a code stands for are signed when the code is issued, and written in the same
-//! round trip as the code itself (their grant, the refresh-token family): the token endpoint
-//! then only takes the code — one atomic Store operation, which leaves the spent-marker — and
-//! hands them over. Whatever presents the code a second time finds the marker and revokes them
+//! round trip as the code itself (their grant, the refresh-token family), to live no longer
+//! than the code: the token endpoint then only takes the code — one Store operation, which
+//! leaves the spent-marker and keeps the tokens' records on for their own lifetimes — and hands
+//! them over. A code never redeemed leaves nothing behind it longer than itself. Whatever presents the code a second time finds the marker and revokes them
 //! by their ids, which the code alone determines ([`grant_id`], [`family_id`]). The earlier
 //! form, a [`CodeRecord`] whose tokens the token endpoint signs, is still redeemed, and still
 //! written with `[store] record_encoding = "json"` (a rolling update from a release that knows
@@ -99,13 +100,16 @@ pub(crate) struct Minted {
 
 /// Signs the tokens `record` stands for under grant `jti`, and puts in `batch` what they need:
 /// the grant, and — when the client may have a refresh token and asked (the code kept the
-/// identity) — the refresh-token family `family`.
+/// identity) — the refresh-token family `family`. Both are kept for `held`, where given (the
+/// code's own lifetime: an unredeemed code leaves nothing behind it for longer), else for the
+/// tokens' lifetimes.
 pub(crate) fn mint_for(
     inner: &Inner,
     client: &Client,
     record: &CodeRecord,
     jti: &str,
     family: &str,
+    held: Option<Duration>,
     batch: &mut Batch<'_>,
 ) -> Result<Minted, OAuthError> {
     let issue = Issue {
@@ -128,7 +132,7 @@ pub(crate) fn mint_for(
         &record.scopes,
         &record.claims,
     );
-    batch.put(grant_key(jti), &grant, lifetime);
+    batch.put(grant_key(jti), &grant, held.unwrap_or(lifetime));
     let refresh_token = match record.identity.clone() {
         Some(identity) if client.config.offline_access => {
             let family = RefreshRecord {
@@ -145,7 +149,7 @@ pub(crate) fn mint_for(
                 grants: Vec::new(),
                 live: String::new(),
             };
-            Some(refresh::issue(inner, batch, family, jti))
+            Some(refresh::issue(inner, batch, family, jti, held))
         }
         _ => None,
     };
@@ -209,13 +213,14 @@ pub(crate) async fn issue_code(
     } else {
         let sealer = inner.store.sealer();
         let (jti, family) = (grant_id(sealer, &code), family_id(sealer, &code));
-        let minted = mint_for(inner, client, &record, &jti, &family, &mut batch).map_err(|e| {
-            tracing::error!(error = %e, "the tokens of a code could not be signed");
-            CitizenPage::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                Problem::ServiceMisconfigured,
-            )
-        })?;
+        let minted = mint_for(inner, client, &record, &jti, &family, Some(ttl), &mut batch)
+            .map_err(|e| {
+                tracing::error!(error = %e, "the tokens of a code could not be signed");
+                CitizenPage::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    Problem::ServiceMisconfigured,
+                )
+            })?;
         let minted = MintedCode {
             client_id: record.client_id,
             redirect_uri: record.redirect_uri,

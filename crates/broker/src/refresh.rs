@@ -98,7 +98,7 @@ pub(crate) fn store_error(e: StoreError) -> OAuthError {
     )
 }
 
-fn lifetime(inner: &Inner) -> Duration {
+pub(crate) fn lifetime(inner: &Inner) -> Duration {
     Duration::from_secs(inner.config.tokens.refresh_token_secs)
 }
 
@@ -114,12 +114,15 @@ fn tag(inner: &Inner, client_id: &str, body: &str) -> String {
 
 /// A new refresh token of `record.family`, written by `batch` as the family's record with the
 /// grant `jti` issued beside it, and the family's grants that have expired since dropped — or,
-/// past [`LIVE_GRANTS_MAX`] live, revoked.
+/// past [`LIVE_GRANTS_MAX`] live, revoked. The record is kept for `held`, where given, instead
+/// of the token's lifetime: until a code is redeemed, whose redemption then keeps it on
+/// ([`lifetime`]).
 pub(crate) fn issue(
     inner: &Inner,
     batch: &mut Batch<'_>,
     mut record: RefreshRecord,
     jti: &str,
+    held: Option<Duration>,
 ) -> String {
     let body = format!("{}.{}", record.family, random_token(32));
     record.live = tag(inner, &record.client_id, &body);
@@ -138,7 +141,11 @@ pub(crate) fn issue(
         jti: jti.to_owned(),
         expires_at: now + inner.config.tokens.access_token_secs,
     });
-    batch.put(keys::family_record(&record.family), &record, ttl);
+    batch.put(
+        keys::family_record(&record.family),
+        &record,
+        held.unwrap_or(ttl),
+    );
     token
 }
 

@@ -130,9 +130,15 @@ async fn authorization_code(
         client_id: client.config.id.clone(),
     };
     let code_key = keys::code(code);
+    // A code's tokens were written to live only as long as the code: taken, it keeps them on.
+    let family = keys::family_record(&code::family_id(inner.store.sealer(), code));
+    let keep = [
+        (grant_key(&jti), lifetime),
+        (family, refresh::lifetime(inner)),
+    ];
     let taken = inner
         .store
-        .take_leaving_raw(&code_key, &spent_key, &marker, lifetime)
+        .take_leaving_touching_raw(&code_key, &spent_key, &marker, lifetime, &keep)
         .await
         .map_err(store_error)?;
     let sealer = inner.store.sealer();
@@ -234,7 +240,7 @@ async fn redeem_earlier(
 ) -> Result<Response, OAuthError> {
     let mut batch = inner.store.batch();
     let family = code::family_id(inner.store.sealer(), code);
-    let minted = code::mint_for(inner, client, record, jti, &family, &mut batch)?;
+    let minted = code::mint_for(inner, client, record, jti, &family, None, &mut batch)?;
     let revoked = inner
         .store
         .write_then_get::<CodeSpent>(batch, spent_key)
@@ -361,7 +367,7 @@ async fn refresh_token(
     record.scopes = scopes.clone();
     let mut batch = inner.store.batch();
     batch.put(grant_key(&jti), &grant, lifetime);
-    let next = refresh::issue(inner, &mut batch, record, &jti);
+    let next = refresh::issue(inner, &mut batch, record, &jti, None);
     // A reuse detected meanwhile revoked the family: what was just written goes too.
     if refresh::write_then_family_revoked(inner, batch, &family)
         .await

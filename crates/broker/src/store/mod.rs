@@ -4,7 +4,8 @@
 //! The contract is written for many nodes at once. Every operation a login relies on being
 //! atomic is one operation here, mapping one-to-one onto Redis: `put` (`SET PX`), `put_new`
 //! (`SET NX PX`), `get`, `take` (`GETDEL`), `delete`, `take_leaving` (a script: take a value and
-//! leave a marker in its place, so a second redemption racing the first always sees the first),
+//! leave a marker in its place, so a second redemption racing the first always sees the first;
+//! `take_leaving_touching` also moves the expiry of the keys that must outlive it once taken),
 //! `set_add` / `set_members` / `set_remove` (`SADD`/`SMEMBERS`/`SREM`: two logins at once to two
 //! systems both land in the session's list of clients), `incr` (add to a counter that expires,
 //! learning its total: the rate limits' shared counts, which [`crate::tally`] adds to), `touch`
@@ -86,6 +87,28 @@ pub trait Store: Send + Sync + 'static {
         marker: Vec<u8>,
         marker_ttl: Duration,
     ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// [`Store::take_leaving`], and, if it found the value, each of `touches` as
+    /// [`Store::touch`] (a missing key stays missing) — in the same round trip where the
+    /// backend can (a standalone Redis: one script). For a value whose companions were written
+    /// to live no longer than it unless it is taken: an authorization code's tokens.
+    async fn take_leaving_touching(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: Vec<u8>,
+        marker_ttl: Duration,
+        touches: &[(String, Duration)],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let taken = self
+            .take_leaving(key, marker_key, marker, marker_ttl)
+            .await?;
+        if taken.is_some() {
+            for (touched, ttl) in touches {
+                self.touch(touched, *ttl).await?;
+            }
+        }
+        Ok(taken)
+    }
     /// Adds `member` to the set at `key` and sets the set's expiry to `ttl`: a batch of one.
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         self.write_all(vec![Write::SetAdd {
@@ -265,25 +288,29 @@ impl Records {
         marker: &M,
         marker_ttl: Duration,
     ) -> Result<Option<T>, StoreError> {
-        let taken = self
-            .take_leaving_raw(key, marker_key, marker, marker_ttl)
-            .await?;
+        let marker = self.sealer.encode(marker_key, marker);
+        let taken = self.counted(
+            self.store
+                .take_leaving(key, marker_key, marker, marker_ttl)
+                .await,
+        )?;
         Ok(self.sealer.decode(key, taken))
     }
 
-    /// [`Records::take_leaving`], the value left sealed: for a key that may hold one of
-    /// several record types, told apart by [`Sealer::decode`]'s caller.
-    pub async fn take_leaving_raw<M: Record>(
+    /// [`Store::take_leaving_touching`] with a typed marker, the value left sealed: for a key
+    /// that may hold one of several record types, told apart by [`Sealer::decode`]'s caller.
+    pub async fn take_leaving_touching_raw<M: Record>(
         &self,
         key: &str,
         marker_key: &str,
         marker: &M,
         marker_ttl: Duration,
+        touches: &[(String, Duration)],
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let marker = self.sealer.encode(marker_key, marker);
         self.counted(
             self.store
-                .take_leaving(key, marker_key, marker, marker_ttl)
+                .take_leaving_touching(key, marker_key, marker, marker_ttl, touches)
                 .await,
         )
     }

@@ -70,9 +70,14 @@ impl RedisStore {
             target,
             connection: Mutex::new(None),
             // Take the value and, if there was one, leave the marker: one atomic step.
+            // Take KEYS[1] and leave the marker ARGV[1] at KEYS[2] for ARGV[2] ms; if it was
+            // there, move the expiry of every further key to its ARGV (ms).
             take_leaving: Script::new(
                 r"local v = redis.call('GETDEL', KEYS[1])
-                  if v then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+                  if v then
+                    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+                    for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[i]) end
+                  end
                   return v",
             ),
             // A counter whose expiry starts with its creation; its count and time left.
@@ -224,6 +229,37 @@ impl Store for RedisStore {
             &[&marker, ttl.as_bytes()],
         )
         .await
+    }
+
+    async fn take_leaving_touching(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: Vec<u8>,
+        marker_ttl: Duration,
+        touches: &[(String, Duration)],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Target::Cluster(_) = self.target {
+            // The touched keys lie in other slots than the taken one: no script spans them.
+            let taken = self
+                .take_leaving(key, marker_key, marker, marker_ttl)
+                .await?;
+            if taken.is_some() {
+                for (touched, ttl) in touches {
+                    self.touch(touched, *ttl).await?;
+                }
+            }
+            return Ok(taken);
+        }
+        let ttls: Vec<String> = std::iter::once(marker_ttl)
+            .chain(touches.iter().map(|(_, ttl)| *ttl))
+            .map(|ttl| millis(ttl).to_string())
+            .collect();
+        let mut keys = vec![key, marker_key];
+        keys.extend(touches.iter().map(|(k, _)| k.as_str()));
+        let mut args: Vec<&[u8]> = vec![&marker];
+        args.extend(ttls.iter().map(|t| t.as_bytes()));
+        self.script(&self.take_leaving, &keys, &args).await
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
