@@ -17,16 +17,23 @@ fn offline(client: &str) -> AuthRequest {
     req
 }
 
-/// An environment whose Store is sealed with [`SEALING_KEY`], with `store_extra` in its
-/// `[store]` table; and that key's sealer, to read and plant the Store's records.
-async fn sealed(store_extra: Option<&str>) -> (Env, Sealer) {
+/// An environment of `options` whose Store is sealed with [`SEALING_KEY`]; and that key's
+/// sealer, to read and plant the Store's records.
+async fn sealed(options: Options) -> (Env, Sealer) {
     let env = Env::with(Options {
         shared_keys: true,
-        store_extra: store_extra.map(str::to_owned),
-        ..Options::default()
+        ..options
     })
     .await;
     (env, Sealer::from_base64(SEALING_KEY).unwrap())
+}
+
+/// `[store] record_encoding = "json"`: what a node writes for the first of two rolling updates.
+fn writing_json() -> Options {
+    Options {
+        store_extra: Some("record_encoding = \"json\"".into()),
+        ..Options::default()
+    }
 }
 
 async fn post(env: &Env, path: &str, client: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
@@ -233,13 +240,11 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
     use lienthong_broker::store::{Store, keys};
 
     let clock = MockClock::starting_now();
-    let env = Env::with(Options {
+    let (env, sealer) = sealed(Options {
         clock: Some(clock.clone()),
-        shared_keys: true,
         ..Options::default()
     })
     .await;
-    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
     let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
     let mut current = first["refresh_token"].as_str().unwrap().to_owned();
     let family = current.split_once('.').unwrap().0.to_owned();
@@ -332,7 +337,7 @@ async fn a_reused_refresh_token_of_an_earlier_release_still_revokes_its_family()
     use lienthong_broker::refresh::RefreshRecord;
     use lienthong_broker::store::{Record, Store, keys};
 
-    let (env, sealer) = sealed(None).await;
+    let (env, sealer) = sealed(Options::default()).await;
     for form in ["bare", "dotted", "tagged"] {
         let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
         let current = first["refresh_token"].as_str().unwrap();
@@ -402,7 +407,7 @@ async fn with_record_encoding_json_a_node_writes_what_an_earlier_release_reads()
     use lienthong_broker::session::SsoSession;
     use lienthong_broker::store::{Record, Store, keys};
 
-    let (env, sealer) = sealed(Some("record_encoding = \"json\"")).await;
+    let (env, sealer) = sealed(writing_json()).await;
     let as_json = |key: &str, version: Option<u8>, raw: Option<Vec<u8>>| {
         let raw = raw.unwrap_or_else(|| panic!("{key} is stored"));
         assert_eq!(Some(raw[0]), version, "{key}: written at its JSON version");
@@ -628,7 +633,7 @@ async fn a_code_refused_at_the_token_endpoint_leaves_no_tokens_behind() {
     use lienthong_broker::code::{family_id, grant_id};
     use lienthong_broker::store::{Store, keys};
 
-    let (env, sealer) = sealed(None).await;
+    let (env, sealer) = sealed(Options::default()).await;
     let req = offline(PORTAL_A);
     let code = login_for_code(&env, &Browser::new(), &req, AN).await;
     let grant = grant_key(&grant_id(&sealer, &code));
@@ -666,7 +671,7 @@ async fn codes_of_the_earlier_form_are_still_redeemed() {
     use lienthong_broker::code::CodeRecord;
     use lienthong_broker::store::{Record, Store, keys};
 
-    let (env, sealer) = sealed(Some("record_encoding = \"json\"")).await;
+    let (env, sealer) = sealed(writing_json()).await;
     for postcard in [false, true] {
         let req = offline(PORTAL_A);
         let code = login_for_code(&env, &Browser::new(), &req, AN).await;
@@ -720,12 +725,13 @@ async fn codes_of_the_earlier_form_are_still_redeemed() {
 async fn concurrent_presentations_of_one_code_leave_no_live_token_behind() {
     for earlier_form in [false, true] {
         let env = std::sync::Arc::new(
-            Env::with(Options {
-                shared_keys: true,
-                store_extra: earlier_form.then(|| "record_encoding = \"json\"".into()),
-                ..Options::default()
+            sealed(if earlier_form {
+                writing_json()
+            } else {
+                Options::default()
             })
-            .await,
+            .await
+            .0,
         );
         let req = std::sync::Arc::new(offline(PORTAL_A));
         let code = login_for_code(&env, &Browser::new(), &req, AN).await;
@@ -778,13 +784,11 @@ async fn an_unredeemed_code_leaves_nothing_behind_once_it_expires() {
     use lienthong_broker::store::{Store, keys};
 
     let clock = MockClock::starting_now();
-    let env = Env::with(Options {
+    let (env, sealer) = sealed(Options {
         clock: Some(clock.clone()),
-        shared_keys: true,
         ..Options::default()
     })
     .await;
-    let sealer = Sealer::from_base64(SEALING_KEY).unwrap();
     let kept = async |code: &str| {
         let grant = grant_key(&grant_id(&sealer, code));
         let family = keys::family_record(&family_id(&sealer, code));

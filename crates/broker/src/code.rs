@@ -5,8 +5,9 @@
 //! round trip as the code itself (their grant, the refresh-token family), to live no longer
 //! than the code: the token endpoint then only takes the code — one Store operation, which
 //! leaves the spent-marker and keeps the tokens' records on for their own lifetimes — and hands
-//! them over. A code never redeemed leaves nothing behind it longer than itself. Whatever presents the code a second time finds the marker and revokes them
-//! by their ids, which the code alone determines ([`grant_id`], [`family_id`]). The earlier
+//! them over. A code never redeemed leaves nothing behind it longer than itself. Whatever
+//! presents the code a second time finds the marker and revokes the tokens by their ids,
+//! which the code alone determines ([`grant_id`], [`family_id`]). The earlier
 //! form, a [`CodeRecord`] whose tokens the token endpoint signs, is still redeemed, and still
 //! written with `[store] record_encoding = "json"` (a rolling update from a release that knows
 //! no other).

@@ -99,15 +99,7 @@ pub trait Store: Send + Sync + 'static {
         marker_ttl: Duration,
         touches: &[(String, Duration)],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let taken = self
-            .take_leaving(key, marker_key, marker, marker_ttl)
-            .await?;
-        if taken.is_some() {
-            for (touched, ttl) in touches {
-                self.touch(touched, *ttl).await?;
-            }
-        }
-        Ok(taken)
+        take_then_touch(self, key, marker_key, marker, marker_ttl, touches).await
     }
     /// Adds `member` to the set at `key` and sets the set's expiry to `ttl`: a batch of one.
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -145,6 +137,27 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Whether the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// [`Store::take_leaving_touching`] in two steps: the take, then the touches if it found the
+/// value (the backends that cannot do both in one).
+async fn take_then_touch<S: Store + ?Sized>(
+    store: &S,
+    key: &str,
+    marker_key: &str,
+    marker: Vec<u8>,
+    marker_ttl: Duration,
+    touches: &[(String, Duration)],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let taken = store
+        .take_leaving(key, marker_key, marker, marker_ttl)
+        .await?;
+    if taken.is_some() {
+        for (touched, ttl) in touches {
+            store.touch(touched, *ttl).await?;
+        }
+    }
+    Ok(taken)
 }
 
 /// The Store `[store] url` names: the memory Store, or Redis (connected on first use, so a node

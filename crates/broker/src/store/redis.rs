@@ -241,15 +241,8 @@ impl Store for RedisStore {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         if let Target::Cluster(_) = self.target {
             // The touched keys lie in other slots than the taken one: no script spans them.
-            let taken = self
-                .take_leaving(key, marker_key, marker, marker_ttl)
-                .await?;
-            if taken.is_some() {
-                for (touched, ttl) in touches {
-                    self.touch(touched, *ttl).await?;
-                }
-            }
-            return Ok(taken);
+            return super::take_then_touch(self, key, marker_key, marker, marker_ttl, touches)
+                .await;
         }
         let ttls: Vec<String> = std::iter::once(marker_ttl)
             .chain(touches.iter().map(|(_, ttl)| *ttl))
