@@ -28,6 +28,42 @@ async fn sealed(options: Options) -> (Env, Sealer) {
     (env, Sealer::from_base64(SEALING_KEY).unwrap())
 }
 
+/// [`sealed`], with a clock the test moves (the broker's and its Store's).
+async fn sealed_with_clock() -> (Env, Sealer, std::sync::Arc<MockClock>) {
+    let clock = MockClock::starting_now();
+    let (env, sealer) = sealed(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    (env, sealer, clock)
+}
+
+/// The keys of the grant and the refresh-token family of `code`'s tokens.
+fn keys_of_code_tokens(sealer: &Sealer, code: &str) -> [String; 2] {
+    use lienthong_broker::access_token::grant_key;
+    use lienthong_broker::code::{family_id, grant_id};
+    use lienthong_broker::store::keys;
+    [
+        grant_key(&grant_id(sealer, code)),
+        keys::family_record(&family_id(sealer, code)),
+    ]
+}
+
+/// Eight presentations of one thing at once: each one's answer.
+async fn eight_at_once<F, Fut>(present: F) -> Vec<(StatusCode, Value)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (StatusCode, Value)> + Send + 'static,
+{
+    let racers: Vec<_> = (0..8).map(|_| tokio::spawn(present())).collect();
+    let mut answers = vec![];
+    for r in racers {
+        answers.push(r.await.unwrap());
+    }
+    answers
+}
+
 /// `[store] record_encoding = "json"`: what a node writes for the first of two rolling updates.
 fn writing_json() -> Options {
     Options {
@@ -239,12 +275,7 @@ async fn a_family_keeps_only_its_live_tokens_however_often_it_rotates() {
     use lienthong_broker::refresh::RefreshRecord;
     use lienthong_broker::store::{Store, keys};
 
-    let clock = MockClock::starting_now();
-    let (env, sealer) = sealed(Options {
-        clock: Some(clock.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (env, sealer, clock) = sealed_with_clock().await;
     let first = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
     let mut current = first["refresh_token"].as_str().unwrap().to_owned();
     let family = current.split_once('.').unwrap().0.to_owned();
@@ -571,15 +602,13 @@ async fn concurrent_presentations_of_one_refresh_token_leave_no_live_token_behin
     let env = std::sync::Arc::new(Env::start().await);
     let t = tokens(&env, &Browser::new(), &offline(PORTAL_A), AN).await;
     let token = t["refresh_token"].as_str().unwrap().to_owned();
-    let racers: Vec<_> = (0..8)
-        .map(|_| {
-            let (env, token) = (env.clone(), token.clone());
-            tokio::spawn(async move { refresh(&env, PORTAL_A, &token).await })
-        })
-        .collect();
+    let answers = eight_at_once(|| {
+        let (env, token) = (env.clone(), token.clone());
+        async move { refresh(&env, PORTAL_A, &token).await }
+    })
+    .await;
     let mut winners = vec![];
-    for r in racers {
-        let (status, body) = r.await.unwrap();
+    for (status, body) in answers {
         if status == StatusCode::OK {
             winners.push(body);
         }
@@ -629,15 +658,12 @@ async fn a_reused_code_revokes_its_refresh_token_too() {
 /// endpoint (here for its PKCE verifier) is spent, and takes them with it.
 #[tokio::test]
 async fn a_code_refused_at_the_token_endpoint_leaves_no_tokens_behind() {
-    use lienthong_broker::access_token::grant_key;
-    use lienthong_broker::code::{family_id, grant_id};
-    use lienthong_broker::store::{Store, keys};
+    use lienthong_broker::store::Store;
 
     let (env, sealer) = sealed(Options::default()).await;
     let req = offline(PORTAL_A);
     let code = login_for_code(&env, &Browser::new(), &req, AN).await;
-    let grant = grant_key(&grant_id(&sealer, &code));
-    let family = keys::family_record(&family_id(&sealer, &code));
+    let [grant, family] = keys_of_code_tokens(&sealer, &code);
     for key in [&grant, &family] {
         assert!(
             env.store.get(key).await.unwrap().is_some(),
@@ -735,18 +761,16 @@ async fn concurrent_presentations_of_one_code_leave_no_live_token_behind() {
         );
         let req = std::sync::Arc::new(offline(PORTAL_A));
         let code = login_for_code(&env, &Browser::new(), &req, AN).await;
-        let racers: Vec<_> = (0..8)
-            .map(|_| {
-                let (env, req, code) = (env.clone(), req.clone(), code.clone());
-                tokio::spawn(async move {
-                    let r = redeem(&env, &req, &code, &req.verifier).await;
-                    (r.status(), r.json::<Value>().await.unwrap())
-                })
-            })
-            .collect();
+        let answers = eight_at_once(|| {
+            let (env, req, code) = (env.clone(), req.clone(), code.clone());
+            async move {
+                let r = redeem(&env, &req, &code, &req.verifier).await;
+                (r.status(), r.json::<Value>().await.unwrap())
+            }
+        })
+        .await;
         let mut winners = vec![];
-        for r in racers {
-            let (status, body) = r.await.unwrap();
+        for (status, body) in answers {
             if status == StatusCode::OK {
                 winners.push(body);
             } else {
@@ -779,19 +803,11 @@ async fn concurrent_presentations_of_one_code_leave_no_live_token_behind() {
 /// redeemed hold the Store no longer than their codes alone), and a redeemed one's live on.
 #[tokio::test]
 async fn an_unredeemed_code_leaves_nothing_behind_once_it_expires() {
-    use lienthong_broker::access_token::grant_key;
-    use lienthong_broker::code::{family_id, grant_id};
-    use lienthong_broker::store::{Store, keys};
+    use lienthong_broker::store::Store;
 
-    let clock = MockClock::starting_now();
-    let (env, sealer) = sealed(Options {
-        clock: Some(clock.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (env, sealer, clock) = sealed_with_clock().await;
     let kept = async |code: &str| {
-        let grant = grant_key(&grant_id(&sealer, code));
-        let family = keys::family_record(&family_id(&sealer, code));
+        let [grant, family] = keys_of_code_tokens(&sealer, code);
         let grant = env.store.get(&grant).await.unwrap().is_some();
         let family = env.store.get(&family).await.unwrap().is_some();
         (grant, family)

@@ -124,8 +124,9 @@ pub(crate) fn mint_for(
         nonce: record.nonce.as_deref(),
     };
     let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
-    let expires_at = inner.now() + lifetime.as_secs();
-    let (access_token, id_token) = mint(inner, client, &issue, jti)?;
+    let now = inner.now();
+    let expires_at = now + lifetime.as_secs();
+    let (access_token, id_token) = mint(inner, client, &issue, jti, now)?;
     let grant = Grant::of(
         &access_token,
         &client.config.id,

@@ -20,14 +20,14 @@ pub(crate) struct Issue<'a> {
     pub nonce: Option<&'a str>,
 }
 
-/// Signs an RFC 9068 access token (grant `jti`) and an ID token for `client`.
+/// Signs an RFC 9068 access token (grant `jti`) and an ID token for `client`, issued at `now`.
 pub(crate) fn mint(
     inner: &Inner,
     client: &Client,
     issue: &Issue<'_>,
     jti: &str,
+    now: u64,
 ) -> Result<(String, String), OAuthError> {
-    let now = inner.now();
     let tokens = &inner.config.tokens;
     let access_claims = json!({
         "iss": inner.issuer,

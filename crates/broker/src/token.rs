@@ -27,7 +27,7 @@ use crate::identity;
 use crate::mint::{Issue, mint};
 use crate::refresh::{self, store_error};
 use crate::state::{Broker, Client, Inner};
-use crate::store::{Record, StoreError, keys};
+use crate::store::{Sealer, StoreError, keys};
 
 /// Compared against when the client id is unknown (it matches no presented secret that
 /// matters: the answer is a refusal either way).
@@ -143,7 +143,7 @@ async fn authorization_code(
         .map_err(store_error)?;
     let sealer = inner.store.sealer();
     let taken = match taken {
-        Some(bytes) if bytes.first() == Some(&MintedCode::VERSION) => sealer
+        Some(bytes) if Sealer::holds::<MintedCode>(&bytes) => sealer
             .decode::<MintedCode>(&code_key, Some(bytes))
             .map(Taken::Minted),
         bytes => sealer
@@ -354,7 +354,7 @@ async fn refresh_token(
         sid: &record.sid,
         nonce: None,
     };
-    let (access_token, id_token) = mint(inner, client, &issue, &jti)?;
+    let (access_token, id_token) = mint(inner, client, &issue, &jti, inner.now())?;
     let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
     let grant = Grant::of(
         &access_token,

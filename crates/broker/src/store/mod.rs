@@ -301,12 +301,9 @@ impl Records {
         marker: &M,
         marker_ttl: Duration,
     ) -> Result<Option<T>, StoreError> {
-        let marker = self.sealer.encode(marker_key, marker);
-        let taken = self.counted(
-            self.store
-                .take_leaving(key, marker_key, marker, marker_ttl)
-                .await,
-        )?;
+        let taken = self
+            .take_leaving_touching_raw(key, marker_key, marker, marker_ttl, &[])
+            .await?;
         Ok(self.sealer.decode(key, taken))
     }
 

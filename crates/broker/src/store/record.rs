@@ -169,6 +169,12 @@ impl Sealer {
         }
     }
 
+    /// Whether `sealed` was written at `T`'s postcard version: for a key that may hold one of
+    /// several record types, which [`Sealer::decode`] is then asked for.
+    pub fn holds<T: Record>(sealed: &[u8]) -> bool {
+        sealed.first() == Some(&T::VERSION)
+    }
+
     pub fn decode<T: Record>(&self, key: &str, bytes: Option<Vec<u8>>) -> Option<T> {
         let bytes = bytes?;
         let decoded = match bytes.first().copied() {

@@ -69,9 +69,8 @@ impl RedisStore {
         Ok(Self {
             target,
             connection: Mutex::new(None),
-            // Take the value and, if there was one, leave the marker: one atomic step.
-            // Take KEYS[1] and leave the marker ARGV[1] at KEYS[2] for ARGV[2] ms; if it was
-            // there, move the expiry of every further key to its ARGV (ms).
+            // Take KEYS[1] and, if it was there, leave the marker ARGV[1] at KEYS[2] for ARGV[2]
+            // ms and move the expiry of every further key to its ARGV (ms): one atomic step.
             take_leaving: Script::new(
                 r"local v = redis.call('GETDEL', KEYS[1])
                   if v then
@@ -162,6 +161,26 @@ impl RedisStore {
         }
     }
 
+    /// The `take_leaving` script, moving the expiry of `touches` too.
+    async fn take_leaving_script(
+        &self,
+        key: &str,
+        marker_key: &str,
+        marker: &[u8],
+        marker_ttl: Duration,
+        touches: &[(String, Duration)],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let ttls: Vec<String> = std::iter::once(marker_ttl)
+            .chain(touches.iter().map(|(_, ttl)| *ttl))
+            .map(|ttl| millis(ttl).to_string())
+            .collect();
+        let mut keys = vec![key, marker_key];
+        keys.extend(touches.iter().map(|(k, _)| k.as_str()));
+        let mut args = vec![marker];
+        args.extend(ttls.iter().map(|t| t.as_bytes()));
+        self.script(&self.take_leaving, &keys, &args).await
+    }
+
     async fn script<T: FromRedisValue>(
         &self,
         script: &Script,
@@ -222,13 +241,9 @@ impl Store for RedisStore {
         marker: Vec<u8>,
         marker_ttl: Duration,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let ttl = millis(marker_ttl).to_string();
-        self.script(
-            &self.take_leaving,
-            &[key, marker_key],
-            &[&marker, ttl.as_bytes()],
-        )
-        .await
+        // Two keys of one hash tag: one script on a Cluster too.
+        self.take_leaving_script(key, marker_key, &marker, marker_ttl, &[])
+            .await
     }
 
     async fn take_leaving_touching(
@@ -244,15 +259,8 @@ impl Store for RedisStore {
             return super::take_then_touch(self, key, marker_key, marker, marker_ttl, touches)
                 .await;
         }
-        let ttls: Vec<String> = std::iter::once(marker_ttl)
-            .chain(touches.iter().map(|(_, ttl)| *ttl))
-            .map(|ttl| millis(ttl).to_string())
-            .collect();
-        let mut keys = vec![key, marker_key];
-        keys.extend(touches.iter().map(|(k, _)| k.as_str()));
-        let mut args: Vec<&[u8]> = vec![&marker];
-        args.extend(ttls.iter().map(|t| t.as_bytes()));
-        self.script(&self.take_leaving, &keys, &args).await
+        self.take_leaving_script(key, marker_key, &marker, marker_ttl, touches)
+            .await
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
