@@ -54,7 +54,7 @@ pub async fn callback(
             let retry = pending.map(|p| p.request.retry_url(&inner.issuer));
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).with_links(retry, None).into());
         }
-        let jar = jar.remove(Cookie::build(cookie_name).path("/"));
+        let jar = jar.add(inner.removal(cookie_name, "/"));
         let Some(pending) = inner.store.take::<PendingLogin>(&key).await? else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).into());
         };

@@ -15,7 +15,6 @@ use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
-use axum_extra::extract::cookie::Cookie;
 use lienthong_protocol::secret::random_token;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -154,7 +153,7 @@ async fn logout(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
             .and_then(|live| inner.upstream_id_token(&jar, live));
         let jar = inner
             .forget_upstream_id_token(jar)
-            .remove(Cookie::build(inner.session_cookie_name()).path("/"));
+            .add(inner.removal(inner.session_cookie_name(), "/"));
         let Some(live) = live else {
             // Nothing to end (already signed out, or another browser): go on as asked.
             return Ok(match destination {

@@ -13,6 +13,7 @@
 //! session lifetime after an upgrade). A cookie of this release shown to a node of an earlier
 //! one during a rolling update is not found there: the citizen signs in upstream again.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -104,6 +105,16 @@ impl Inner {
             .path("/")
             .max_age(time::Duration::seconds(max_age.as_secs() as i64))
             .build()
+    }
+
+    /// The removal of the cookie `name` set at `path`, with the attributes it was set with: a
+    /// browser ignores a `Set-Cookie` for a `__Host-` name without `Secure`, removals included.
+    pub fn removal<'c>(
+        &self,
+        name: impl Into<Cow<'c, str>>,
+        path: impl Into<Cow<'c, str>>,
+    ) -> Cookie<'c> {
+        removal(name, path, self.secure_cookies)
     }
 
     fn session_ttl(&self, session: &SsoSession) -> Option<Duration> {
@@ -226,9 +237,10 @@ impl Inner {
 
     /// The removal of the upstream ID token's cookie, for a sign-out.
     pub fn forget_upstream_id_token(&self, jar: CookieJar) -> CookieJar {
-        jar.remove(
-            Cookie::build(self.upstream_token_cookie_name()).path(self.upstream_token_path()),
-        )
+        jar.add(self.removal(
+            self.upstream_token_cookie_name(),
+            self.upstream_token_path(),
+        ))
     }
 
     /// Adds a session [`Inner::open_session`] opened to `batch`, unless an earlier batch took it.
@@ -324,5 +336,40 @@ impl SsoSession {
     pub fn satisfies(&self, minimum: Option<Level>, max_age: Option<u64>, now: u64) -> bool {
         minimum.is_none_or(|m| self.level >= m)
             && max_age.is_none_or(|m| now.saturating_sub(self.auth_time) <= m)
+    }
+}
+
+/// [`Inner::removal`].
+fn removal<'c>(
+    name: impl Into<Cow<'c, str>>,
+    path: impl Into<Cow<'c, str>>,
+    secure: bool,
+) -> Cookie<'c> {
+    let mut cookie = Cookie::build((name, ""))
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .path(path)
+        .build();
+    cookie.make_removal();
+    cookie
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cookie_is_removed_with_the_attributes_it_was_set_with() {
+        let secure = super::removal("__Host-lienthong_login_abc", "/", true).to_string();
+        for part in [
+            "__Host-lienthong_login_abc=",
+            "Secure",
+            "Path=/",
+            "HttpOnly",
+            "Max-Age=0",
+        ] {
+            assert!(secure.contains(part), "{part} in {secure}");
+        }
+        let plain = super::removal("lienthong_login_abc", "/", false).to_string();
+        assert!(!plain.contains("Secure"), "{plain}");
     }
 }
