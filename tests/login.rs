@@ -616,6 +616,145 @@ async fn a_pending_login_expires_and_the_callback_shows_a_page_not_a_code() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let page = r.text().await.unwrap();
     assert!(page.contains("hết hạn"), "the login-expired page: {page}");
+    assert!(
+        page.contains("Thử lại"),
+        "the request is still known: a way to start again"
+    );
+}
+
+/// The upstream `state` of a login started at `/authorize`, and whether the Store holds a
+/// pending login under it.
+async fn upstream_state(env: &Env, browser: &Browser, req: &AuthRequest) -> (String, String, bool) {
+    use lienthong_broker::store::{Store, keys};
+    let to_idp = location(&browser.get(&req.url(&env.issuer)).await);
+    let state = query(&to_idp)["state"].clone();
+    let kept = env
+        .store
+        .get(&keys::pending_login(&state))
+        .await
+        .unwrap()
+        .is_some();
+    (to_idp, state, kept)
+}
+
+/// The rest of a login whose citizen is at the IdP: the callback's redirect to the portal.
+async fn finish_at_idp(browser: &Browser, to_idp: &str) -> String {
+    let back = sign_in_at_idp(browser, to_idp, AN).await;
+    location(&browser.get(&location(&back)).await)
+}
+
+#[tokio::test]
+async fn a_pending_login_travels_sealed_in_the_state_and_the_store_keeps_nothing_for_it() {
+    let env = Env::start().await;
+    let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
+    let (to_idp, state, kept) = upstream_state(&env, &browser, &req).await;
+    assert!(!kept, "no pending login in the Store");
+    assert!(
+        (100..=1024).contains(&state.len()),
+        "the login sealed in the state: {} characters",
+        state.len()
+    );
+    assert!(
+        !state.contains(&req.state) && !state.contains(&req.challenge),
+        "nothing of the request in clear"
+    );
+    let at_portal = finish_at_idp(&browser, &to_idp).await;
+    assert!(
+        at_portal.starts_with(&redirect_uri(PORTAL_A)),
+        "{at_portal}"
+    );
+    assert_eq!(query(&at_portal)["state"], req.state);
+}
+
+#[tokio::test]
+async fn a_sealed_state_altered_on_the_way_back_is_refused() {
+    let env = Env::start().await;
+    let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
+    let to_idp = location(&browser.get(&req.url(&env.issuer)).await);
+    let callback = location(&sign_in_at_idp(&browser, &to_idp, AN).await);
+    let state = query(&callback)["state"].clone();
+    // One character of the sealed text changed; the browser's login cookie is untouched.
+    let mut altered = state.clone().into_bytes();
+    let i = altered.len() / 2;
+    altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    let r = browser
+        .get(&callback.replace(&format!("state={state}"), &format!("state={altered}")))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers().get("location").is_none(), "no code");
+    assert!(r.text().await.unwrap().contains("hết hạn"));
+    let ok = browser.get(&callback).await;
+    assert!(location(&ok).starts_with(&redirect_uri(PORTAL_A)));
+    // Used once, its cookie gone: the same answer again is the broker's own refusal, before
+    // the IdP is asked about the spent code.
+    let again = browser.get(&callback).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert!(again.text().await.unwrap().contains("hết hạn"));
+}
+
+#[tokio::test]
+async fn a_pending_login_too_long_for_its_state_is_kept_in_the_store_and_taken_once() {
+    let env = Env::start().await;
+    let browser = Browser::new();
+    let mut req = AuthRequest::new(PORTAL_A);
+    // A client's own state and nonce of 500 characters each: sealed, over a kilobyte.
+    req.state = "s".repeat(500);
+    req.nonce = "n".repeat(500);
+    let (to_idp, state, kept) = upstream_state(&env, &browser, &req).await;
+    assert!(kept, "kept in the Store");
+    assert_eq!(state.len(), 43, "a random state: {state}");
+    let callback = location(&sign_in_at_idp(&browser, &to_idp, AN).await);
+    let at_portal = location(&browser.get(&callback).await);
+    assert!(
+        at_portal.starts_with(&redirect_uri(PORTAL_A)),
+        "{at_portal}"
+    );
+    assert_eq!(query(&at_portal)["state"], req.state);
+    assert_eq!(
+        browser.get(&callback).await.status(),
+        StatusCode::BAD_REQUEST,
+        "taken once"
+    );
+}
+
+#[tokio::test]
+async fn an_idp_limit_on_the_state_keeps_pending_logins_in_the_store() {
+    let env = Env::with(Options {
+        upstream_extra: Some("max_state_length = 64".into()),
+        ..Options::default()
+    })
+    .await;
+    let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
+    let (to_idp, state, kept) = upstream_state(&env, &browser, &req).await;
+    assert!(kept, "kept in the Store");
+    assert_eq!(state.len(), 43, "a random state: {state}");
+    let at_portal = finish_at_idp(&browser, &to_idp).await;
+    assert!(
+        at_portal.starts_with(&redirect_uri(PORTAL_A)),
+        "{at_portal}"
+    );
+}
+
+#[tokio::test]
+async fn with_record_encoding_json_a_pending_login_is_kept_in_the_store() {
+    // The first step of a rolling update: an earlier release's nodes look for every pending
+    // login in the Store, so none is carried in its state.
+    let env = Env::with(Options {
+        shared_keys: true,
+        store_extra: Some("record_encoding = \"json\"".into()),
+        ..Options::default()
+    })
+    .await;
+    let (browser, req) = (Browser::new(), AuthRequest::new(PORTAL_A));
+    let (to_idp, state, kept) = upstream_state(&env, &browser, &req).await;
+    assert!(kept, "kept in the Store");
+    assert_eq!(state.len(), 43, "a random state: {state}");
+    let at_portal = finish_at_idp(&browser, &to_idp).await;
+    assert!(
+        at_portal.starts_with(&redirect_uri(PORTAL_A)),
+        "{at_portal}"
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,10 @@
 //! `GET /callback`: the citizen comes back from the national IdP (DESIGN.md step 5–6).
 //!
 //! The order of checks matters: the login must have been started by this browser (binding
-//! cookie), it is taken from the store exactly once, the authorization response must come from
-//! our IdP (RFC 9207 `iss`), and only then is the code exchanged and the ID token validated.
+//! cookie, removed as it is used), its pending login must open from the sealed state and be in
+//! time (or, kept in the Store, be taken from it exactly once), the authorization response must
+//! come from our IdP (RFC 9207 `iss`), and only then is the code exchanged — once: the IdP
+//! refuses a code presented again — and the ID token validated against the login's nonce.
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -12,7 +14,7 @@ use axum_extra::extract::cookie::Cookie;
 use lienthong_protocol::secret::random_token;
 use serde::Deserialize;
 
-use crate::authorize::PendingLogin;
+use crate::authorize::{PendingLogin, carried};
 use crate::claims::UnusableIdentity;
 use crate::error::{CitizenPage, FlowError};
 use crate::flow::complete;
@@ -36,6 +38,8 @@ pub async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let inner = broker.inner();
+    // The login cookie, once it has matched: it goes with whatever this answers.
+    let mut spent: Option<String> = None;
     let result: Result<Response, FlowError> = async {
         // Parsed here, not by an extractor: a malformed or repeated parameter gets our page,
         // not the framework's bare text.
@@ -44,19 +48,32 @@ pub async fn callback(
         let Some(state) = p.state.as_deref() else {
             return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::InvalidRequest).into());
         };
+        // The login is carried in the state, sealed; or, for a state that does not open, kept
+        // in the Store under it (authorize::carry says when).
+        let carried = carried(inner, state);
         let key = keys::pending_login(state);
-        let cookie_name = inner.login_cookie_name(state);
-        if jar.get(&cookie_name).map(Cookie::value) != Some(state) {
+        let binding = carried.as_ref().map_or(state, |c| c.binding.as_str());
+        let cookie_name = inner.login_cookie_name(binding);
+        let expired = |retry: Option<String>| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).with_links(retry, None);
+        if jar.get(&cookie_name).map(Cookie::value) != Some(binding) {
             // Not started in this browser (or the state was altered): refuse, but if the login
             // exists, still offer a clean restart of it.
             tracing::warn!("callback without the matching login cookie");
-            let pending: Option<PendingLogin> = inner.store.get(&key).await?;
-            let retry = pending.map(|p| p.request.retry_url(&inner.issuer));
-            return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).with_links(retry, None).into());
+            let request = match carried {
+                Some(c) => Some(c.pending.request),
+                None => inner.store.get::<PendingLogin>(&key).await?.map(|p| p.request),
+            };
+            return Err(expired(request.map(|r| r.retry_url(&inner.issuer))).into());
         }
-        let jar = jar.add(inner.removal(cookie_name, "/"));
-        let Some(pending) = inner.store.take::<PendingLogin>(&key).await? else {
-            return Err(CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).into());
+        spent = Some(cookie_name);
+        let pending = match carried {
+            Some(c) if c.expires_at > inner.now() => c.pending,
+            // Too late: the request is still known, so the citizen may start it again.
+            Some(c) => return Err(expired(Some(c.pending.request.retry_url(&inner.issuer))).into()),
+            None => match inner.store.take::<PendingLogin>(&key).await? {
+                Some(pending) => pending,
+                None => return Err(expired(None).into()),
+            },
         };
         let request = &pending.request;
         if let Err(e) = inner.upstream.check_response_issuer(p.iss.as_deref()).await {
@@ -127,5 +144,12 @@ pub async fn callback(
         Ok((jar, response).into_response())
     }
     .await;
-    inner.respond(result)
+    let response = inner.respond(result);
+    match spent {
+        // A login is resumed at most once by the browser that started it, refused or not: the
+        // IdP's answer cannot be replayed here after a refusal (an answer from another issuer,
+        // say). A login kept in the Store was taken from it too.
+        Some(name) => (CookieJar::new().add(inner.removal(name, "/")), response).into_response(),
+        None => response,
+    }
 }

@@ -111,6 +111,12 @@ pub struct UpstreamConfig {
     /// may ask the citizen to confirm the sign-out.
     #[serde(default = "yes")]
     pub logout_id_token_hint: bool,
+    /// The longest `state` sent to the IdP (default 1024 characters). A pending login travels
+    /// in it, sealed (about 450 characters); one that would not fit is kept in the Store under
+    /// a random state of 43. For an IdP that refuses or cuts long values, set its limit; below
+    /// 43 no login is carried.
+    #[serde(default = "default_max_state_length")]
+    pub max_state_length: usize,
 }
 
 /// How the broker authenticates at the upstream token endpoint.
@@ -175,6 +181,10 @@ fn default_upstream_scopes() -> Vec<String> {
 fn default_upstream_algs() -> Vec<UpstreamAlg> {
     vec![UpstreamAlg::RS256, UpstreamAlg::ES256]
 }
+fn default_max_state_length() -> usize {
+    1024
+}
+
 fn default_timeout() -> u64 {
     10
 }

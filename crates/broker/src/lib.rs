@@ -2,11 +2,12 @@
 //! national e-ID.
 //!
 //! One login, as `docs/ARCHITECTURE.md` tells it: a provincial system sends the citizen to
-//! [`authorize`]; without a usable SSO session the broker keeps the request as a pending login
-//! and sends the citizen to the national IdP through the [`upstream`] connector; [`callback`]
-//! validates the answer, opens the SSO [`session`], asks for [`consent`] where needed and issues
-//! a one-time code; the system redeems it at [`token`] for an ID token and an access token, and
-//! reads [`userinfo`]. All short-lived state is in the [`store`], so any node serves any step.
+//! [`authorize`]; without a usable SSO session the broker seals the request as a pending login
+//! into the `state` and sends the citizen to the national IdP through the [`upstream`]
+//! connector; [`callback`] validates the answer, opens the SSO [`session`], asks for [`consent`]
+//! where needed and issues a one-time code; the system redeems it at [`token`] for an ID token
+//! and an access token, and reads [`userinfo`]. All other short-lived state is in the
+//! [`store`], so any node serves any step.
 
 pub mod access_token;
 pub mod account;

@@ -29,9 +29,10 @@ pub(crate) fn allow(inner: &Inner, what: &str, who: &str, per_minute: u32) -> bo
 }
 
 /// Counts one more pending login against `limits.pending_logins_max`, for all sources and
-/// nodes together, in windows as long as a pending login lives; false when over the cap. Each
-/// pending login is held in the Store until it expires, so without this a flood from many
-/// addresses would grow the Store without bound.
+/// nodes together, in windows as long as a pending login lives; false when over the cap. A
+/// pending login too long to travel in its state is held in the Store until it expires, and
+/// every one sends the citizen to the national IdP, so without this a flood from many
+/// addresses could grow the Store without bound and pass on to the IdP.
 pub(crate) fn allow_pending_login(inner: &Inner) -> bool {
     let window = inner.config.sessions.pending_login_secs.max(1);
     let slot = (inner.now() / window).to_string();

@@ -78,6 +78,18 @@ pub struct UpstreamRequest {
     pub pkce_verifier: String,
 }
 
+impl UpstreamRequest {
+    /// A fresh nonce and PKCE verifier for one upstream login.
+    pub fn generate() -> Self {
+        Self {
+            nonce: lienthong_protocol::secret::random_token(32),
+            pkce_verifier: PkceCodeVerifier::new(lienthong_protocol::secret::random_token(32))
+                .secret()
+                .clone(),
+        }
+    }
+}
+
 /// One finding of [`Connector::check_online`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -233,23 +245,25 @@ impl Connector {
         Ok(fresh)
     }
 
-    /// The upstream authorization URL for a login whose `state` is given, with fresh nonce and
-    /// PKCE; the returned [`UpstreamRequest`] must be kept until the callback.
+    /// The upstream authorization URL for a login whose `state` is given, with the nonce and
+    /// PKCE challenge of `upstream` ([`UpstreamRequest::generate`]), which the callback needs.
     pub async fn start(
         &self,
         state: &str,
+        upstream: &UpstreamRequest,
         opts: StartOptions<'_>,
-    ) -> Result<(String, UpstreamRequest), UpstreamError> {
+    ) -> Result<String, UpstreamError> {
         let discovered = self.discovered().await?;
         let client = &discovered.client;
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let nonce = lienthong_protocol::secret::random_token(32);
-        let (state, nonce_for_url) = (state.to_owned(), nonce.clone());
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            upstream.pkce_verifier.clone(),
+        ));
+        let (state, nonce) = (state.to_owned(), upstream.nonce.clone());
         let mut request = client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 move || CsrfToken::new(state),
-                move || Nonce::new(nonce_for_url),
+                move || Nonce::new(nonce),
             )
             .set_pkce_challenge(challenge);
         for scope in self.config.scopes.iter().filter(|s| *s != "openid") {
@@ -271,13 +285,7 @@ impl Connector {
             request = request.add_ui_locale(LanguageTag::new(locale.clone()));
         }
         let (url, _, _) = request.url();
-        Ok((
-            url.to_string(),
-            UpstreamRequest {
-                nonce,
-                pkce_verifier: verifier.secret().clone(),
-            },
-        ))
+        Ok(url.to_string())
     }
 
     /// Where to send the citizen so the national IdP ends its session too (RP-Initiated Logout),
