@@ -100,12 +100,11 @@ async fn start_upstream(
     };
     // Carried in the state where it can be; else kept in the Store under a random state, which
     // is then also the login cookie's value.
-    let carried = carry(inner, &pending, ttl);
-    let (state, binding) = match &carried {
-        Some((state, binding)) => (state.clone(), binding.clone()),
+    let (state, binding, kept) = match carry(inner, &pending, ttl) {
+        Some((state, binding)) => (state, binding, false),
         None => {
             let state = random_token(32);
-            (state.clone(), state)
+            (state.clone(), state, true)
         }
     };
     let request = &pending.request;
@@ -132,7 +131,7 @@ async fn start_upstream(
             return Err(request.page(inner, StatusCode::SERVICE_UNAVAILABLE, problem));
         }
     };
-    if carried.is_none() {
+    if kept {
         inner
             .store
             .put(&keys::pending_login(&state), &pending, ttl)
