@@ -149,7 +149,8 @@ async fn rfc9700_4_4_mix_up_attacks() {
     });
     let r = browser.get(&mixed).await;
     assert_page_not_redirect(&r, "an authorization response from another issuer");
-    // Taken and spent: the genuine response cannot be replayed after the refusal either.
+    // Spent by the refusal (its login cookie removed with it): the genuine response cannot be
+    // replayed after it either.
     let again = browser.get(&back).await;
     assert_page_not_redirect(&again, "the same login again");
     // The broker's own responses carry iss (checked in code_from for every login).
