@@ -26,7 +26,7 @@ use crate::upstream::UpstreamError;
 
 #[derive(Debug, Deserialize)]
 pub struct CallbackParams {
-    state: Option<String>,
+    pub(crate) state: Option<String>,
     code: Option<String>,
     error: Option<String>,
     iss: Option<String>,

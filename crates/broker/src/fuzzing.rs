@@ -15,7 +15,7 @@ use crate::claims::ClaimMapper;
 use crate::config::Config;
 use crate::state::Broker;
 use crate::store::MemoryStore;
-use crate::{access_token, client_assertion, request, token, upstream};
+use crate::{access_token, authorize, client_assertion, request, token, upstream};
 use lienthong_adapter::directory::Directory;
 
 /// A broker with three registered clients (one authenticating with `private_key_jwt`), a
@@ -131,10 +131,15 @@ impl Target {
         let _ = pkce::verify(form.code_verifier.as_deref(), challenge);
     }
 
-    /// `GET /callback?{query}` parsed, and an upstream answer's claims (ID token payload and
-    /// userinfo, merged) mapped to a citizen identity and level.
+    /// `GET /callback?{query}` parsed, its `state` opened as a sealed pending login, and an
+    /// upstream answer's claims (ID token payload and userinfo, merged) mapped to a citizen
+    /// identity and level.
     pub fn callback(&self, query: &[u8], upstream_claims: &[u8]) {
-        let _ = serde_urlencoded::from_bytes::<CallbackParams>(query);
+        if let Ok(params) = serde_urlencoded::from_bytes::<CallbackParams>(query)
+            && let Some(state) = params.state
+        {
+            let _ = authorize::carried(self.broker.inner(), &state);
+        }
         if let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(upstream_claims) {
             let _ = self.mapper.map(&claims, 2026);
         }
