@@ -227,6 +227,22 @@ fn masked(number: Option<&str>) -> Option<String> {
     })
 }
 
+/// How SQLite's one connection is set up. WAL lets another process (`lienthong accounts`) read
+/// beside the writer; `synchronous = NORMAL` is durable across application crashes, which is
+/// what a directory needs.
+///
+/// The page cache is 8 MiB (`cache_size` in KiB when negative; SQLite's default is 2 MiB), not
+/// more, because of what every commit does with it: it drops any cached page numbered past the
+/// end of the file, and a B-tree split parks a page at such a number (the lock page's) while it
+/// puts the new pages in order. A write to an index on random keys (a citizen's key, an event's
+/// id) splits often, so at nearly every first sign-in's commit that drop walks the whole
+/// cache. With 256 MiB (up to 63,000 pages, filled as the directory grows) the walk took, at
+/// 40,000 citizens, as much of the broker's time as the rest of SQLite's work together, and
+/// the cache 70 MB of memory; with 8 MiB it walks at most about 2,000 pages, and a page not in
+/// it is read from the system's file cache (docs/performance.md, 2026-12-06, third session).
+const SQLITE_SETUP: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;";
+
 impl Directory {
     /// Connects (`sqlite://path?mode=rwc`, `sqlite::memory:`, `postgres://...`) and migrates.
     pub async fn connect(url: &str) -> Result<Self, DirectoryError> {
@@ -247,12 +263,7 @@ impl Directory {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        // WAL lets another process (`lienthong accounts`) read beside the
-                        // writer; NORMAL is durable across application crashes, which is what
-                        // a directory needs.
-                        sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -262144;")
-                            .execute(conn)
-                            .await?;
+                        sqlx::raw_sql(SQLITE_SETUP).execute(conn).await?;
                     }
                     Ok(())
                 })
