@@ -12,7 +12,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lienthong_broker::store::{Record, Records, Sealer, Store, Write, keys};
+use lienthong_broker::store::{Marker, Record, Records, Sealer, Store, Write, keys};
 use lienthong_broker::{MemoryStore, store::RedisStore};
 use lienthong_protocol::secret::random_token;
 
@@ -80,16 +80,8 @@ async fn concurrent_consumers_race_for_one_code_and_exactly_one_wins(store: Arc<
         .map(|i| {
             let (store, key, marker) = (store.clone(), key.clone(), marker.clone());
             tokio::spawn(async move {
-                store
-                    .take_leaving(
-                        &key,
-                        &marker,
-                        format!("spent by {i}").into_bytes(),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .unwrap()
-                    .map(|_| i)
+                let left = spent(&marker, &format!("spent by {i}"), Duration::from_secs(30));
+                store.take_leaving(&key, left).await.unwrap().map(|_| i)
             })
         })
         .collect();
@@ -108,6 +100,15 @@ async fn concurrent_consumers_race_for_one_code_and_exactly_one_wins(store: Arc<
     assert_eq!(store.get(&key).await.unwrap(), None);
 }
 
+/// A marker of `value` at `key`.
+fn spent<'a>(key: &'a str, value: &str, ttl: Duration) -> Marker<'a> {
+    Marker {
+        key,
+        value: value.as_bytes().to_vec(),
+        ttl,
+    }
+}
+
 /// `take_leaving_touching`: a code's tokens, written to live no longer than it, live on once
 /// it is taken — and a take that finds nothing touches nothing.
 async fn a_take_keeps_its_companions_on_only_if_it_takes(store: &dyn Store) {
@@ -120,12 +121,12 @@ async fn a_take_keeps_its_companions_on_only_if_it_takes(store: &dyn Store) {
     }
     let keep = [(a.clone(), long), (b.clone(), long)];
     let taken = store
-        .take_leaving_touching(&key, &marker, b"spent".to_vec(), long, &keep)
+        .take_leaving_touching(&key, spent(&marker, "spent", long), &keep)
         .await
         .unwrap();
     assert_eq!(taken, Some(b"v".to_vec()));
     let again = store
-        .take_leaving_touching(&key, &marker, b"again".to_vec(), long, &[(c.clone(), long)])
+        .take_leaving_touching(&key, spent(&marker, "again", long), &[(c.clone(), long)])
         .await
         .unwrap();
     assert_eq!(again, None, "taken once");

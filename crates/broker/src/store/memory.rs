@@ -26,7 +26,7 @@ use std::time::Duration;
 use lienthong_protocol::{SharedClock, SystemClock};
 use tokio::sync::Notify;
 
-use super::{Counted, Store, StoreError, Write};
+use super::{Counted, Marker, Store, StoreError, Write};
 
 /// A deadline: milliseconds since the Unix epoch, by the store's clock.
 type Deadline = u64;
@@ -378,15 +378,13 @@ impl Store for MemoryStore {
     async fn take_leaving(
         &self,
         key: &str,
-        marker_key: &str,
-        marker: Vec<u8>,
-        marker_ttl: Duration,
+        marker: Marker<'_>,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         // One critical section: nobody can see the key gone and the marker not yet there.
         Ok(self.with_state(
             |s, now| match s.remove(key, now).and_then(|e| e.value.into_bytes()) {
                 Some(value) => {
-                    let wake = s.insert(marker_key, marker.into(), marker_ttl, now);
+                    let wake = s.insert(marker.key, marker.value.into(), marker.ttl, now);
                     (Some(value), wake)
                 }
                 None => (None, false),

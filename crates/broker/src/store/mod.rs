@@ -66,6 +66,14 @@ pub enum Write {
     Touch { key: String, ttl: Duration },
 }
 
+/// What [`Store::take_leaving`] puts in place of the value it takes: `value` at `key`, expiring
+/// after `ttl`. Its key shares the taken key's hash tag ([`keys`]).
+pub struct Marker<'a> {
+    pub key: &'a str,
+    pub value: Vec<u8>,
+    pub ttl: Duration,
+}
+
 /// Shared short-lived state with per-key expiry.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -77,15 +85,12 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically reads and deletes `key`: of two concurrent callers at most one gets the value.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Atomically takes `key` and, if it was there, sets `marker_key` to `marker` for
-    /// `marker_ttl`: whoever comes second finds the marker, never a gap. The two keys must
-    /// share a hash tag ([`keys`]).
+    /// Atomically takes `key` and, if it was there, leaves `marker` in its place: whoever comes
+    /// second finds the marker, never a gap.
     async fn take_leaving(
         &self,
         key: &str,
-        marker_key: &str,
-        marker: Vec<u8>,
-        marker_ttl: Duration,
+        marker: Marker<'_>,
     ) -> Result<Option<Vec<u8>>, StoreError>;
     /// [`Store::take_leaving`], and, if it found the value, each of `touches` as
     /// [`Store::touch`] (a missing key stays missing) — in the same round trip where the
@@ -94,12 +99,10 @@ pub trait Store: Send + Sync + 'static {
     async fn take_leaving_touching(
         &self,
         key: &str,
-        marker_key: &str,
-        marker: Vec<u8>,
-        marker_ttl: Duration,
+        marker: Marker<'_>,
         touches: &[(String, Duration)],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        take_then_touch(self, key, marker_key, marker, marker_ttl, touches).await
+        take_then_touch(self, key, marker, touches).await
     }
     /// Adds `member` to the set at `key` and sets the set's expiry to `ttl`: a batch of one.
     async fn set_add(&self, key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -144,14 +147,10 @@ pub trait Store: Send + Sync + 'static {
 async fn take_then_touch<S: Store + ?Sized>(
     store: &S,
     key: &str,
-    marker_key: &str,
-    marker: Vec<u8>,
-    marker_ttl: Duration,
+    marker: Marker<'_>,
     touches: &[(String, Duration)],
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let taken = store
-        .take_leaving(key, marker_key, marker, marker_ttl)
-        .await?;
+    let taken = store.take_leaving(key, marker).await?;
     if taken.is_some() {
         for (touched, ttl) in touches {
             store.touch(touched, *ttl).await?;
@@ -317,12 +316,12 @@ impl Records {
         marker_ttl: Duration,
         touches: &[(String, Duration)],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let marker = self.sealer.encode(marker_key, marker);
-        self.counted(
-            self.store
-                .take_leaving_touching(key, marker_key, marker, marker_ttl, touches)
-                .await,
-        )
+        let marker = Marker {
+            key: marker_key,
+            value: self.sealer.encode(marker_key, marker),
+            ttl: marker_ttl,
+        };
+        self.counted(self.store.take_leaving_touching(key, marker, touches).await)
     }
 }
 

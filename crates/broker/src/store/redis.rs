@@ -16,7 +16,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, Script};
 use tokio::sync::Mutex;
 
-use super::{Counted, Store, StoreError, Write};
+use super::{Counted, Marker, Store, StoreError, Write};
 
 /// Where the Redis is: one server, or the seed nodes of a cluster.
 #[derive(Debug, Clone)]
@@ -165,18 +165,16 @@ impl RedisStore {
     async fn take_leaving_script(
         &self,
         key: &str,
-        marker_key: &str,
-        marker: &[u8],
-        marker_ttl: Duration,
+        marker: &Marker<'_>,
         touches: &[(String, Duration)],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let ttls: Vec<String> = std::iter::once(marker_ttl)
+        let ttls: Vec<String> = std::iter::once(marker.ttl)
             .chain(touches.iter().map(|(_, ttl)| *ttl))
             .map(|ttl| millis(ttl).to_string())
             .collect();
-        let mut keys = vec![key, marker_key];
+        let mut keys = vec![key, marker.key];
         keys.extend(touches.iter().map(|(k, _)| k.as_str()));
-        let mut args = vec![marker];
+        let mut args = vec![marker.value.as_slice()];
         args.extend(ttls.iter().map(|t| t.as_bytes()));
         self.script(&self.take_leaving, &keys, &args).await
     }
@@ -237,30 +235,23 @@ impl Store for RedisStore {
     async fn take_leaving(
         &self,
         key: &str,
-        marker_key: &str,
-        marker: Vec<u8>,
-        marker_ttl: Duration,
+        marker: Marker<'_>,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         // Two keys of one hash tag: one script on a Cluster too.
-        self.take_leaving_script(key, marker_key, &marker, marker_ttl, &[])
-            .await
+        self.take_leaving_script(key, &marker, &[]).await
     }
 
     async fn take_leaving_touching(
         &self,
         key: &str,
-        marker_key: &str,
-        marker: Vec<u8>,
-        marker_ttl: Duration,
+        marker: Marker<'_>,
         touches: &[(String, Duration)],
     ) -> Result<Option<Vec<u8>>, StoreError> {
         if let Target::Cluster(_) = self.target {
             // The touched keys lie in other slots than the taken one: no script spans them.
-            return super::take_then_touch(self, key, marker_key, marker, marker_ttl, touches)
-                .await;
+            return super::take_then_touch(self, key, marker, touches).await;
         }
-        self.take_leaving_script(key, marker_key, &marker, marker_ttl, touches)
-            .await
+        self.take_leaving_script(key, &marker, touches).await
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
