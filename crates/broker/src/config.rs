@@ -184,6 +184,7 @@ fn default_upstream_algs() -> Vec<UpstreamAlg> {
 fn default_max_state_length() -> usize {
     1024
 }
+
 fn default_timeout() -> u64 {
     10
 }
