@@ -1,7 +1,8 @@
-//! `lienthong bench` as an operator runs it, against a broker and mock IdP on loopback: every
-//! workload completes without an error, and the login workload says how many of its logins were
-//! first sign-ins (consent asked, account linked) — the figures of a first run and of a second
-//! run over the same citizens measure different things.
+//! `lienthong bench` as an operator runs it, against a broker and mock IdP on loopback, or with
+//! both started inside it (`--in-process`): every workload completes without an error, and the
+//! login workload says how many of its logins were first sign-ins (consent asked, account
+//! linked) — the figures of a first run and of a second run over the same citizens measure
+//! different things.
 
 mod common;
 
@@ -115,5 +116,95 @@ async fn bench_with_a_rate_starts_each_operation_at_its_time() {
     assert!(
         out.contains("stopped by --duration-secs 1 before --logins 12: 4 done"),
         "{out}"
+    );
+}
+
+#[tokio::test]
+async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu_apart() {
+    let run = |args: &'static [&'static str]| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&[
+        "bench",
+        "--in-process",
+        "--workload",
+        "all,login",
+        "--logins",
+        "40",
+        "--concurrency",
+        "4",
+        "--duration-secs",
+        "60",
+    ])
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches(" 40 ok, 0 failed").count(),
+        6,
+        "every workload did all of its operations, nothing else running:\n{stdout}"
+    );
+    // The list's last login pass is the first one's citizens again: they return.
+    let consents: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("consent asked"))
+        .collect();
+    assert_eq!(
+        consents,
+        [
+            "  consent asked (first sign-in to the system): 40 of 40 logins",
+            "  consent asked (first sign-in to the system): 0 of 40 logins"
+        ],
+        "{stdout}"
+    );
+    // The login workload's CPU, by party: the broker's and the mock IdP's threads both worked.
+    let cpu = |party: &str| -> f64 {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(party))
+            .and_then(|l| l.split("): ").nth(1))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or_else(|| panic!("a {party} line in:\n{stdout}"))
+    };
+    assert!(cpu("broker (threads lt-broker") > 0.0, "{stdout}");
+    assert!(cpu("mock IdP (threads lt-mock-idp") > 0.0, "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("this process (driver, broker and mock IdP): peak RSS")
+            .count(),
+        6,
+        "{stdout}"
+    );
+    // The directory's temporary folder is gone with the run.
+    let folder = stdout
+        .split("directory in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("the folder in:\n{stdout}"));
+    assert!(
+        !std::path::Path::new(folder).exists(),
+        "{folder} left behind"
+    );
+
+    // The parties it starts are its own: it drives no other broker.
+    let out = run(&["bench", "--in-process", "--issuer", "http://127.0.0.1:9"])
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

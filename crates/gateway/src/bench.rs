@@ -23,11 +23,19 @@ use reqwest::header::LOCATION;
 use tokio::sync::Mutex;
 use url::Url;
 
+mod in_process;
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// The broker's issuer URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     issuer: String,
+    /// Start a mock IdP and a broker inside this process first (the bench's configuration, the
+    /// memory Store, a SQLite directory in a temporary folder, free loopback ports) and drive
+    /// those: nothing else to start. Their CPU is told apart by their threads.
+    #[arg(long, conflicts_with_all = ["issuer", "client_id", "client_secret", "redirect_uri",
+        "password", "otp", "broker_pid", "idp_pid"])]
+    in_process: bool,
     #[arg(long, default_value = "bench-portal")]
     client_id: String,
     #[arg(long, default_value = "bench-secret")]
@@ -36,7 +44,9 @@ pub struct BenchArgs {
     redirect_uri: String,
     #[arg(long, default_value = "openid profile citizen_id offline_access")]
     scope: String,
-    /// login, sso, refresh, userinfo, introspect, or all of them in that order.
+    /// login, sso, refresh, userinfo, introspect, all (those five in that order), or a
+    /// comma-separated list of them: `login,login` measures first sign-ins, then the same
+    /// citizens returning.
     #[arg(long, default_value = "login")]
     workload: String,
     /// The mock IdP's test password and OTP.
@@ -85,16 +95,35 @@ struct ProcessUsage {
     peak_rss_kib: u64,
 }
 
+/// /proc reports clock ticks of USER_HZ, which is 100 on every Linux architecture we run on.
+const USER_HZ: f64 = 100.0;
+
+/// A /proc `stat` line's command (or thread) name, and the fields after it.
+fn split_stat(stat: &str) -> anyhow::Result<(&str, &str)> {
+    // The name may contain spaces and parentheses: it runs from the first "(" to the last ")".
+    let (open, close) = stat
+        .find('(')
+        .zip(stat.rfind(')'))
+        .filter(|(open, close)| open < close)
+        .context("malformed /proc stat")?;
+    let rest = stat.get(close + 2..).context("malformed /proc stat")?;
+    Ok((&stat[open + 1..close], rest))
+}
+
+/// utime + stime of a /proc `stat` line, given the fields after the name.
+fn cpu_ticks(after_name: &str) -> anyhow::Result<u64> {
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let field = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse()?)
+    };
+    Ok(field(11)? + field(12)?)
+}
+
 fn usage(pid: u32) -> anyhow::Result<ProcessUsage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("no process {pid}"))?;
-    // Fields after the command name (which may contain spaces) start at ") ".
-    let rest = &stat[stat.rfind(')').context("malformed /proc stat")? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // /proc reports clock ticks of USER_HZ, which is 100 on every Linux architecture we run on.
-    let hz = 100.0;
+    let ticks = cpu_ticks(split_stat(&stat)?.1)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let peak_rss_kib = status
         .lines()
@@ -102,9 +131,40 @@ fn usage(pid: u32) -> anyhow::Result<ProcessUsage> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
     Ok(ProcessUsage {
-        cpu_secs: ticks as f64 / hz,
+        cpu_secs: ticks as f64 / USER_HZ,
         peak_rss_kib,
     })
+}
+
+/// Whose CPU a run reports: a process named by its pid, or, when the broker and mock IdP run in
+/// this process (`--in-process`), a part of it told apart by its threads' names.
+#[derive(Debug, Clone, Copy)]
+enum Party {
+    Process(u32),
+    Threads(&'static [&'static str]),
+    /// This process but for the threads of the parties started in it: the driver.
+    RestOfThisProcess,
+}
+
+impl Party {
+    fn cpu_secs(self) -> anyhow::Result<f64> {
+        match self {
+            Party::Process(pid) => Ok(usage(pid)?.cpu_secs),
+            Party::Threads(names) => in_process::threads_cpu_secs(names),
+            Party::RestOfThisProcess => Ok(usage(std::process::id())?.cpu_secs
+                - in_process::threads_cpu_secs(in_process::BROKER_THREADS)?
+                - in_process::threads_cpu_secs(in_process::IDP_THREADS)?),
+        }
+    }
+
+    /// How the report names it, after the party's name.
+    fn described(self) -> String {
+        match self {
+            Party::Process(pid) => format!("pid {pid}"),
+            Party::Threads(names) => format!("threads {}* of this process", names.join("*, ")),
+            Party::RestOfThisProcess => "the rest of this process".into(),
+        }
+    }
 }
 
 /// One synthetic citizen's 12-digit number: Hà Nội (001), male born 1985, serial `n`.
@@ -387,7 +447,7 @@ fn report(
     label: &str,
     (unit, one): (&str, &str),
     outcome: &Outcome,
-    before: &[(&str, u32, ProcessUsage)],
+    before: &[(&str, Party, f64)],
 ) -> anyhow::Result<()> {
     let ok = outcome.latencies.len();
     let failed: usize = outcome.errors.values().sum();
@@ -425,17 +485,28 @@ fn report(
     for (kind, n) in &outcome.errors {
         println!("  error {kind}: {n}");
     }
-    for (name, pid, start) in before {
-        let end = usage(*pid)?;
-        let cpu = end.cpu_secs - start.cpu_secs;
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    for (name, party, start) in before {
+        let cpu = party.cpu_secs()? - start;
+        let per_one = if ok > 0 {
+            cpu * 1000.0 / ok as f64
+        } else {
+            0.0
+        };
+        let peak = match party {
+            Party::Process(pid) => format!(", peak RSS {:.1} MB", mb(usage(*pid)?.peak_rss_kib)),
+            _ => String::new(),
+        };
         println!(
-            "  {name} (pid {pid}): {cpu:.2} CPU s, {:.3} ms CPU per {one}, peak RSS {:.1} MB",
-            if ok > 0 {
-                cpu * 1000.0 / ok as f64
-            } else {
-                0.0
-            },
-            end.peak_rss_kib as f64 / 1024.0
+            "  {name} ({}): {cpu:.2} CPU s, {per_one:.3} ms CPU per {one}{peak}",
+            party.described()
+        );
+    }
+    if args.in_process {
+        // One process, one resident size: the parties' memory cannot be told apart.
+        println!(
+            "  this process (driver, broker and mock IdP): peak RSS {:.1} MB",
+            mb(usage(std::process::id())?.peak_rss_kib)
         );
     }
     Ok(())
@@ -473,14 +544,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.logins == 0 {
         bail!("--logins and --concurrency must be at least 1");
     }
-    let workloads: Vec<&'static str> = match args.workload.as_str() {
-        "all" => vec!["login", "sso", "refresh", "userinfo", "introspect"],
-        "login" => vec!["login"],
-        "sso" => vec!["sso"],
-        "refresh" => vec!["refresh"],
-        "userinfo" => vec!["userinfo"],
-        "introspect" => vec!["introspect"],
-        other => bail!("--workload {other:?}: login, sso, refresh, userinfo, introspect or all"),
+    const ALL: [&str; 5] = ["login", "sso", "refresh", "userinfo", "introspect"];
+    let mut workloads: Vec<&'static str> = Vec::new();
+    for name in args.workload.split(',').map(str::trim) {
+        match ALL.iter().find(|w| **w == name) {
+            Some(w) => workloads.push(w),
+            None if name == "all" => workloads.extend(ALL),
+            None => bail!(
+                "--workload {name:?}: login, sso, refresh, userinfo, introspect, all, or a \
+                 comma-separated list of them"
+            ),
+        }
+    }
+    let mut args = args;
+    // Kept until the end of the run: dropping it stops the broker and the mock IdP.
+    let in_process = if args.in_process {
+        let started = in_process::start().await?;
+        println!(
+            "in process: broker {}, mock IdP {}, directory in {} (their log on standard error, \
+             at LIENTHONG_LOG's level)",
+            started.issuer,
+            started.idp_issuer,
+            started.folder.display()
+        );
+        args.issuer = started.issuer.clone();
+        Some(started)
+    } else {
+        None
+    };
+    let parties: Vec<(&str, Party)> = if args.in_process {
+        vec![
+            ("broker", Party::Threads(in_process::BROKER_THREADS)),
+            ("mock IdP", Party::Threads(in_process::IDP_THREADS)),
+            ("bench driver", Party::RestOfThisProcess),
+        ]
+    } else {
+        [
+            ("broker", args.broker_pid),
+            ("mock IdP", args.idp_pid),
+            ("bench driver", Some(std::process::id())),
+        ]
+        .into_iter()
+        .filter_map(|(name, pid)| pid.map(|p| (name, Party::Process(p))))
+        .collect()
     };
     let args = Arc::new(args);
     let floor = crypto_floor()?;
@@ -505,15 +611,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         // The driver's own CPU too: on a machine it shares with the broker, the three
         // processes' costs together set the ceiling on the rate.
-        let before: Vec<_> = [
-            ("broker", args.broker_pid),
-            ("mock IdP", args.idp_pid),
-            ("bench driver", Some(std::process::id())),
-        ]
-        .into_iter()
-        .filter_map(|(name, pid)| pid.map(|p| (name, p)))
-        .map(|(name, p)| usage(p).map(|u| (name, p, u)))
-        .collect::<Result<_, _>>()?;
+        let before: Vec<_> = parties
+            .iter()
+            .map(|&(name, party)| party.cpu_secs().map(|cpu| (name, party, cpu)))
+            .collect::<Result<_, _>>()?;
         let setup = Arc::new(setup);
         let a = args.clone();
         let consents = Arc::new(AtomicUsize::new(0));
@@ -625,5 +726,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // The in-process broker and mock IdP stop here, and their temporary directory goes.
+    drop(in_process);
     Ok(())
 }

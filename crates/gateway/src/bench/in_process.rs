@@ -1,0 +1,190 @@
+//! `lienthong bench --in-process`: a mock IdP and a broker started inside the driver's own
+//! process, so that one command measures a login with nothing else running.
+//!
+//! Each party gets a Tokio runtime of its own, as it has in its own process, with its worker
+//! threads named: the CPU each spends is then read per thread from `/proc/self/task`, and "broker
+//! CPU per login" means what it means against separate processes. The broker runs the bench's
+//! configuration (config/bench/broker.toml, compiled in) on free loopback ports, with the memory
+//! Store and a SQLite directory in a temporary folder that is removed afterwards.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use lienthong_broker::{Broker, MemoryStore};
+use lienthong_mock_idp::{ClientRegistration, Config as IdpConfig, MockIdp, Roster};
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+/// The bench broker's configuration, the one `serve --config config/bench/broker.toml` runs.
+const BROKER_CONFIG: &str = include_str!("../../../../config/bench/broker.toml");
+
+/// Thread names (as `/proc` shows them, at most 15 bytes) by party. sqlx runs each SQLite
+/// connection on a thread of its own, `sqlx-sqlite-worker-N`: only the broker's directory has one.
+pub const BROKER_THREADS: &[&str] = &["lt-broker", "sqlx-sqlite-wor"];
+pub const IDP_THREADS: &[&str] = &["lt-mock-idp"];
+
+/// The running pair. Dropping it stops both and removes the directory's folder.
+pub struct InProcess {
+    pub issuer: String,
+    pub idp_issuer: String,
+    /// The directory's temporary folder.
+    pub folder: PathBuf,
+    stop_broker: Option<oneshot::Sender<()>>,
+    idp: Option<lienthong_mock_idp::Running>,
+    runtimes: Vec<Runtime>,
+}
+
+fn runtime(name: &str) -> anyhow::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .with_context(|| format!("cannot start the {name} runtime"))
+}
+
+fn loopback_listener() -> anyhow::Result<(std::net::TcpListener, SocketAddr)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind loopback")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// Starts the mock IdP, then the broker (which reads the IdP's discovery as it starts).
+pub async fn start() -> anyhow::Result<InProcess> {
+    let mut config: toml::Table =
+        toml::from_str(BROKER_CONFIG).context("config/bench/broker.toml")?;
+    let (broker_listener, broker_addr) = loopback_listener()?;
+    let (idp_listener, idp_addr) = loopback_listener()?;
+    let issuer = format!("http://{broker_addr}");
+
+    let folder = std::env::temp_dir().join(format!(
+        "lienthong-bench-{}-{}",
+        std::process::id(),
+        lienthong_protocol::secret::random_token(6)
+    ));
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    // Ctrl-C ends the process without unwinding to `Drop`: the folder goes first.
+    let doomed = folder.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = std::fs::remove_dir_all(&doomed);
+            std::process::exit(130);
+        }
+    });
+    let mut running = InProcess {
+        issuer: issuer.clone(),
+        idp_issuer: String::new(),
+        folder,
+        stop_broker: None,
+        idp: None,
+        runtimes: Vec::new(),
+    };
+
+    let upstream = config
+        .get("upstream")
+        .and_then(|u| u.as_table())
+        .context("config/bench/broker.toml has no [upstream]")?;
+    let text = |key: &str| {
+        upstream
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("config/bench/broker.toml has no upstream.{key}"))
+    };
+    let registration = ClientRegistration {
+        id: text("client_id")?,
+        secret: text("client_secret")?.into(),
+        redirect_uris: vec![format!("{issuer}/callback")],
+        post_logout_redirect_uris: vec![format!("{issuer}/logout/callback")],
+    };
+    let idp_runtime = runtime(IDP_THREADS[0])?;
+    let idp = idp_runtime
+        .spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(idp_listener)?;
+            MockIdp::start_on(
+                listener,
+                IdpConfig::with_client(idp_addr, registration),
+                Roster::builtin(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("the mock IdP did not start: {e}"))
+        })
+        .await??;
+    running.runtimes.push(idp_runtime);
+    running.idp_issuer = idp.issuer.clone();
+
+    let directory = format!(
+        "sqlite://{}?mode=rwc",
+        running.folder.join("directory.db").display()
+    );
+    config.insert("issuer".into(), issuer.clone().into());
+    config.insert("bind".into(), broker_addr.to_string().into());
+    if let Some(t) = config.get_mut("directory").and_then(|d| d.as_table_mut()) {
+        t.insert("url".into(), directory.clone().into());
+    }
+    if let Some(t) = config.get_mut("upstream").and_then(|u| u.as_table_mut()) {
+        t.insert("issuer".into(), idp.issuer.clone().into());
+    }
+    running.idp = Some(idp);
+    let config: lienthong_broker::Config = config
+        .try_into()
+        .context("config/bench/broker.toml does not load")?;
+
+    let broker_runtime = runtime(BROKER_THREADS[0])?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    broker_runtime
+        .spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(broker_listener)?;
+            let directory = crate::runtime::connect_directory(&directory).await?;
+            let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory).await?;
+            tokio::spawn(async move {
+                if let Err(e) = broker
+                    .serve(listener, async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                {
+                    tracing::error!(error = %e, "the in-process broker stopped");
+                }
+            });
+            anyhow::Ok(())
+        })
+        .await??;
+    running.runtimes.push(broker_runtime);
+    running.stop_broker = Some(stop);
+    Ok(running)
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_broker.take() {
+            let _ = stop.send(());
+        }
+        drop(self.idp.take());
+        // Called from the driver's runtime, where a runtime may not be dropped while it waits.
+        for runtime in self.runtimes.drain(..) {
+            runtime.shutdown_background();
+        }
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// CPU seconds (user + system) spent so far by this process's live threads whose names start
+/// with one of `prefixes`.
+pub fn threads_cpu_secs(prefixes: &[&str]) -> anyhow::Result<f64> {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        // A thread that ended since the listing has no stat to read: its time is not counted.
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
+            continue;
+        };
+        let (name, rest) = super::split_stat(&stat)?;
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            ticks += super::cpu_ticks(rest)?;
+        }
+    }
+    Ok(ticks as f64 / super::USER_HZ)
+}
