@@ -8,7 +8,7 @@ mod common;
 
 use common::{Env, PORTAL_A, SECRET, redirect_uri};
 
-/// Runs the bench binary (off the runtime that serves the broker) and returns its output.
+/// Runs `lienthong bench` against the test broker and returns its output.
 async fn bench(env: &Env, workload: &str, first_citizen: &str, extra: &[&str]) -> String {
     let mut args: Vec<String> = [
         "bench",
@@ -35,14 +35,23 @@ async fn bench(env: &Env, workload: &str, first_citizen: &str, extra: &[&str]) -
         args.extend(["--duration-secs".to_owned(), "60".to_owned()]);
     }
     args.extend(extra.iter().map(|a| a.to_string()));
-    let out = tokio::task::spawn_blocking(move || {
+    succeeded(lienthong(args).await)
+}
+
+/// Runs the binary, off the runtime that serves the broker.
+async fn lienthong(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
             .args(&args)
             .output()
             .unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The standard output of a run that must have succeeded.
+fn succeeded(out: std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -121,33 +130,21 @@ async fn bench_with_a_rate_starts_each_operation_at_its_time() {
 
 #[tokio::test]
 async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu_apart() {
-    let run = |args: &'static [&'static str]| {
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
-                .args(args)
-                .output()
-                .unwrap()
-        })
-    };
-    let out = run(&[
-        "bench",
-        "--in-process",
-        "--workload",
-        "all,login",
-        "--logins",
-        "40",
-        "--concurrency",
-        "4",
-        "--duration-secs",
-        "60",
-    ])
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let args = |a: &[&str]| a.iter().map(|a| a.to_string()).collect();
+    let stdout = succeeded(
+        lienthong(args(&[
+            "bench",
+            "--in-process",
+            "--workload",
+            "all,login",
+            "--logins",
+            "40",
+            "--concurrency",
+            "4",
+            "--duration-secs",
+            "60",
+        ]))
+        .await,
     );
     assert_eq!(
         stdout.matches(" 40 ok, 0 failed").count(),
@@ -198,9 +195,13 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     );
 
     // The parties it starts are its own: it drives no other broker.
-    let out = run(&["bench", "--in-process", "--issuer", "http://127.0.0.1:9"])
-        .await
-        .unwrap();
+    let out = lienthong(args(&[
+        "bench",
+        "--in-process",
+        "--issuer",
+        "http://127.0.0.1:9",
+    ]))
+    .await;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),

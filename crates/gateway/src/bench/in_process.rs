@@ -100,20 +100,21 @@ pub async fn start() -> anyhow::Result<InProcess> {
         redirect_uris: vec![format!("{issuer}/callback")],
         post_logout_redirect_uris: vec![format!("{issuer}/logout/callback")],
     };
+    // Each runtime goes into `running` before its start is awaited: dropped on the error path,
+    // it is shut down by `Drop`, as a runtime may not be dropped on the driver's.
     let idp_runtime = runtime(IDP_THREADS[0])?;
-    let idp = idp_runtime
-        .spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(idp_listener)?;
-            MockIdp::start_on(
-                listener,
-                IdpConfig::with_client(idp_addr, registration),
-                Roster::builtin(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("the mock IdP did not start: {e}"))
-        })
-        .await??;
+    let idp = idp_runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(idp_listener)?;
+        MockIdp::start_on(
+            listener,
+            IdpConfig::with_client(idp_addr, registration),
+            Roster::builtin(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the mock IdP did not start: {e}"))
+    });
     running.runtimes.push(idp_runtime);
+    let idp = idp.await??;
     running.idp_issuer = idp.issuer.clone();
 
     let directory = format!(
@@ -135,26 +136,25 @@ pub async fn start() -> anyhow::Result<InProcess> {
 
     let broker_runtime = runtime(BROKER_THREADS[0])?;
     let (stop, stopped) = oneshot::channel::<()>();
-    broker_runtime
-        .spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(broker_listener)?;
-            let directory = crate::runtime::connect_directory(&directory).await?;
-            let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory).await?;
-            tokio::spawn(async move {
-                if let Err(e) = broker
-                    .serve(listener, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                {
-                    tracing::error!(error = %e, "the in-process broker stopped");
-                }
-            });
-            anyhow::Ok(())
-        })
-        .await??;
-    running.runtimes.push(broker_runtime);
     running.stop_broker = Some(stop);
+    let broker = broker_runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(broker_listener)?;
+        let directory = crate::runtime::connect_directory(&directory).await?;
+        let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory).await?;
+        tokio::spawn(async move {
+            if let Err(e) = broker
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            {
+                tracing::error!(error = %e, "the in-process broker stopped");
+            }
+        });
+        anyhow::Ok(())
+    });
+    running.runtimes.push(broker_runtime);
+    broker.await??;
     Ok(running)
 }
 
@@ -164,7 +164,6 @@ impl Drop for InProcess {
             let _ = stop.send(());
         }
         drop(self.idp.take());
-        // Called from the driver's runtime, where a runtime may not be dropped while it waits.
         for runtime in self.runtimes.drain(..) {
             runtime.shutdown_background();
         }
