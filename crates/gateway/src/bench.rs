@@ -152,8 +152,9 @@ impl Party {
             Party::Process(pid) => Ok(usage(pid)?.cpu_secs),
             Party::Threads(names) => in_process::threads_cpu_secs(names),
             Party::RestOfThisProcess => Ok(usage(std::process::id())?.cpu_secs
-                - in_process::threads_cpu_secs(in_process::BROKER_THREADS)?
-                - in_process::threads_cpu_secs(in_process::IDP_THREADS)?),
+                - in_process::threads_cpu_secs(
+                    &[in_process::BROKER_THREADS, in_process::IDP_THREADS].concat(),
+                )?),
         }
     }
 
@@ -557,36 +558,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let mut args = args;
-    // Kept until the end of the run: dropping it stops the broker and the mock IdP.
-    let in_process = if args.in_process {
+    // `in_process` is kept until the end of the run: dropping it stops the broker and the mock
+    // IdP.
+    let (in_process, parties): (_, Vec<(&str, Party)>) = if args.in_process {
         let started = in_process::start().await?;
         println!(
             "in process: broker {}, mock IdP {}, directory in {} (their log on standard error, \
              at LIENTHONG_LOG's level)",
             started.issuer,
-            started.idp_issuer,
+            started.idp_issuer(),
             started.folder.display()
         );
         args.issuer = started.issuer.clone();
-        Some(started)
-    } else {
-        None
-    };
-    let parties: Vec<(&str, Party)> = if args.in_process {
-        vec![
+        let parties = vec![
             ("broker", Party::Threads(in_process::BROKER_THREADS)),
             ("mock IdP", Party::Threads(in_process::IDP_THREADS)),
             ("bench driver", Party::RestOfThisProcess),
-        ]
+        ];
+        (Some(started), parties)
     } else {
-        [
+        let parties = [
             ("broker", args.broker_pid),
             ("mock IdP", args.idp_pid),
             ("bench driver", Some(std::process::id())),
         ]
         .into_iter()
         .filter_map(|(name, pid)| pid.map(|p| (name, Party::Process(p))))
-        .collect()
+        .collect();
+        (None, parties)
     };
     let args = Arc::new(args);
     let floor = crypto_floor()?;

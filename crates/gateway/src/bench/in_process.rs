@@ -28,7 +28,6 @@ pub const IDP_THREADS: &[&str] = &["lt-mock-idp"];
 /// The running pair. Dropping it stops both and removes the directory's folder.
 pub struct InProcess {
     pub issuer: String,
-    pub idp_issuer: String,
     /// The directory's temporary folder.
     pub folder: PathBuf,
     stop_broker: Option<oneshot::Sender<()>>,
@@ -76,7 +75,6 @@ pub async fn start() -> anyhow::Result<InProcess> {
     });
     let mut running = InProcess {
         issuer: issuer.clone(),
-        idp_issuer: String::new(),
         folder,
         stop_broker: None,
         idp: None,
@@ -115,7 +113,6 @@ pub async fn start() -> anyhow::Result<InProcess> {
     });
     running.runtimes.push(idp_runtime);
     let idp = idp.await??;
-    running.idp_issuer = idp.issuer.clone();
 
     let directory = format!(
         "sqlite://{}?mode=rwc",
@@ -156,6 +153,13 @@ pub async fn start() -> anyhow::Result<InProcess> {
     running.runtimes.push(broker_runtime);
     broker.await??;
     Ok(running)
+}
+
+impl InProcess {
+    /// The mock IdP's issuer.
+    pub fn idp_issuer(&self) -> &str {
+        self.idp.as_ref().map_or("", |idp| &idp.issuer)
+    }
 }
 
 impl Drop for InProcess {
