@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::postgres::Database;
+use common::redis::Server;
 use common::{Env, PORTAL_A, SECRET, redirect_uri};
 
 /// Runs `lienthong bench` against the test broker and returns its output.
@@ -40,9 +42,18 @@ async fn bench(env: &Env, workload: &str, first_citizen: &str, extra: &[&str]) -
 
 /// Runs the binary, off the runtime that serves the broker.
 async fn lienthong(args: Vec<String>) -> std::process::Output {
+    lienthong_with(args, Vec::new()).await
+}
+
+/// Runs the binary with `vars` added to its environment.
+async fn lienthong_with(
+    args: Vec<String>,
+    vars: Vec<(&'static str, String)>,
+) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
             .args(&args)
+            .envs(vars)
             .output()
             .unwrap()
     })
@@ -185,7 +196,7 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     );
     // The directory's temporary folder is gone with the run.
     let folder = stdout
-        .split("directory in ")
+        .split("; directory SQLite in ")
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .unwrap_or_else(|| panic!("the folder in:\n{stdout}"));
@@ -208,4 +219,77 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Given `LIENTHONG__STORE__URL` and `LIENTHONG__DIRECTORY__URL`, as `serve` is, the in-process
+/// broker runs on that Redis and that PostgreSQL: the citizens it signs in are in the database,
+/// their sessions in the Redis, and the run says which it used, without the URL's password.
+#[tokio::test]
+async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says_so() {
+    let Some(db) = Database::create_or_skip().await else {
+        return;
+    };
+    let Some(redis) = Server::start_on_socket_or_skip() else {
+        db.drop_database().await;
+        return;
+    };
+    redis.wait_ready().await;
+    // A password the run must not print. The machine's PostgreSQL trusts loopback and asks for
+    // none; a server given with one of its own keeps it.
+    let mut directory = url::Url::parse(&db.url).unwrap();
+    if directory.password().is_none() && std::env::var_os("PGPASSWORD").is_none() {
+        directory.set_password(Some("never-printed")).unwrap();
+    }
+    let password = directory.password().map(str::to_owned);
+    let vars = vec![
+        ("LIENTHONG__STORE__URL", redis.url()),
+        (
+            "LIENTHONG__STORE__SEALING_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
+        ),
+        ("LIENTHONG__DIRECTORY__URL", directory.to_string()),
+    ];
+    let args = ["bench", "--in-process", "--workload", "login,login,sso"]
+        .into_iter()
+        .chain([
+            "--logins",
+            "20",
+            "--concurrency",
+            "4",
+            "--duration-secs",
+            "60",
+        ])
+        .map(str::to_owned)
+        .collect();
+    let out = lienthong_with(args, vars).await;
+    // What the run left, read before any assertion: the database is dropped whatever they say.
+    let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let citizens: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM citizens")
+        .fetch_one(&mut pg)
+        .await;
+    drop(pg);
+    db.drop_database().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let sessions: Vec<String> = redis::cmd("KEYS")
+        .arg("lt:session:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    let stdout = succeeded(out);
+    assert_eq!(stdout.matches(" 20 ok, 0 failed").count(), 3, "{stdout}");
+    assert!(
+        stdout.contains(&format!("; Store {}; directory postgres://", redis.url())),
+        "{stdout}"
+    );
+    if let Some(password) = password {
+        assert!(!stdout.contains(&password), "{stdout}");
+    }
+    // 20 citizens of the login passes and the 8 the SSO workload signs in first, in PostgreSQL;
+    // a session per browser in Redis: 20 first sign-ins, 20 returning, the SSO workload's 8.
+    assert_eq!(citizens.unwrap(), 28, "{stdout}");
+    assert_eq!(sessions.len(), 48, "{stdout}");
 }

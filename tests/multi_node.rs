@@ -14,71 +14,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::postgres::Database;
 use common::redis::{Cluster, Server, free_port, redis_url_or_skip};
 use common::{Browser, hidden_field, location, pkce, query};
 use lienthong_broker::store::{RedisStore, Store, keys};
 use lienthong_mock_idp::{MockIdp, Roster, Running};
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::{Connection, Executor};
 
 const AN: &str = "001085004512";
 const SECRET: &str = "node-test-secret";
-
-/// A PostgreSQL database of the test's own, dropped at the end.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create_or_skip() -> Option<Self> {
-        let admin_url = std::env::var("LIENTHONG_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
-            Ok(c) => c,
-            Err(e) => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI=true and PostgreSQL at {admin_url} is unreachable: {e}"
-                );
-                eprintln!(
-                    "\n!!!!! SKIPPED: PostgreSQL at {admin_url} unreachable ({e}); the multi-node tests did not run !!!!!\n"
-                );
-                return None;
-            }
-        };
-        let name = format!(
-            "lienthong_nodes_{}",
-            lienthong_protocol::secret::random_token(8)
-                .to_lowercase()
-                .replace(['-', '_'], "x")
-        );
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-        Some(Self {
-            admin_url,
-            name,
-            url: url.into(),
-        })
-    }
-
-    async fn drop_database(self) {
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .await;
-        }
-    }
-}
 
 /// One `lienthong serve` process.
 struct Node {

@@ -32,7 +32,9 @@ pub struct BenchArgs {
     issuer: String,
     /// Start a mock IdP and a broker inside this process first (the bench's configuration, the
     /// memory Store, a SQLite directory in a temporary folder, free loopback ports) and drive
-    /// those: nothing else to start. Their CPU is told apart by their threads.
+    /// those: nothing else to start. Their CPU is told apart by their threads. The broker
+    /// reads `LIENTHONG__...` variables as `serve` does: `LIENTHONG__STORE__URL` and
+    /// `LIENTHONG__DIRECTORY__URL` put it on Redis and PostgreSQL.
     #[arg(long, conflicts_with_all = ["issuer", "client_id", "client_secret", "redirect_uri",
         "password", "otp", "broker_pid", "idp_pid"])]
     in_process: bool,
@@ -563,11 +565,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (in_process, parties): (_, Vec<(&str, Party)>) = if args.in_process {
         let started = in_process::start().await?;
         println!(
-            "in process: broker {}, mock IdP {}, directory in {} (their log on standard error, \
-             at LIENTHONG_LOG's level)",
+            "in process: broker {}, mock IdP {}; Store {}; directory {} (their log on standard \
+             error, at LIENTHONG_LOG's level)",
             started.issuer,
             started.idp_issuer(),
-            started.folder.display()
+            started.store,
+            started.directory
         );
         args.issuer = started.issuer.clone();
         let parties = vec![

@@ -20,8 +20,17 @@ pub fn load<T: DeserializeOwned>(path: &Path, env_prefix: &str) -> anyhow::Resul
     let mut table: Table =
         toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
     apply_env(&mut table, env_prefix, std::env::vars())?;
+    typed(table).with_context(|| format!("invalid configuration in {}", path.display()))
+}
+
+/// Applies this process's `PREFIX__...` variables to a configuration already read.
+pub fn apply_environment(table: &mut Table, env_prefix: &str) -> anyhow::Result<()> {
+    apply_env(table, env_prefix, std::env::vars())
+}
+
+/// The configuration a table (overrides applied) describes.
+pub fn typed<T: DeserializeOwned>(table: Table) -> Result<T, Error> {
     T::deserialize(Coercing(Value::Table(table)))
-        .with_context(|| format!("invalid configuration in {}", path.display()))
 }
 
 fn apply_env(
@@ -204,7 +213,7 @@ mod tests {
         let mut t: Table = toml::from_str(file).unwrap();
         let vars = vars.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned()));
         apply_env(&mut t, "LT", vars).unwrap();
-        serde::Deserialize::deserialize(Coercing(Value::Table(t)))
+        typed(t)
     }
 
     #[test]

@@ -5,14 +5,15 @@
 //! threads named: the CPU each spends is then read per thread from `/proc/self/task`, and "broker
 //! CPU per login" means what it means against separate processes. The broker runs the bench's
 //! configuration (config/bench/broker.toml, compiled in) on free loopback ports, with the memory
-//! Store and a SQLite directory in a temporary folder that is removed afterwards.
+//! Store and a SQLite directory in a temporary folder that is removed afterwards — or, as `serve`
+//! reads them, whatever `LIENTHONG__...` variables say: `LIENTHONG__STORE__URL` (and its
+//! sealing key) for Redis, `LIENTHONG__DIRECTORY__URL` for PostgreSQL.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
-use lienthong_broker::{Broker, MemoryStore};
+use lienthong_broker::Broker;
 use lienthong_mock_idp::{ClientRegistration, Config as IdpConfig, MockIdp, Roster};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -28,8 +29,11 @@ pub const IDP_THREADS: &[&str] = &["lt-mock-idp"];
 /// The running pair. Dropping it stops both and removes the directory's folder.
 pub struct InProcess {
     pub issuer: String,
-    /// The directory's temporary folder.
-    pub folder: PathBuf,
+    /// The Store and the directory the broker runs on, as said to the operator (no password).
+    pub store: String,
+    pub directory: String,
+    /// The temporary folder (the default directory's).
+    folder: PathBuf,
     stop_broker: Option<oneshot::Sender<()>>,
     idp: Option<lienthong_mock_idp::Running>,
     runtimes: Vec<Runtime>,
@@ -51,6 +55,9 @@ fn loopback_listener() -> anyhow::Result<(std::net::TcpListener, SocketAddr)> {
 }
 
 /// Starts the mock IdP, then the broker (which reads the IdP's discovery as it starts).
+///
+/// The broker's configuration is the bench's with this process's `LIENTHONG__...` variables
+/// applied, as `serve` applies them; its issuer, address and upstream issuer are the run's own.
 pub async fn start() -> anyhow::Result<InProcess> {
     let mut config: toml::Table =
         toml::from_str(BROKER_CONFIG).context("config/bench/broker.toml")?;
@@ -73,8 +80,16 @@ pub async fn start() -> anyhow::Result<InProcess> {
             std::process::exit(130);
         }
     });
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        folder.join("directory.db").display()
+    );
+    set(&mut config, "directory", "url", &sqlite);
+    crate::settings::apply_environment(&mut config, "LIENTHONG")?;
     let mut running = InProcess {
         issuer: issuer.clone(),
+        store: String::new(),
+        directory: String::new(),
         folder,
         stop_broker: None,
         idp: None,
@@ -114,22 +129,19 @@ pub async fn start() -> anyhow::Result<InProcess> {
     running.runtimes.push(idp_runtime);
     let idp = idp.await??;
 
-    let directory = format!(
-        "sqlite://{}?mode=rwc",
-        running.folder.join("directory.db").display()
-    );
     config.insert("issuer".into(), issuer.clone().into());
     config.insert("bind".into(), broker_addr.to_string().into());
-    if let Some(t) = config.get_mut("directory").and_then(|d| d.as_table_mut()) {
-        t.insert("url".into(), directory.clone().into());
-    }
-    if let Some(t) = config.get_mut("upstream").and_then(|u| u.as_table_mut()) {
-        t.insert("issuer".into(), idp.issuer.clone().into());
-    }
+    set(&mut config, "upstream", "issuer", &idp.issuer);
     running.idp = Some(idp);
-    let config: lienthong_broker::Config = config
-        .try_into()
-        .context("config/bench/broker.toml does not load")?;
+    let config: lienthong_broker::Config = crate::settings::typed(config)
+        .context("config/bench/broker.toml, with the LIENTHONG__ variables, does not load")?;
+    let directory = config.directory.url.clone();
+    running.store = shown(&config.store.url);
+    running.directory = if directory == sqlite {
+        format!("SQLite in {}", running.folder.display())
+    } else {
+        shown(&directory)
+    };
 
     let broker_runtime = runtime(BROKER_THREADS[0])?;
     let (stop, stopped) = oneshot::channel::<()>();
@@ -137,7 +149,9 @@ pub async fn start() -> anyhow::Result<InProcess> {
     let broker = broker_runtime.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(broker_listener)?;
         let directory = crate::runtime::connect_directory(&directory).await?;
-        let broker = Broker::new(config, Arc::new(MemoryStore::new()), directory).await?;
+        directory.warm();
+        let store = lienthong_broker::store::open(&config.store)?;
+        let broker = Broker::new(config, store, directory).await?;
         tokio::spawn(async move {
             if let Err(e) = broker
                 .serve(listener, async {
@@ -153,6 +167,31 @@ pub async fn start() -> anyhow::Result<InProcess> {
     running.runtimes.push(broker_runtime);
     broker.await??;
     Ok(running)
+}
+
+/// Sets `[section] key = value`, the section made if missing.
+fn set(config: &mut toml::Table, section: &str, key: &str, value: &str) {
+    if let Some(t) = config
+        .entry(section)
+        .or_insert_with(|| toml::Table::new().into())
+        .as_table_mut()
+    {
+        t.insert(key.into(), value.into());
+    }
+}
+
+/// A Store's or directory's URL (or comma-separated URLs) as printed: without a password or
+/// query (where a password can also be given).
+fn shown(urls: &str) -> String {
+    let one = |u: &str| match url::Url::parse(u.trim()) {
+        Ok(mut url) => {
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.to_string()
+        }
+        Err(_) => u.trim().to_owned(),
+    };
+    urls.split(',').map(one).collect::<Vec<_>>().join(",")
 }
 
 impl InProcess {
