@@ -43,6 +43,10 @@ fn runtime(name: &str) -> anyhow::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(name)
+        // A thread of the blocking pool idle for Tokio's default 10 s would exit, and what it had
+        // spent would then count as the driver's (an ended thread leaves no stat to read): kept
+        // for longer than any run.
+        .thread_keep_alive(std::time::Duration::from_secs(24 * 3600))
         .build()
         .with_context(|| format!("cannot start the {name} runtime"))
 }
