@@ -564,14 +564,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // IdP.
     let (in_process, parties): (_, Vec<(&str, Party)>) = if args.in_process {
         let started = in_process::start().await?;
-        println!(
-            "in process: broker {}, mock IdP {}; Store {}; directory {} (their log on standard \
-             error, at LIENTHONG_LOG's level)",
-            started.issuer,
-            started.idp_issuer(),
-            started.store,
-            started.directory
-        );
         args.issuer = started.issuer.clone();
         let parties = vec![
             ("broker", Party::Threads(in_process::BROKER_THREADS)),

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use lienthong_broker::Broker;
 use lienthong_citizen::CitizenId;
 use lienthong_protocol::Clock;
-use runtime::{connect_directory, shutdown_signal};
+use runtime::{connect_directory, serving_broker, shutdown_signal};
 use serde_json::json;
 
 /// jemalloc rather than glibc's malloc, which was about 14 % of the broker's samples in a login
@@ -207,10 +207,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.bind)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.bind))?;
-            let directory = connect_directory(&config.directory.url).await?;
-            directory.warm();
-            let store = lienthong_broker::store::open(&config.store)?;
-            let broker = Broker::new(config, store, directory).await?;
+            let broker = serving_broker(config).await?;
             tracing::info!(issuer = broker.issuer(), addr = %listener.local_addr()?, "broker listening");
             broker.serve(listener, shutdown_signal()).await?;
             Ok(())

@@ -26,6 +26,17 @@ pub async fn connect_directory(url: &str) -> anyhow::Result<lienthong_broker::Di
         .with_context(|| "cannot open the account directory".to_string())
 }
 
+/// A serving broker from its configuration, as `serve` starts one: the directory connected and
+/// its PostgreSQL connections opened ahead, the Store opened.
+pub async fn serving_broker(
+    config: lienthong_broker::Config,
+) -> anyhow::Result<lienthong_broker::Broker> {
+    let directory = connect_directory(&config.directory.url).await?;
+    directory.warm();
+    let store = lienthong_broker::store::open(&config.store)?;
+    Ok(lienthong_broker::Broker::new(config, store, directory).await?)
+}
+
 /// The host and `sslmode` of a PostgreSQL directory URL whose connection would not check the
 /// server's certificate: TCP to another host without `sslmode=verify-full` or `verify-ca` (in
 /// the URL, or in `PGSSLMODE`, given as `env_mode`). sqlx's default, `prefer`, takes TLS when

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use lienthong_broker::Broker;
 use lienthong_mock_idp::{ClientRegistration, Config as IdpConfig, MockIdp, Roster};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -29,9 +28,6 @@ pub const IDP_THREADS: &[&str] = &["lt-mock-idp"];
 /// The running pair. Dropping it stops both and removes the directory's folder.
 pub struct InProcess {
     pub issuer: String,
-    /// The Store and the directory the broker runs on, as said to the operator (no password).
-    pub store: String,
-    pub directory: String,
     /// The temporary folder (the default directory's).
     folder: PathBuf,
     stop_broker: Option<oneshot::Sender<()>>,
@@ -92,8 +88,6 @@ pub async fn start() -> anyhow::Result<InProcess> {
     crate::settings::apply_environment(&mut config, "LIENTHONG")?;
     let mut running = InProcess {
         issuer: issuer.clone(),
-        store: String::new(),
-        directory: String::new(),
         folder,
         stop_broker: None,
         idp: None,
@@ -136,26 +130,28 @@ pub async fn start() -> anyhow::Result<InProcess> {
     config.insert("issuer".into(), issuer.clone().into());
     config.insert("bind".into(), broker_addr.to_string().into());
     set(&mut config, "upstream", "issuer", &idp.issuer);
-    running.idp = Some(idp);
     let config: lienthong_broker::Config = crate::settings::typed(config)
         .context("config/bench/broker.toml, with the LIENTHONG__ variables, does not load")?;
-    let directory = config.directory.url.clone();
-    running.store = shown(&config.store.url);
-    running.directory = if directory == sqlite {
-        format!("SQLite in {}", running.folder.display())
-    } else {
-        shown(&directory)
-    };
+    // Said once, before the run: what it measures (the URLs without a password).
+    let started = format!(
+        "in process: broker {issuer}, mock IdP {}; Store {}; directory {} (their log on standard \
+         error, at LIENTHONG_LOG's level)",
+        idp.issuer,
+        shown(&config.store.url),
+        if config.directory.url == sqlite {
+            format!("SQLite in {}", running.folder.display())
+        } else {
+            shown(&config.directory.url)
+        }
+    );
+    running.idp = Some(idp);
 
     let broker_runtime = runtime(BROKER_THREADS[0])?;
     let (stop, stopped) = oneshot::channel::<()>();
     running.stop_broker = Some(stop);
     let broker = broker_runtime.spawn(async move {
         let listener = tokio::net::TcpListener::from_std(broker_listener)?;
-        let directory = crate::runtime::connect_directory(&directory).await?;
-        directory.warm();
-        let store = lienthong_broker::store::open(&config.store)?;
-        let broker = Broker::new(config, store, directory).await?;
+        let broker = crate::runtime::serving_broker(config).await?;
         tokio::spawn(async move {
             if let Err(e) = broker
                 .serve(listener, async {
@@ -170,6 +166,7 @@ pub async fn start() -> anyhow::Result<InProcess> {
     });
     running.runtimes.push(broker_runtime);
     broker.await??;
+    println!("{started}");
     Ok(running)
 }
 
@@ -196,13 +193,6 @@ fn shown(urls: &str) -> String {
         Err(_) => u.trim().to_owned(),
     };
     urls.split(',').map(one).collect::<Vec<_>>().join(",")
-}
-
-impl InProcess {
-    /// The mock IdP's issuer.
-    pub fn idp_issuer(&self) -> &str {
-        self.idp.as_ref().map_or("", |idp| &idp.issuer)
-    }
 }
 
 impl Drop for InProcess {
