@@ -224,6 +224,7 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
 /// Given `LIENTHONG__STORE__URL` and `LIENTHONG__DIRECTORY__URL`, as `serve` is, the in-process
 /// broker runs on that Redis and that PostgreSQL: the citizens it signs in are in the database,
 /// their sessions in the Redis, and the run says which it used, without the URL's password.
+/// Given their servers' pids, it reports their CPU beside the broker's.
 #[tokio::test]
 async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says_so() {
     let Some(db) = Database::create_or_skip().await else {
@@ -241,6 +242,25 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
         directory.set_password(Some("never-printed")).unwrap();
     }
     let password = directory.password().map(str::to_owned);
+    // PostgreSQL's postmaster is the parent of a backend, when the server runs on this machine.
+    let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    drop(pg);
+    let postmaster = std::fs::read_to_string(format!("/proc/{backend}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit(") ")
+                .next()?
+                .split(' ')
+                .nth(1)?
+                .parse::<u32>()
+                .ok()
+        });
     let vars = vec![
         ("LIENTHONG__STORE__URL", redis.url()),
         (
@@ -249,11 +269,11 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
         ),
         ("LIENTHONG__DIRECTORY__URL", directory.to_string()),
     ];
-    let args = ["bench", "--in-process", "--workload", "login,login,sso"]
+    let mut args: Vec<String> = ["bench", "--in-process", "--workload", "login,login,sso"]
         .into_iter()
         .chain([
             "--logins",
-            "20",
+            "40",
             "--concurrency",
             "4",
             "--duration-secs",
@@ -261,6 +281,10 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
         ])
         .map(str::to_owned)
         .collect();
+    args.extend(["--store-pid".to_owned(), redis.pid().to_string()]);
+    if let Some(pid) = postmaster {
+        args.extend(["--directory-pid".to_owned(), pid.to_string()]);
+    }
     let out = lienthong_with(args, vars).await;
     // What the run left, read before any assertion: the database is dropped whatever they say.
     let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
@@ -280,7 +304,7 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
         .unwrap();
 
     let stdout = succeeded(out);
-    assert_eq!(stdout.matches(" 20 ok, 0 failed").count(), 3, "{stdout}");
+    assert_eq!(stdout.matches(" 40 ok, 0 failed").count(), 3, "{stdout}");
     assert!(
         stdout.contains(&format!("; Store {}; directory postgres://", redis.url())),
         "{stdout}"
@@ -288,8 +312,31 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
     if let Some(password) = password {
         assert!(!stdout.contains(&password), "{stdout}");
     }
-    // 20 citizens of the login passes and the 8 the SSO workload signs in first, in PostgreSQL;
-    // a session per browser in Redis: 20 first sign-ins, 20 returning, the SSO workload's 8.
-    assert_eq!(citizens.unwrap(), 28, "{stdout}");
-    assert_eq!(sessions.len(), 48, "{stdout}");
+    // 40 citizens of the login passes and the 8 the SSO workload signs in first, in PostgreSQL;
+    // a session per browser in Redis: 40 first sign-ins, 40 returning, the SSO workload's 8.
+    assert_eq!(citizens.unwrap(), 48, "{stdout}");
+    assert_eq!(sessions.len(), 88, "{stdout}");
+    // The servers' CPU, a line each per workload: Redis's own, PostgreSQL's with its backends.
+    let cpu = |line: &str| -> f64 {
+        line.split("): ")
+            .nth(1)
+            .and_then(|l| l.split(' ').next())
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or_else(|| panic!("CPU seconds in {line:?}"))
+    };
+    let redis_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("  Redis (pid {}): ", redis.pid())))
+        .collect();
+    assert_eq!(redis_lines.len(), 3, "{stdout}");
+    redis_lines.iter().for_each(|l| assert!(cpu(l) >= 0.0));
+    if let Some(pid) = postmaster {
+        let postgres: f64 = stdout
+            .lines()
+            .filter(|l| l.starts_with(&format!("  PostgreSQL (pid {pid} and its children): ")))
+            .map(cpu)
+            .sum();
+        // 48 citizens' records, consents and links written, 128 logins read: not nothing.
+        assert!(postgres > 0.0, "{stdout}");
+    }
 }

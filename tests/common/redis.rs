@@ -168,6 +168,11 @@ impl Server {
         }
     }
 
+    /// The server's process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The URL a Store is given: `redis://127.0.0.1:port` or `redis+unix:///path`.
     pub fn url(&self) -> String {
         match &self.socket {

@@ -10,7 +10,8 @@
 //! the processes named by `--broker-pid` / `--idp-pid`, the CPU seconds and peak resident memory
 //! they used over the run, read from `/proc` — so "broker CPU per login" is measured, not
 //! estimated — beside the cryptographic floor of one login measured in the same run with the
-//! same libraries. Bounded in count and time; meant for loopback only.
+//! same libraries; with `--store-pid` / `--directory-pid`, Redis's and PostgreSQL's CPU too.
+//! Bounded in count and time; meant for loopback only.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -81,6 +82,14 @@ pub struct BenchArgs {
     /// The mock IdP process, likewise.
     #[arg(long)]
     idp_pid: Option<u32>,
+    /// The Store's server (Redis), for the CPU it spends on the run: a login's cost to the
+    /// machine is not the broker's alone.
+    #[arg(long)]
+    store_pid: Option<u32>,
+    /// The directory's server (PostgreSQL's postmaster): its CPU and its children's, the
+    /// backends that run the broker's statements.
+    #[arg(long)]
+    directory_pid: Option<u32>,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {
@@ -88,6 +97,49 @@ fn positive_rate(text: &str) -> Result<f64, String> {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err("a number of operations per second above 0".into()),
     }
+}
+
+/// CPU ticks (user + system) of a process and of its children: the live ones, read from their
+/// own `stat`, and the ended ones it has waited for (`cutime` and `cstime`, fields 16 and 17 of
+/// its `stat`), so a backend that ends during a run still counts.
+fn tree_cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("no process {pid}"))?;
+    let rest = split_stat(&stat)?.1;
+    let waited: u64 = rest
+        .split(' ')
+        .skip(13)
+        .take(2)
+        .map(str::parse::<u64>)
+        .sum::<Result<_, _>>()
+        .context("short /proc stat")?;
+    let mut ticks = cpu_ticks(rest)? + waited;
+    for (_, child) in children(pid)? {
+        ticks += child;
+    }
+    Ok(ticks as f64 / USER_HZ)
+}
+
+/// The live children of a process, with the CPU ticks each has spent.
+fn children(pid: u32) -> anyhow::Result<Vec<(u32, u64)>> {
+    let parent = pid.to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(child) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // A process that ended since the listing has no stat to read: its parent's wait counts
+        // it, once the parent has waited.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let rest = split_stat(&stat)?.1;
+        // The parent's pid is the second field after the name.
+        if rest.split(' ').nth(1) == Some(parent.as_str()) {
+            found.push((child, cpu_ticks(rest)?));
+        }
+    }
+    Ok(found)
 }
 
 /// CPU seconds (user + system) and peak RSS of a process, from /proc.
@@ -143,6 +195,8 @@ fn usage(pid: u32) -> anyhow::Result<ProcessUsage> {
 #[derive(Debug, Clone, Copy)]
 enum Party {
     Process(u32),
+    /// A server that works in child processes (PostgreSQL's backends), counted with them.
+    ProcessTree(u32),
     Threads(&'static [&'static str]),
     /// This process but for the threads of the parties started in it: the driver.
     RestOfThisProcess,
@@ -152,6 +206,7 @@ impl Party {
     fn cpu_secs(self) -> anyhow::Result<f64> {
         match self {
             Party::Process(pid) => Ok(usage(pid)?.cpu_secs),
+            Party::ProcessTree(pid) => tree_cpu_secs(pid),
             Party::Threads(names) => in_process::threads_cpu_secs(names),
             Party::RestOfThisProcess => Ok(usage(std::process::id())?.cpu_secs
                 - in_process::threads_cpu_secs(
@@ -164,6 +219,7 @@ impl Party {
     fn described(self) -> String {
         match self {
             Party::Process(pid) => format!("pid {pid}"),
+            Party::ProcessTree(pid) => format!("pid {pid} and its children"),
             Party::Threads(names) => format!("threads {}* of this process", names.join("*, ")),
             Party::RestOfThisProcess => "the rest of this process".into(),
         }
@@ -562,7 +618,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut args = args;
     // `in_process` is kept until the end of the run: dropping it stops the broker and the mock
     // IdP.
-    let (in_process, parties): (_, Vec<(&str, Party)>) = if args.in_process {
+    let (in_process, mut parties): (_, Vec<(&str, Party)>) = if args.in_process {
         let started = in_process::start().await?;
         args.issuer = started.issuer.clone();
         let parties = vec![
@@ -582,6 +638,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
         (None, parties)
     };
+    // The servers are processes of their own whether or not the broker is.
+    parties.extend(
+        [
+            ("Redis", args.store_pid.map(Party::Process)),
+            ("PostgreSQL", args.directory_pid.map(Party::ProcessTree)),
+        ]
+        .into_iter()
+        .filter_map(|(name, party)| party.map(|p| (name, p))),
+    );
     let args = Arc::new(args);
     let floor = crypto_floor()?;
     println!("crypto floor (same libraries, this machine): {floor:.3} ms CPU per login");
@@ -723,4 +788,73 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // The in-process broker and mock IdP stop here, and their temporary directory goes.
     drop(in_process);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Polls `condition` every 20 ms for up to 20 s.
+    fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if condition() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// PostgreSQL's work is its backends': a server counted with its children counts a child's
+    /// CPU while the child runs, and still counts it once the child has ended and been waited for.
+    #[test]
+    fn a_process_tree_counts_its_children_live_and_ended() {
+        let mut server = Command::new("sh")
+            .args(["-c", "sh -c 'while :; do :; done' & wait; sleep 60"])
+            .spawn()
+            .unwrap();
+        let pid = server.id();
+        let own = || usage(pid).unwrap().cpu_secs;
+        let tree = || tree_cpu_secs(pid).unwrap();
+        let live = eventually(|| tree() >= 0.2);
+        let busy = children(pid).unwrap();
+        let busy_child = busy.iter().find(|(_, ticks)| *ticks > 0).map(|(c, _)| *c);
+        let counted_live = tree();
+        let own_secs = own();
+        if let Some(child) = busy_child {
+            Command::new("kill")
+                .arg(child.to_string())
+                .status()
+                .unwrap();
+        }
+        // The shell waits for the child it started, then sleeps: the child's time moves to the
+        // shell's count of waited-for children.
+        let ended = eventually(|| {
+            children(pid)
+                .unwrap()
+                .iter()
+                .all(|(c, _)| Some(*c) != busy_child)
+        });
+        let counted_ended = tree();
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(
+            live,
+            "a busy child's CPU counted while it runs: {counted_live}"
+        );
+        assert!(
+            own_secs < counted_live / 2.0,
+            "the shell itself is idle: {own_secs} of {counted_live}"
+        );
+        assert!(
+            busy_child.is_some() && ended,
+            "the busy child was found and ended"
+        );
+        assert!(
+            counted_ended >= counted_live,
+            "an ended child still counts: {counted_ended} after {counted_live}"
+        );
+    }
 }
