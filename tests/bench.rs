@@ -242,7 +242,8 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
         directory.set_password(Some("never-printed")).unwrap();
     }
     let password = directory.password().map(str::to_owned);
-    // PostgreSQL's postmaster is the parent of a backend, when the server runs on this machine.
+    // PostgreSQL's postmaster is the parent of a backend, when the server runs on this machine
+    // (a process of that pid here that is not a backend is someone else's).
     let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();
@@ -253,6 +254,7 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
     drop(pg);
     let postmaster = std::fs::read_to_string(format!("/proc/{backend}/stat"))
         .ok()
+        .filter(|stat| stat.contains(" (postgres) "))
         .and_then(|stat| {
             stat.rsplit(") ")
                 .next()?
