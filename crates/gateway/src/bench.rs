@@ -103,16 +103,9 @@ fn positive_rate(text: &str) -> Result<f64, String> {
 /// own `stat`, and the ended ones it has waited for (`cutime` and `cstime`, fields 16 and 17 of
 /// its `stat`), so a backend that ends during a run still counts.
 fn tree_cpu_secs(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("no process {pid}"))?;
+    let stat = read_stat(pid)?;
     let rest = split_stat(&stat)?.1;
-    let waited: u64 = rest
-        .split(' ')
-        .skip(13)
-        .take(2)
-        .map(str::parse::<u64>)
-        .sum::<Result<_, _>>()
-        .context("short /proc stat")?;
+    let waited = stat_field(rest, 16)? + stat_field(rest, 17)?;
     let mut ticks = cpu_ticks(rest)? + waited;
     for (_, child) in children(pid)? {
         ticks += child;
@@ -122,7 +115,6 @@ fn tree_cpu_secs(pid: u32) -> anyhow::Result<f64> {
 
 /// The live children of a process, with the CPU ticks each has spent.
 fn children(pid: u32) -> anyhow::Result<Vec<(u32, u64)>> {
-    let parent = pid.to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let Some(child) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -134,8 +126,7 @@ fn children(pid: u32) -> anyhow::Result<Vec<(u32, u64)>> {
             continue;
         };
         let rest = split_stat(&stat)?.1;
-        // The parent's pid is the second field after the name.
-        if rest.split(' ').nth(1) == Some(parent.as_str()) {
+        if stat_field(rest, 4)? == u64::from(pid) {
             found.push((child, cpu_ticks(rest)?));
         }
     }
@@ -164,19 +155,28 @@ fn split_stat(stat: &str) -> anyhow::Result<(&str, &str)> {
     Ok((&stat[open + 1..close], rest))
 }
 
-/// utime + stime of a /proc `stat` line, given the fields after the name.
+/// A numeric field of a /proc `stat` line by its number in proc(5) (the pid is 1, the name 2),
+/// given the fields after the name.
+fn stat_field(after_name: &str, number: usize) -> anyhow::Result<u64> {
+    let field = after_name
+        .split(' ')
+        .nth(number - 3)
+        .context("short /proc stat")?;
+    Ok(field.parse()?)
+}
+
+/// utime + stime of a /proc `stat` line (fields 14 and 15), given the fields after the name.
 fn cpu_ticks(after_name: &str) -> anyhow::Result<u64> {
-    let fields: Vec<&str> = after_name.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    let field = |i: usize| -> anyhow::Result<u64> {
-        Ok(fields.get(i).context("short /proc stat")?.parse()?)
-    };
-    Ok(field(11)? + field(12)?)
+    Ok(stat_field(after_name, 14)? + stat_field(after_name, 15)?)
+}
+
+fn read_stat(pid: u32) -> anyhow::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("no process {pid}"))
 }
 
 fn usage(pid: u32) -> anyhow::Result<ProcessUsage> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("no process {pid}"))?;
+    let stat = read_stat(pid)?;
     let ticks = cpu_ticks(split_stat(&stat)?.1)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let peak_rss_kib = status
