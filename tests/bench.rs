@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::postgres::Database;
 use common::redis::Server;
 use common::{Env, PORTAL_A, SECRET, redirect_uri};
+use lienthong_testkit::postgres::Database;
 
 /// Runs `lienthong bench` against the test broker and returns its output.
 async fn bench(env: &Env, workload: &str, first_citizen: &str, extra: &[&str]) -> String {

@@ -14,11 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::postgres::Database;
 use common::redis::{Cluster, Server, free_port, redis_url_or_skip};
 use common::{Browser, hidden_field, location, pkce, query};
 use lienthong_broker::store::{RedisStore, Store, keys};
 use lienthong_mock_idp::{MockIdp, Roster, Running};
+use lienthong_testkit::postgres::Database;
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -3,7 +3,6 @@
 //! hand so each hop can be asserted) and like a provincial system (token, userinfo).
 #![allow(dead_code)]
 
-pub mod postgres;
 pub mod redis;
 
 use std::collections::HashMap;

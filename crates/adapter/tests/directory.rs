@@ -18,15 +18,15 @@ use lienthong_adapter::policy::{LinkPolicy, LookupConfig, NewSubjectRule, RealmC
 use lienthong_citizen::lookup_signature;
 use lienthong_citizen::{CitizenId, LegacyCmnd};
 use lienthong_protocol::{Clock, SystemClock};
-use sqlx::{Connection, Executor};
+use lienthong_testkit::postgres::Database;
 
 const IDP: &str = "https://idp.example";
 
 struct Backend {
     name: &'static str,
     dir: Directory,
-    /// The PostgreSQL admin URL and database, or the SQLite file, to remove afterwards.
-    cleanup: Option<(String, String)>,
+    /// The PostgreSQL database, or the SQLite file, to remove afterwards.
+    database: Option<Database>,
     file: Option<std::path::PathBuf>,
 }
 
@@ -38,37 +38,25 @@ impl Backend {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
             }
         }
-        if let Some((admin_url, db)) = self.cleanup {
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                )))
-                .await
-                .unwrap();
+        if let Some(database) = self.database {
+            database.drop_database().await;
         }
     }
 }
 
-fn unique() -> String {
-    format!(
-        "{}_{}",
+async fn sqlite() -> Backend {
+    let path = std::env::temp_dir().join(format!(
+        "lienthong-test-{}_{}.db",
         std::process::id(),
         lienthong_protocol::secret::random_token(6)
-            .to_lowercase()
-            .replace(['-', '_'], "x")
-    )
-}
-
-async fn sqlite() -> Backend {
-    let path = std::env::temp_dir().join(format!("lienthong-test-{}.db", unique()));
+    ));
     let dir = Directory::connect(&format!("sqlite://{}?mode=rwc", path.display()))
         .await
         .unwrap();
     Backend {
         name: "sqlite",
         dir,
-        cleanup: None,
+        database: None,
         file: Some(path),
     }
 }
@@ -79,33 +67,16 @@ fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// SQLite, and PostgreSQL unless it is unreachable (said loudly; a failure on CI).
 async fn backends() -> Vec<Backend> {
     let mut all = vec![sqlite().await];
-    let admin_url = std::env::var("LIENTHONG_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(mut admin) => {
-            let db = format!("lienthong_test_{}", unique());
-            admin
-                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-                .await
-                .unwrap();
-            let mut url = url::Url::parse(&admin_url).unwrap();
-            url.set_path(&db);
-            let dir = Directory::connect(url.as_str()).await.unwrap();
-            all.push(Backend {
-                name: "postgres",
-                dir,
-                cleanup: Some((admin_url, db)),
-                file: None,
-            });
-        }
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("PostgreSQL is required on CI ({admin_url}): {e}")
-        }
-        Err(e) => eprintln!(
-            "\n!!!!! SKIPPED: PostgreSQL at {admin_url} unreachable ({e}); directory tests ran on SQLite only !!!!!\n"
-        ),
+    if let Some(database) = Database::create_or_skip().await {
+        all.push(Backend {
+            name: "postgres",
+            dir: Directory::connect(&database.url).await.unwrap(),
+            database: Some(database),
+            file: None,
+        });
     }
     all
 }
@@ -912,16 +883,20 @@ async fn a_connection_the_server_ended_is_replaced_after_a_pause() {
     for b in backends().await {
         let d = &b.dir;
         d.consented_claims(asked("who", "portal", 0)).await.unwrap();
-        if let Some((admin_url, db)) = &b.cleanup {
-            let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        if let Some(db) = &b.database {
+            let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
             let ended: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1) t",
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()) t",
             )
-            .bind(db)
+            .bind(db.name())
             .fetch_one(&mut admin)
             .await
             .unwrap();
             assert!(ended >= 1, "the directory's connection was ended");
+            sqlx::Connection::close(admin).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(1200)).await;
         d.consented_claims(asked("who", "portal", 0))

@@ -236,73 +236,37 @@ fn close(idle: Idle) {
 pub(super) mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use sqlx::{Executor, PgConnection};
+    use sqlx::PgConnection;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+    use lienthong_testkit::postgres::Database;
 
     use super::*;
     use crate::directory::Directory;
 
-    /// A directory on a new PostgreSQL database (LIENTHONG_TEST_POSTGRES_URL, default the
-    /// loopback server), with the URL to reach that database; `None` (said loudly) without a
-    /// server, except on CI.
-    pub(in crate::directory) async fn postgres() -> Option<(Directory, String, impl AsyncFnOnce())>
-    {
-        let admin_url = std::env::var("LIENTHONG_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let mut admin = match PgConnection::connect(&admin_url).await {
-            Ok(admin) => admin,
-            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("PostgreSQL is required on CI ({admin_url}): {e}")
-            }
-            Err(e) => {
-                eprintln!("\n!!!!! SKIPPED: PostgreSQL at {admin_url} unreachable ({e}) !!!!!\n");
-                return None;
-            }
-        };
-        let db = format!(
-            "lienthong_conn_{}_{}",
-            std::process::id(),
-            lienthong_protocol::secret::random_token(6)
-                .to_lowercase()
-                .replace(['-', '_'], "x")
-        );
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&db);
-        let dir = Directory::connect(url.as_str()).await.unwrap();
-        let drop_database = async move || {
-            admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                )))
-                .await
-                .unwrap();
-        };
-        Some((dir, url.to_string(), drop_database))
+    /// A directory on a new PostgreSQL database of the test's own (the testkit's: the loopback
+    /// server or LIENTHONG_TEST_POSTGRES_URL), with that database to drop at the end; `None`
+    /// (said loudly) without a server, except on CI.
+    pub(in crate::directory) async fn postgres() -> Option<(Directory, Database)> {
+        let db = Database::create_or_skip().await?;
+        let dir = Directory::connect(&db.url).await.unwrap();
+        Some((dir, db))
     }
 
     /// A server's directory opens its PostgreSQL connections ahead of the first burst — all
     /// but one of the eight, in the background — and answers statements meanwhile.
     #[tokio::test]
     async fn warm_opens_the_postgres_connections_ahead_of_need() {
-        let Some((dir, url, drop_database)) = postgres().await else {
+        let Some((dir, db)) = postgres().await else {
             return;
         };
-        let db = url::Url::parse(&url)
-            .unwrap()
-            .path()
-            .trim_start_matches('/')
-            .to_owned();
-        let mut admin = PgConnection::connect(&url).await.unwrap();
+        let mut admin = PgConnection::connect(&db.url).await.unwrap();
         let open = async |admin: &mut PgConnection| {
             sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             )
-            .bind(&db)
+            .bind(db.name())
             .fetch_one(admin)
             .await
             .unwrap()
@@ -328,7 +292,7 @@ pub(super) mod tests {
         );
         admin.close().await.unwrap();
         dir.close().await;
-        drop_database().await;
+        db.drop_database().await;
     }
 
     /// A TCP relay whose connections so far can be made to forget: they then take what comes,
@@ -384,11 +348,11 @@ pub(super) mod tests {
     /// next statement one `PING_TIMEOUT`, not one per connection, nor a hang.
     #[tokio::test]
     async fn connections_that_no_longer_answer_cost_one_ping_timeout() {
-        let Some((direct, url, drop_database)) = postgres().await else {
+        let Some((direct, db)) = postgres().await else {
             return;
         };
         direct.close().await;
-        let mut url = url::Url::parse(&url).unwrap();
+        let mut url = url::Url::parse(&db.url).unwrap();
         let target = (
             url.host_str().unwrap().to_owned(),
             url.port().unwrap_or(5432),
@@ -421,14 +385,14 @@ pub(super) mod tests {
             (PING_TIMEOUT..PING_TIMEOUT * 2).contains(&took),
             "one ping waited for: {took:?}"
         );
-        drop_database().await;
+        db.drop_database().await;
     }
 
     /// A transaction dropped unfinished (its request cancelled) holds nothing once its
     /// connection is back: the rollback is sent then, not when the connection is next lent.
     #[tokio::test]
     async fn a_dropped_postgres_transaction_is_rolled_back_as_its_connection_goes_back() {
-        let Some((dir, url, drop_database)) = postgres().await else {
+        let Some((dir, db)) = postgres().await else {
             return;
         };
         {
@@ -439,7 +403,7 @@ pub(super) mod tests {
                 .await
                 .unwrap();
         }
-        let mut other = PgConnection::connect(&url).await.unwrap();
+        let mut other = PgConnection::connect(&db.url).await.unwrap();
         let mut free = false;
         for _ in 0..40 {
             free = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(4242)")
@@ -459,6 +423,6 @@ pub(super) mod tests {
             .unwrap();
         other.close().await.unwrap();
         dir.close().await;
-        drop_database().await;
+        db.drop_database().await;
     }
 }

@@ -1205,7 +1205,7 @@ mod tests {
     /// is so: the statement turns `synchronous_commit` off until its own transaction ends.
     #[tokio::test]
     async fn a_new_citizen_record_is_committed_without_waiting_for_the_disk_and_alone() {
-        let Some((dir, _url, drop_database)) = connections::tests::postgres().await else {
+        let Some((dir, db)) = connections::tests::postgres().await else {
             return;
         };
         let setting = "SELECT current_setting('synchronous_commit')";
@@ -1258,6 +1258,6 @@ mod tests {
                 .unwrap();
         assert_eq!(keys, ["key-1", "key-2"]);
         dir.close().await;
-        drop_database().await;
+        db.drop_database().await;
     }
 }

@@ -7,16 +7,22 @@
 
 use sqlx::{Connection, Executor};
 
-/// A PostgreSQL database of the test's own, dropped at the end.
+/// The variable that names the server, as an administrator's URL (any database on it).
+pub const URL_VARIABLE: &str = "LIENTHONG_TEST_POSTGRES_URL";
+
+/// A PostgreSQL database of the test's own, dropped by [`Database::drop_database`].
 pub struct Database {
     admin_url: String,
     name: String,
+    /// The URL of this database.
     pub url: String,
 }
 
 impl Database {
+    /// A new, empty database named `lienthong_test_<process>_<random>`; `None`, said loudly,
+    /// when the server is unreachable — a failure instead when `CI=true`.
     pub async fn create_or_skip() -> Option<Self> {
-        let admin_url = std::env::var("LIENTHONG_TEST_POSTGRES_URL")
+        let admin_url = std::env::var(URL_VARIABLE)
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
             Ok(c) => c,
@@ -32,8 +38,9 @@ impl Database {
             }
         };
         let name = format!(
-            "lienthong_test_{}",
-            lienthong_protocol::secret::random_token(8)
+            "lienthong_test_{}_{}",
+            std::process::id(),
+            lienthong_protocol::secret::random_token(6)
                 .to_lowercase()
                 .replace(['-', '_'], "x")
         );
@@ -41,6 +48,7 @@ impl Database {
             .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .await
             .unwrap();
+        let _ = admin.close().await;
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&name);
         Some(Self {
@@ -50,14 +58,22 @@ impl Database {
         })
     }
 
+    /// The database's name on the server.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drops the database, ending whatever connections to it are still open.
     pub async fn drop_database(self) {
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )))
-                .await;
-        }
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url)
+            .await
+            .expect("PostgreSQL reachable to drop the test's database");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .await
+            .expect("the test's database dropped");
     }
 }
