@@ -8,7 +8,7 @@
 use sqlx::{Connection, Executor};
 
 /// The variable that names the server, as an administrator's URL (any database on it).
-pub const URL_VARIABLE: &str = "LIENTHONG_TEST_POSTGRES_URL";
+const URL_VARIABLE: &str = "LIENTHONG_TEST_POSTGRES_URL";
 
 /// A PostgreSQL database of the test's own, dropped by [`Database::drop_database`].
 pub struct Database {
