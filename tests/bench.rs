@@ -187,6 +187,12 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     };
     assert!(cpu("broker (threads lt-broker") > 0.0, "{stdout}");
     assert!(cpu("mock IdP (threads lt-mock-idp") > 0.0, "{stdout}");
+    // The directory is SQLite: its thread's share of the broker's CPU has a line of its own
+    // after the broker's, each workload, and is part of the broker's.
+    let sqlite = "broker's SQLite thread (threads sqlx-sqlite-wor";
+    let described = format!("{sqlite}* of this process): ");
+    assert_eq!(stdout.matches(&described).count(), 6, "{stdout}");
+    assert!(cpu(sqlite) <= cpu("broker (threads lt-broker"), "{stdout}");
     assert_eq!(
         stdout
             .matches("this process (driver, broker and mock IdP): peak RSS")
@@ -311,6 +317,8 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
         stdout.contains(&format!("; Store {}; directory postgres://", redis.url())),
         "{stdout}"
     );
+    // No SQLite thread in a broker whose directory is PostgreSQL: no line for one.
+    assert!(!stdout.contains("SQLite thread"), "{stdout}");
     if let Some(password) = password {
         assert!(!stdout.contains(&password), "{stdout}");
     }

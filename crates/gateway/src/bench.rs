@@ -113,6 +113,36 @@ fn tree_cpu_secs(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks as f64 / USER_HZ)
 }
 
+/// The name (as `/proc` shows it, cut to 15 bytes) of the thread sqlx runs a SQLite connection
+/// on, `sqlx-sqlite-worker-N`: a broker whose directory is SQLite has one.
+const SQLITE_THREADS: &[&str] = &["sqlx-sqlite-wor"];
+
+/// The CPU ticks (user + system) spent so far by each live thread of `pid` (this process when
+/// `None`) whose name starts with one of `prefixes`.
+fn threads_ticks(pid: Option<u32>, prefixes: &[&str]) -> anyhow::Result<Vec<u64>> {
+    let tasks = match pid {
+        Some(pid) => format!("/proc/{pid}/task"),
+        None => "/proc/self/task".to_owned(),
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+        // A thread that ended since the listing has no stat to read: its time is not counted.
+        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
+            continue;
+        };
+        let (name, rest) = split_stat(&stat)?;
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            found.push(cpu_ticks(rest)?);
+        }
+    }
+    Ok(found)
+}
+
+/// CPU seconds (user + system) spent so far by those threads ([`threads_ticks`]).
+fn threads_cpu_secs(pid: Option<u32>, prefixes: &[&str]) -> anyhow::Result<f64> {
+    Ok(threads_ticks(pid, prefixes)?.iter().sum::<u64>() as f64 / USER_HZ)
+}
+
 /// The live children of a process, with the CPU ticks each has spent.
 fn children(pid: u32) -> anyhow::Result<Vec<(u32, u64)>> {
     let mut found = Vec::new();
@@ -197,7 +227,8 @@ enum Party {
     Process(u32),
     /// A server that works in child processes (PostgreSQL's backends), counted with them.
     ProcessTree(u32),
-    Threads(&'static [&'static str]),
+    /// Threads of a process (this one when `None`) told apart by how their names start.
+    Threads(Option<u32>, &'static [&'static str]),
     /// This process but for the threads of the parties started in it: the driver.
     RestOfThisProcess,
 }
@@ -207,9 +238,10 @@ impl Party {
         match self {
             Party::Process(pid) => Ok(usage(pid)?.cpu_secs),
             Party::ProcessTree(pid) => tree_cpu_secs(pid),
-            Party::Threads(names) => in_process::threads_cpu_secs(names),
+            Party::Threads(pid, names) => threads_cpu_secs(pid, names),
             Party::RestOfThisProcess => Ok(usage(std::process::id())?.cpu_secs
-                - in_process::threads_cpu_secs(
+                - threads_cpu_secs(
+                    None,
                     &[in_process::BROKER_THREADS, in_process::IDP_THREADS].concat(),
                 )?),
         }
@@ -220,7 +252,11 @@ impl Party {
         match self {
             Party::Process(pid) => format!("pid {pid}"),
             Party::ProcessTree(pid) => format!("pid {pid} and its children"),
-            Party::Threads(names) => format!("threads {}* of this process", names.join("*, ")),
+            Party::Threads(pid, names) => format!(
+                "threads {}* of {}",
+                names.join("*, "),
+                pid.map_or("this process".to_owned(), |pid| format!("pid {pid}"))
+            ),
             Party::RestOfThisProcess => "the rest of this process".into(),
         }
     }
@@ -622,8 +658,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let started = in_process::start().await?;
         args.issuer = started.issuer.clone();
         let parties = vec![
-            ("broker", Party::Threads(in_process::BROKER_THREADS)),
-            ("mock IdP", Party::Threads(in_process::IDP_THREADS)),
+            ("broker", Party::Threads(None, in_process::BROKER_THREADS)),
+            ("mock IdP", Party::Threads(None, in_process::IDP_THREADS)),
             ("bench driver", Party::RestOfThisProcess),
         ];
         (Some(started), parties)
@@ -638,6 +674,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
         (None, parties)
     };
+    // Of the broker's CPU, what its SQLite thread spent, where its directory is SQLite: the
+    // directory's share of a login (docs/performance.md weighs its levers by it), on the line
+    // after the broker's. The broker is this process, or the one `--broker-pid` names.
+    let broker = match (args.in_process, args.broker_pid) {
+        (true, _) => Some(None),
+        (false, Some(pid)) => Some(Some(pid)),
+        (false, None) => None,
+    };
+    if let Some(pid) = broker
+        && !threads_ticks(pid, SQLITE_THREADS)?.is_empty()
+    {
+        let after_broker = parties
+            .iter()
+            .take_while(|(name, _)| *name != "broker")
+            .count()
+            + 1;
+        let sqlite = (
+            "broker's SQLite thread",
+            Party::Threads(pid, SQLITE_THREADS),
+        );
+        parties.insert(after_broker, sqlite);
+    }
     // The servers are processes of their own whether or not the broker is.
     parties.extend(
         [

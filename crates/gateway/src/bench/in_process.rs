@@ -22,7 +22,7 @@ const BROKER_CONFIG: &str = include_str!("../../../../config/bench/broker.toml")
 
 /// Thread names (as `/proc` shows them, at most 15 bytes) by party. sqlx runs each SQLite
 /// connection on a thread of its own, `sqlx-sqlite-worker-N`: only the broker's directory has one.
-pub const BROKER_THREADS: &[&str] = &["lt-broker", "sqlx-sqlite-wor"];
+pub const BROKER_THREADS: &[&str] = &["lt-broker", super::SQLITE_THREADS[0]];
 pub const IDP_THREADS: &[&str] = &["lt-mock-idp"];
 
 /// The running pair. Dropping it stops both and removes the directory's folder.
@@ -206,21 +206,4 @@ impl Drop for InProcess {
         }
         let _ = std::fs::remove_dir_all(&self.folder);
     }
-}
-
-/// CPU seconds (user + system) spent so far by this process's live threads whose names start
-/// with one of `prefixes`.
-pub fn threads_cpu_secs(prefixes: &[&str]) -> anyhow::Result<f64> {
-    let mut ticks = 0;
-    for entry in std::fs::read_dir("/proc/self/task")? {
-        // A thread that ended since the listing has no stat to read: its time is not counted.
-        let Ok(stat) = std::fs::read_to_string(entry?.path().join("stat")) else {
-            continue;
-        };
-        let (name, rest) = super::split_stat(&stat)?;
-        if prefixes.iter().any(|p| name.starts_with(p)) {
-            ticks += super::cpu_ticks(rest)?;
-        }
-    }
-    Ok(ticks as f64 / super::USER_HZ)
 }
