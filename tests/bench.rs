@@ -61,6 +61,16 @@ async fn lienthong_with(
     .unwrap()
 }
 
+/// How many of `stdout`'s lines start (after their indent) with `party`, each right after the
+/// broker's line: the broker's SQLite thread is reported as part of the broker.
+fn after_the_broker(stdout: &str, party: &str) -> usize {
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("broker (") && w[1].starts_with(party))
+        .count()
+}
+
 /// The standard output of a run that must have succeeded.
 fn succeeded(out: std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -100,11 +110,16 @@ async fn bench_runs_every_workload_and_tells_first_sign_ins_from_returning_ones(
         first.contains("consent asked (first sign-in to the system): 12 of 12 logins"),
         "{first}"
     );
-    let again = bench(&env, "login", "0", &[]).await;
+    // The broker here is this test's process, its directory SQLite: told its pid, the bench
+    // gives the broker's SQLite threads a line after the broker's.
+    let pid = std::process::id().to_string();
+    let again = bench(&env, "login", "0", &["--broker-pid", &pid]).await;
     assert!(
         again.contains("consent asked (first sign-in to the system): 0 of 12 logins"),
         "the same citizens return: {again}"
     );
+    let sqlite = format!("broker's SQLite thread (threads sqlx-sqlite-wor* of pid {pid}): ");
+    assert_eq!(after_the_broker(&again, &sqlite), 1, "{again}");
 }
 
 #[tokio::test]
@@ -192,6 +207,7 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     let sqlite = "broker's SQLite thread (threads sqlx-sqlite-wor";
     let described = format!("{sqlite}* of this process): ");
     assert_eq!(stdout.matches(&described).count(), 6, "{stdout}");
+    assert_eq!(after_the_broker(&stdout, &described), 6, "{stdout}");
     assert!(cpu(sqlite) <= cpu("broker (threads lt-broker"), "{stdout}");
     assert_eq!(
         stdout
