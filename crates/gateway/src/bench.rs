@@ -247,6 +247,15 @@ impl Party {
         }
     }
 
+    /// The process the party is or runs in: `None` for this one.
+    fn process(self) -> Option<u32> {
+        match self {
+            Party::Process(pid) | Party::ProcessTree(pid) => Some(pid),
+            Party::Threads(pid, _) => pid,
+            Party::RestOfThisProcess => None,
+        }
+    }
+
     /// How the report names it, after the party's name.
     fn described(self) -> String {
         match self {
@@ -676,25 +685,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     // Of the broker's CPU, what its SQLite thread spent, where its directory is SQLite: the
     // directory's share of a login (docs/performance.md weighs its levers by it), on the line
-    // after the broker's. The broker is this process, or the one `--broker-pid` names.
-    let broker = match (args.in_process, args.broker_pid) {
-        (true, _) => Some(None),
-        (false, Some(pid)) => Some(Some(pid)),
-        (false, None) => None,
-    };
-    if let Some(pid) = broker
-        && !threads_ticks(pid, SQLITE_THREADS)?.is_empty()
-    {
-        let after_broker = parties
-            .iter()
-            .take_while(|(name, _)| *name != "broker")
-            .count()
-            + 1;
-        let sqlite = (
-            "broker's SQLite thread",
-            Party::Threads(pid, SQLITE_THREADS),
-        );
-        parties.insert(after_broker, sqlite);
+    // after the broker's, in the broker's process.
+    if let Some(at) = parties.iter().position(|(name, _)| *name == "broker") {
+        let process = parties[at].1.process();
+        if !threads_ticks(process, SQLITE_THREADS)?.is_empty() {
+            let sqlite = Party::Threads(process, SQLITE_THREADS);
+            parties.insert(at + 1, ("broker's SQLite thread", sqlite));
+        }
     }
     // The servers are processes of their own whether or not the broker is.
     parties.extend(
