@@ -71,6 +71,12 @@ fn after_the_broker(stdout: &str, party: &str) -> usize {
         .count()
 }
 
+/// The kernel's share of a report line's CPU (`..., 38 % in the kernel`), where it gives one.
+fn kernel_share(line: &str) -> Option<f64> {
+    let (before, _) = line.split_once(" % in the kernel")?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
 /// The standard output of a run that must have succeeded.
 fn succeeded(out: std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -202,6 +208,16 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     };
     assert!(cpu("broker (threads lt-broker") > 0.0, "{stdout}");
     assert!(cpu("mock IdP (threads lt-mock-idp") > 0.0, "{stdout}");
+    // Each party that spent CPU says how much of it was the kernel's.
+    let parties: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" CPU s, ") && !l.contains(": 0.00 CPU s"))
+        .collect();
+    assert!(parties.len() >= 4, "{stdout}");
+    for line in parties {
+        let share = kernel_share(line).unwrap_or_else(|| panic!("the kernel's share: {line}"));
+        assert!((0.0..=100.0).contains(&share), "{line}");
+    }
     // The directory is SQLite: its thread's share of the broker's CPU has a line of its own
     // after the broker's, each workload, and is part of the broker's.
     let sqlite = "broker's SQLite thread (threads sqlx-sqlite-wor";

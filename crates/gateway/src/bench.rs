@@ -99,27 +99,76 @@ fn positive_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-/// CPU ticks (user + system) of a process and of its children: the live ones, read from their
-/// own `stat`, and the ended ones it has waited for (`cutime` and `cstime`, fields 16 and 17 of
-/// its `stat`), so a backend that ends during a run still counts.
-fn tree_cpu_secs(pid: u32) -> anyhow::Result<f64> {
+/// CPU time as `/proc` counts it, in clock ticks: in the program's own code (user) and in the
+/// kernel on its behalf (system: its system calls, the network stack's work for its sockets,
+/// its page faults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Ticks {
+    user: u64,
+    system: u64,
+}
+
+impl Ticks {
+    fn secs(self) -> f64 {
+        (self.user + self.system) as f64 / USER_HZ
+    }
+
+    /// The kernel's part of the time, in percent; `None` where no time was counted.
+    fn kernel_percent(self) -> Option<f64> {
+        let total = self.user + self.system;
+        (total > 0).then(|| self.system as f64 * 100.0 / total as f64)
+    }
+}
+
+impl std::ops::Add for Ticks {
+    type Output = Ticks;
+    fn add(self, other: Ticks) -> Ticks {
+        Ticks {
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
+    }
+}
+
+/// What was spent between two readings. A thread that ended between them takes its time with
+/// it: nothing falls below zero.
+impl std::ops::Sub for Ticks {
+    type Output = Ticks;
+    fn sub(self, earlier: Ticks) -> Ticks {
+        Ticks {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+impl std::iter::Sum for Ticks {
+    fn sum<I: Iterator<Item = Ticks>>(iter: I) -> Ticks {
+        iter.fold(Ticks::default(), |a, b| a + b)
+    }
+}
+
+/// CPU ticks of a process and of its children: the live ones, read from their own `stat`, and
+/// the ended ones it has waited for (`cutime` and `cstime`, fields 16 and 17 of its `stat`), so
+/// a backend that ends during a run still counts.
+fn tree_ticks(pid: u32) -> anyhow::Result<Ticks> {
     let stat = read_stat(pid)?;
     let rest = split_stat(&stat)?.1;
-    let waited = stat_field(rest, 16)? + stat_field(rest, 17)?;
-    let mut ticks = cpu_ticks(rest)? + waited;
-    for (_, child) in children(pid)? {
-        ticks += child;
-    }
-    Ok(ticks as f64 / USER_HZ)
+    let waited = Ticks {
+        user: stat_field(rest, 16)?,
+        system: stat_field(rest, 17)?,
+    };
+    let children: Ticks = children(pid)?.into_iter().map(|(_, t)| t).sum();
+    Ok(cpu_ticks(rest)? + waited + children)
 }
 
 /// The name (as `/proc` shows it, cut to 15 bytes) of the thread sqlx runs a SQLite connection
 /// on, `sqlx-sqlite-worker-N`: a broker whose directory is SQLite has one.
 const SQLITE_THREADS: &[&str] = &["sqlx-sqlite-wor"];
 
-/// The CPU ticks (user + system) spent so far by each live thread of `pid` (this process when
-/// `None`) whose name starts with one of `prefixes`.
-fn threads_ticks(pid: Option<u32>, prefixes: &[&str]) -> anyhow::Result<Vec<u64>> {
+/// The CPU ticks spent so far by each live thread of `pid` (this process when `None`) whose name
+/// starts with one of `prefixes`.
+fn threads_ticks(pid: Option<u32>, prefixes: &[&str]) -> anyhow::Result<Vec<Ticks>> {
     let tasks = match pid {
         Some(pid) => format!("/proc/{pid}/task"),
         None => "/proc/self/task".to_owned(),
@@ -138,13 +187,13 @@ fn threads_ticks(pid: Option<u32>, prefixes: &[&str]) -> anyhow::Result<Vec<u64>
     Ok(found)
 }
 
-/// CPU seconds (user + system) spent so far by those threads ([`threads_ticks`]).
-fn threads_cpu_secs(pid: Option<u32>, prefixes: &[&str]) -> anyhow::Result<f64> {
-    Ok(threads_ticks(pid, prefixes)?.iter().sum::<u64>() as f64 / USER_HZ)
+/// CPU ticks spent so far by those threads together ([`threads_ticks`]).
+fn threads_cpu(pid: Option<u32>, prefixes: &[&str]) -> anyhow::Result<Ticks> {
+    Ok(threads_ticks(pid, prefixes)?.into_iter().sum())
 }
 
 /// The live children of a process, with the CPU ticks each has spent.
-fn children(pid: u32) -> anyhow::Result<Vec<(u32, u64)>> {
+fn children(pid: u32) -> anyhow::Result<Vec<(u32, Ticks)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let Some(child) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -163,10 +212,10 @@ fn children(pid: u32) -> anyhow::Result<Vec<(u32, u64)>> {
     Ok(found)
 }
 
-/// CPU seconds (user + system) and peak RSS of a process, from /proc.
+/// CPU ticks and peak RSS of a process, from /proc.
 #[derive(Debug, Clone, Copy)]
 struct ProcessUsage {
-    cpu_secs: f64,
+    cpu: Ticks,
     peak_rss_kib: u64,
 }
 
@@ -195,9 +244,12 @@ fn stat_field(after_name: &str, number: usize) -> anyhow::Result<u64> {
     Ok(field.parse()?)
 }
 
-/// utime + stime of a /proc `stat` line (fields 14 and 15), given the fields after the name.
-fn cpu_ticks(after_name: &str) -> anyhow::Result<u64> {
-    Ok(stat_field(after_name, 14)? + stat_field(after_name, 15)?)
+/// utime and stime of a /proc `stat` line (fields 14 and 15), given the fields after the name.
+fn cpu_ticks(after_name: &str) -> anyhow::Result<Ticks> {
+    Ok(Ticks {
+        user: stat_field(after_name, 14)?,
+        system: stat_field(after_name, 15)?,
+    })
 }
 
 fn read_stat(pid: u32) -> anyhow::Result<String> {
@@ -207,17 +259,14 @@ fn read_stat(pid: u32) -> anyhow::Result<String> {
 
 fn usage(pid: u32) -> anyhow::Result<ProcessUsage> {
     let stat = read_stat(pid)?;
-    let ticks = cpu_ticks(split_stat(&stat)?.1)?;
+    let cpu = cpu_ticks(split_stat(&stat)?.1)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let peak_rss_kib = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
-    Ok(ProcessUsage {
-        cpu_secs: ticks as f64 / USER_HZ,
-        peak_rss_kib,
-    })
+    Ok(ProcessUsage { cpu, peak_rss_kib })
 }
 
 /// Whose CPU a run reports: a process named by its pid, or, when the broker and mock IdP run in
@@ -234,13 +283,13 @@ enum Party {
 }
 
 impl Party {
-    fn cpu_secs(self) -> anyhow::Result<f64> {
+    fn cpu(self) -> anyhow::Result<Ticks> {
         match self {
-            Party::Process(pid) => Ok(usage(pid)?.cpu_secs),
-            Party::ProcessTree(pid) => tree_cpu_secs(pid),
-            Party::Threads(pid, names) => threads_cpu_secs(pid, names),
-            Party::RestOfThisProcess => Ok(usage(std::process::id())?.cpu_secs
-                - threads_cpu_secs(
+            Party::Process(pid) => Ok(usage(pid)?.cpu),
+            Party::ProcessTree(pid) => tree_ticks(pid),
+            Party::Threads(pid, names) => threads_cpu(pid, names),
+            Party::RestOfThisProcess => Ok(usage(std::process::id())?.cpu
+                - threads_cpu(
                     None,
                     &[in_process::BROKER_THREADS, in_process::IDP_THREADS].concat(),
                 )?),
@@ -551,7 +600,7 @@ fn report(
     label: &str,
     (unit, one): (&str, &str),
     outcome: &Outcome,
-    before: &[(&str, Party, f64)],
+    before: &[(&str, Party, Ticks)],
 ) -> anyhow::Result<()> {
     let ok = outcome.latencies.len();
     let failed: usize = outcome.errors.values().sum();
@@ -591,18 +640,25 @@ fn report(
     }
     let mb = |kib: u64| kib as f64 / 1024.0;
     for (name, party, start) in before {
-        let cpu = party.cpu_secs()? - start;
+        let spent = party.cpu()? - *start;
+        let cpu = spent.secs();
         let per_one = if ok > 0 {
             cpu * 1000.0 / ok as f64
         } else {
             0.0
         };
+        // How much of it the kernel spent on the party's behalf: on loopback, each request's
+        // system calls, the TCP stack's work on both ends and the thread wake-ups around them.
+        let kernel = spent
+            .kernel_percent()
+            .map(|k| format!(", {k:.0} % in the kernel"))
+            .unwrap_or_default();
         let peak = match party {
             Party::Process(pid) => format!(", peak RSS {:.1} MB", mb(usage(*pid)?.peak_rss_kib)),
             _ => String::new(),
         };
         println!(
-            "  {name} ({}): {cpu:.2} CPU s, {per_one:.3} ms CPU per {one}{peak}",
+            "  {name} ({}): {cpu:.2} CPU s, {per_one:.3} ms CPU per {one}{kernel}{peak}",
             party.described()
         );
     }
@@ -727,7 +783,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         // processes' costs together set the ceiling on the rate.
         let before: Vec<_> = parties
             .iter()
-            .map(|&(name, party)| party.cpu_secs().map(|cpu| (name, party, cpu)))
+            .map(|&(name, party)| party.cpu().map(|cpu| (name, party, cpu)))
             .collect::<Result<_, _>>()?;
         let setup = Arc::new(setup);
         let a = args.clone();
@@ -871,11 +927,14 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = server.id();
-        let own = || usage(pid).unwrap().cpu_secs;
-        let tree = || tree_cpu_secs(pid).unwrap();
+        let own = || usage(pid).unwrap().cpu.secs();
+        let tree = || tree_ticks(pid).unwrap().secs();
         let live = eventually(|| tree() >= 0.2);
         let busy = children(pid).unwrap();
-        let busy_child = busy.iter().find(|(_, ticks)| *ticks > 0).map(|(c, _)| *c);
+        let busy_child = busy
+            .iter()
+            .find(|(_, ticks)| ticks.secs() > 0.0)
+            .map(|(c, _)| *c);
         let counted_live = tree();
         let own_secs = own();
         if let Some(child) = busy_child {
@@ -911,5 +970,39 @@ mod tests {
             counted_ended >= counted_live,
             "an ended child still counts: {counted_ended} after {counted_live}"
         );
+    }
+
+    /// A process's CPU is told apart into its own code's time and the kernel's: a shell looping
+    /// on a builtin spends it in user space, `dd` copying a byte at a time in system calls.
+    #[test]
+    fn cpu_is_told_apart_into_user_and_kernel_time() {
+        let mut user_bound = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let mut kernel_bound = Command::new("dd")
+            .args(["if=/dev/zero", "of=/dev/null", "bs=1"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let cpu = |child: &std::process::Child| usage(child.id()).unwrap().cpu;
+        let busy =
+            eventually(|| cpu(&user_bound).secs() >= 0.5 && cpu(&kernel_bound).secs() >= 0.5);
+        let (user, kernel) = (cpu(&user_bound), cpu(&kernel_bound));
+        for child in [&mut user_bound, &mut kernel_bound] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(busy, "both worked: {user:?} {kernel:?}");
+        let share = |t: Ticks| t.kernel_percent().unwrap();
+        assert!(share(user) < 25.0, "a loop in the shell: {user:?}");
+        assert!(share(kernel) > 50.0, "a system call a byte: {kernel:?}");
+        // What was spent between two readings, each part on its own.
+        let later = Ticks {
+            user: user.user + 7,
+            system: user.system + 3,
+        };
+        assert_eq!(later - user, Ticks { user: 7, system: 3 });
+        assert_eq!(Ticks::default().kernel_percent(), None);
     }
 }
