@@ -71,6 +71,12 @@ fn after_the_broker(stdout: &str, party: &str) -> usize {
         .count()
 }
 
+/// The CPU seconds of a party's report line (`broker (pid N): 1.98 CPU s, ...`).
+fn cpu_secs(line: &str) -> Option<f64> {
+    let after = line.split("): ").nth(1)?;
+    after.split(' ').next()?.parse().ok()
+}
+
 /// The kernel's share of a report line's CPU (`..., 38 % in the kernel`), where it gives one.
 fn kernel_share(line: &str) -> Option<f64> {
     let (before, _) = line.split_once(" % in the kernel")?;
@@ -200,10 +206,8 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     let cpu = |party: &str| -> f64 {
         stdout
             .lines()
-            .find_map(|l| l.trim().strip_prefix(party))
-            .and_then(|l| l.split("): ").nth(1))
-            .and_then(|l| l.split(' ').next())
-            .and_then(|secs| secs.parse().ok())
+            .find(|l| l.trim().starts_with(party))
+            .and_then(cpu_secs)
             .unwrap_or_else(|| panic!("a {party} line in:\n{stdout}"))
     };
     assert!(cpu("broker (threads lt-broker") > 0.0, "{stdout}");
@@ -359,13 +363,8 @@ async fn bench_in_process_runs_on_redis_and_postgresql_when_the_environment_says
     assert_eq!(citizens.unwrap(), 48, "{stdout}");
     assert_eq!(sessions.len(), 88, "{stdout}");
     // The servers' CPU, a line each per workload: Redis's own, PostgreSQL's with its backends.
-    let cpu = |line: &str| -> f64 {
-        line.split("): ")
-            .nth(1)
-            .and_then(|l| l.split(' ').next())
-            .and_then(|secs| secs.parse().ok())
-            .unwrap_or_else(|| panic!("CPU seconds in {line:?}"))
-    };
+    let cpu =
+        |line: &str| -> f64 { cpu_secs(line).unwrap_or_else(|| panic!("CPU seconds in {line:?}")) };
     let redis_lines: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with(&format!("  Redis (pid {}): ", redis.pid())))
