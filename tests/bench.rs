@@ -83,6 +83,15 @@ fn kernel_share(line: &str) -> Option<f64> {
     before.rsplit(' ').next()?.parse().ok()
 }
 
+/// The busy and stolen shares of the machine's line (`machine (2 CPUs): 81 % busy, 0.3 % taken
+/// by the host (steal)`).
+fn machine_shares(line: &str) -> Option<(f64, f64)> {
+    let (_, after) = line.split_once("): ")?;
+    let (busy, after) = after.split_once(" % busy, ")?;
+    let (steal, _) = after.split_once(" % taken by the host")?;
+    Some((busy.parse().ok()?, steal.parse().ok()?))
+}
+
 /// The standard output of a run that must have succeeded.
 fn succeeded(out: std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -221,6 +230,17 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     for line in parties {
         let share = kernel_share(line).unwrap_or_else(|| panic!("the kernel's share: {line}"));
         assert!((0.0..=100.0).contains(&share), "{line}");
+    }
+    // Each workload says how busy the whole machine was and what the host took from it.
+    let machine: Vec<(f64, f64)> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("machine ("))
+        .map(|l| machine_shares(l).unwrap_or_else(|| panic!("the machine's shares: {l}")))
+        .collect();
+    assert_eq!(machine.len(), 6, "{stdout}");
+    for (busy, steal) in machine {
+        assert!(busy > 0.0 && busy <= 100.0, "{stdout}");
+        assert!((0.0..=100.0).contains(&steal), "{stdout}");
     }
     // The directory is SQLite: its thread's share of the broker's CPU has a line of its own
     // after the broker's, each workload, and is part of the broker's.

@@ -10,7 +10,8 @@
 //! the processes named by `--broker-pid` / `--idp-pid`, the CPU seconds and peak resident memory
 //! they used over the run, read from `/proc` — so "broker CPU per login" is measured, not
 //! estimated — beside the cryptographic floor of one login measured in the same run with the
-//! same libraries; with `--store-pid` / `--directory-pid`, Redis's and PostgreSQL's CPU too.
+//! same libraries; with `--store-pid` / `--directory-pid`, Redis's and PostgreSQL's CPU too;
+//! and how busy the whole machine was over the run, and what its hypervisor took (steal).
 //! Bounded in count and time; meant for loopback only.
 
 use std::collections::BTreeMap;
@@ -267,6 +268,66 @@ fn usage(pid: u32) -> anyhow::Result<ProcessUsage> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
     Ok(ProcessUsage { cpu, peak_rss_kib })
+}
+
+/// The whole machine's CPU time over all its CPUs, as the first line of `/proc/stat` counts it,
+/// in ticks: what every process on it spent (busy), what no one did (idle, counting time waiting
+/// for a disk), and what the hypervisor gave to others while this machine had work (steal). A
+/// run's CPU per operation is only comparable with another's where the machine let it work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MachineTicks {
+    cpus: usize,
+    busy: u64,
+    idle: u64,
+    steal: u64,
+}
+
+impl MachineTicks {
+    fn read() -> anyhow::Result<MachineTicks> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?)
+    }
+
+    fn parse(stat: &str) -> anyhow::Result<MachineTicks> {
+        let line = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu "))
+            .context("no cpu line in /proc/stat")?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .context("malformed cpu line in /proc/stat")?;
+        // user nice system idle iowait irq softirq steal; a guest's time, after them, is
+        // counted in user's already.
+        let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = fields[..] else {
+            bail!("short cpu line in /proc/stat");
+        };
+        let cpus = stat
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("cpu")
+                    .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .count();
+        Ok(MachineTicks {
+            cpus,
+            busy: user + nice + system + irq + softirq,
+            idle: idle + iowait,
+            steal,
+        })
+    }
+
+    /// The busy and stolen shares of the time between `earlier` and this reading, in percent;
+    /// `None` where no time passed.
+    fn shares_since(self, earlier: MachineTicks) -> Option<(f64, f64)> {
+        let busy = self.busy.saturating_sub(earlier.busy);
+        let steal = self.steal.saturating_sub(earlier.steal);
+        let total = busy + steal + self.idle.saturating_sub(earlier.idle);
+        (total > 0).then(|| {
+            let percent = |t: u64| t as f64 * 100.0 / total as f64;
+            (percent(busy), percent(steal))
+        })
+    }
 }
 
 /// Whose CPU a run reports: a process named by its pid, or, when the broker and mock IdP run in
@@ -601,6 +662,7 @@ fn report(
     (unit, one): (&str, &str),
     outcome: &Outcome,
     before: &[(&str, Party, Ticks)],
+    machine_before: MachineTicks,
 ) -> anyhow::Result<()> {
     let ok = outcome.latencies.len();
     let failed: usize = outcome.errors.values().sum();
@@ -660,6 +722,14 @@ fn report(
         println!(
             "  {name} ({}): {cpu:.2} CPU s, {per_one:.3} ms CPU per {one}{kernel}{peak}",
             party.described()
+        );
+    }
+    // Everything the machine did over the run, the parties' work and anything else's: how near
+    // the run came to using every core, and how much the host took from it.
+    if let Some((busy, steal)) = MachineTicks::read()?.shares_since(machine_before) {
+        println!(
+            "  machine ({} CPUs): {busy:.0} % busy, {steal:.1} % taken by the host (steal)",
+            machine_before.cpus
         );
     }
     if args.in_process {
@@ -785,6 +855,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|&(name, party)| party.cpu().map(|cpu| (name, party, cpu)))
             .collect::<Result<_, _>>()?;
+        let machine = MachineTicks::read()?;
         let setup = Arc::new(setup);
         let a = args.clone();
         let consents = Arc::new(AtomicUsize::new(0));
@@ -885,7 +956,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await,
             ),
         };
-        report(&args, label, unit, &outcome, &before)?;
+        report(&args, label, unit, &outcome, &before, machine)?;
         if workload == "login" {
             // A first sign-in (consent asked, account linked) costs more than a returning
             // citizen's: the figures above are for this mix.
@@ -1004,5 +1075,40 @@ mod tests {
         };
         assert_eq!(later - user, Ticks { user: 7, system: 3 });
         assert_eq!(Ticks::default().kernel_percent(), None);
+    }
+
+    #[test]
+    fn the_machine_is_read_as_busy_idle_and_stolen_time() {
+        let stat = |cpu: &str| {
+            format!("{cpu}\ncpu0 1 2 3 4 5 6 7 8 0 0\ncpu1 1 2 3 4 5 6 7 8 0 0\nintr 12345 0\n")
+        };
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let before = MachineTicks::parse(&stat("cpu  100 5 50 1000 20 3 7 11 9 0")).unwrap();
+        assert_eq!(
+            before,
+            MachineTicks {
+                cpus: 2,
+                busy: 165,
+                idle: 1020,
+                steal: 11
+            }
+        );
+        let after = MachineTicks::parse(&stat("cpu  180 5 70 1250 70 3 7 111 9 0")).unwrap();
+        assert_eq!(after.shares_since(before), Some((20.0, 20.0)));
+        assert_eq!(before.shares_since(before), None);
+        assert!(MachineTicks::parse(&stat("cpu  100 5 50 1000 20 3 7")).is_err());
+        assert!(MachineTicks::parse("intr 1\n").is_err());
+
+        // This machine, read live: a thread spinning for half a second is busy time.
+        let start = MachineTicks::read().unwrap();
+        assert!(start.cpus >= 1, "{start:?}");
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(500) {
+            std::hint::black_box(0);
+        }
+        let end = MachineTicks::read().unwrap();
+        assert!(end.busy >= start.busy + 30, "{start:?} {end:?}");
+        let (busy, steal) = end.shares_since(start).unwrap();
+        assert!(busy > 0.0 && busy <= 100.0 && (0.0..=100.0).contains(&steal));
     }
 }
