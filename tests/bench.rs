@@ -231,16 +231,24 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
         let share = kernel_share(line).unwrap_or_else(|| panic!("the kernel's share: {line}"));
         assert!((0.0..=100.0).contains(&share), "{line}");
     }
-    // Each workload says how busy the whole machine was and what the host took from it.
-    let machine: Vec<(f64, f64)> = stdout
+    // Each workload says how busy the whole machine was and what the host took from it — where
+    // it lasted a tick of /proc/stat at least: the logins do, 40 userinfo requests may not.
+    let machine: Vec<&str> = stdout
         .lines()
         .filter_map(|l| l.trim().strip_prefix("machine ("))
-        .map(|l| machine_shares(l).unwrap_or_else(|| panic!("the machine's shares: {l}")))
         .collect();
     assert_eq!(machine.len(), 6, "{stdout}");
-    for (busy, steal) in machine {
-        assert!(busy > 0.0 && busy <= 100.0, "{stdout}");
+    let shares: Vec<(f64, f64)> = machine.iter().filter_map(|l| machine_shares(l)).collect();
+    assert!(shares.iter().any(|&(busy, _)| busy > 0.0), "{stdout}");
+    for (busy, steal) in shares {
+        assert!((0.0..=100.0).contains(&busy), "{stdout}");
         assert!((0.0..=100.0).contains(&steal), "{stdout}");
+    }
+    for line in machine.iter().filter(|l| machine_shares(l).is_none()) {
+        assert!(
+            line.ends_with("shorter than a tick of /proc/stat"),
+            "{line}"
+        );
     }
     // The directory is SQLite: its thread's share of the broker's CPU has a line of its own
     // after the broker's, each workload, and is part of the broker's.

@@ -726,11 +726,12 @@ fn report(
     }
     // Everything the machine did over the run, the parties' work and anything else's: how near
     // the run came to using every core, and how much the host took from it.
-    if let Some((busy, steal)) = MachineTicks::read()?.shares_since(machine_before) {
-        println!(
-            "  machine ({} CPUs): {busy:.0} % busy, {steal:.1} % taken by the host (steal)",
-            machine_before.cpus
-        );
+    let cpus = machine_before.cpus;
+    match MachineTicks::read()?.shares_since(machine_before) {
+        Some((busy, steal)) => println!(
+            "  machine ({cpus} CPUs): {busy:.0} % busy, {steal:.1} % taken by the host (steal)"
+        ),
+        None => println!("  machine ({cpus} CPUs): the run was shorter than a tick of /proc/stat"),
     }
     if args.in_process {
         // One process, one resident size: the parties' memory cannot be told apart.
