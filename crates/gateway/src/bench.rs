@@ -274,7 +274,7 @@ fn usage(pid: u32) -> anyhow::Result<ProcessUsage> {
 /// in ticks: what every process on it spent (busy), what no one did (idle, counting time waiting
 /// for a disk), and what the hypervisor gave to others while this machine had work (steal). A
 /// run's CPU per operation is only comparable with another's where the machine let it work.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MachineTicks {
     cpus: usize,
     busy: u64,
