@@ -92,6 +92,31 @@ fn machine_shares(line: &str) -> Option<(f64, f64)> {
     Some((busy.parse().ok()?, steal.parse().ok()?))
 }
 
+/// The milliseconds of CPU per operation of a party's report line (`..., 0.683 ms CPU per login`).
+fn ms_per_op(line: &str) -> Option<f64> {
+    let (before, _) = line.split_once(" ms CPU per ")?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+/// The ceiling line's CPUs, the parties' milliseconds per operation together, the rate they
+/// bound and the share of it reached (`ceiling (2 CPUs): 1.830 ms of CPU per login by the
+/// parties above, at most 1093 logins/s with every core theirs; this run 80 % of it`).
+fn ceiling(line: &str) -> Option<(f64, f64, f64, f64)> {
+    let (cpus, after) = line.strip_prefix("ceiling (")?.split_once(" CPUs): ")?;
+    let (together, after) = after.split_once(" ms of CPU per ")?;
+    let (_, after) = after.split_once(", at most ")?;
+    let (most, after) = after.split_once(' ')?;
+    let (_, after) = after.split_once("; this run ")?;
+    let (reached, _) = after.split_once(" % of it")?;
+    let number = |s: &str| s.parse::<f64>().ok();
+    Some((
+        number(cpus)?,
+        number(together)?,
+        number(most)?,
+        number(reached)?,
+    ))
+}
+
 /// The standard output of a run that must have succeeded.
 fn succeeded(out: std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -250,6 +275,51 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
             "{line}"
         );
     }
+    // Each workload's ceiling: the parties' CPU per operation added up — the SQLite thread's
+    // once, in the broker's — and the rate the machine's cores could bear at that cost.
+    let mut bounded = 0;
+    for block in stdout.split("workload: ").skip(1) {
+        let lines: Vec<&str> = block.lines().map(str::trim).collect();
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("ceiling ("))
+            .unwrap_or_else(|| panic!("a ceiling line in:\n{block}"));
+        let per_op: Vec<f64> = lines
+            .iter()
+            .filter(|l| l.contains(" CPU s, ") && !l.starts_with("broker's SQLite thread"))
+            .map(|l| ms_per_op(l).unwrap_or_else(|| panic!("ms per operation in {l:?}")))
+            .collect();
+        assert_eq!(per_op.len(), 3, "broker, mock IdP and driver:\n{block}");
+        let sum: f64 = per_op.iter().sum();
+        let Some((cpus, together, most, reached)) = ceiling(line) else {
+            assert!(line.ends_with("under a tick of /proc"), "{line}");
+            assert_eq!(sum, 0.0, "{block}");
+            continue;
+        };
+        bounded += 1;
+        // Each figure is printed to a thousandth: their sum, to a thousandth per figure.
+        assert!(
+            (together - sum).abs() <= 0.0005 * 4.0,
+            "{together} vs {sum}:\n{block}"
+        );
+        let bound = |ms: f64| cpus * 1000.0 / ms;
+        assert!(
+            bound(together + 0.0005) - 1.0 <= most && most <= bound(together - 0.0005) + 1.0,
+            "{line}"
+        );
+        let rate: f64 = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("rate: "))
+            .and_then(|r| r.split(' ').next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("the rate in:\n{block}"));
+        let share = |most: f64| rate / most * 100.0;
+        assert!(
+            share(most + 0.5) - 1.0 <= reached && reached <= share(most - 0.5) + 1.0,
+            "{line} at {rate} /s"
+        );
+    }
+    assert!(bounded >= 2, "the logins lasted a tick at least:\n{stdout}");
     // The directory is SQLite: its thread's share of the broker's CPU has a line of its own
     // after the broker's, each workload, and is part of the broker's.
     let sqlite = "broker's SQLite thread (threads sqlx-sqlite-wor";

@@ -166,6 +166,8 @@ fn tree_ticks(pid: u32) -> anyhow::Result<Ticks> {
 /// The name (as `/proc` shows it, cut to 15 bytes) of the thread sqlx runs a SQLite connection
 /// on, `sqlx-sqlite-worker-N`: a broker whose directory is SQLite has one.
 const SQLITE_THREADS: &[&str] = &["sqlx-sqlite-wor"];
+/// The report's name for them: a part of the broker's CPU, not a party beside it.
+const SQLITE_PARTY: &str = "broker's SQLite thread";
 
 /// The CPU ticks spent so far by each live thread of `pid` (this process when `None`) whose name
 /// starts with one of `prefixes`.
@@ -701,6 +703,9 @@ fn report(
         println!("  error {kind}: {n}");
     }
     let mb = |kib: u64| kib as f64 / 1024.0;
+    // The parties' CPU per operation together, the broker's SQLite thread counted once, in the
+    // broker's.
+    let mut together = 0.0;
     for (name, party, start) in before {
         let spent = party.cpu()? - *start;
         let cpu = spent.secs();
@@ -723,6 +728,9 @@ fn report(
             "  {name} ({}): {cpu:.2} CPU s, {per_one:.3} ms CPU per {one}{kernel}{peak}",
             party.described()
         );
+        if *name != SQLITE_PARTY {
+            together += per_one;
+        }
     }
     // Everything the machine did over the run, the parties' work and anything else's: how near
     // the run came to using every core, and how much the host took from it.
@@ -733,6 +741,19 @@ fn report(
         ),
         None => println!("  machine ({cpus} CPUs): the run was shorter than a tick of /proc/stat"),
     }
+    // On cores the parties share, what they spend together on one operation bounds the rate:
+    // how near the run came to it tells a target out of the machine's reach from one the run
+    // fell short of (docs/performance.md).
+    match ceiling(cpus, together) {
+        Some(most) => println!(
+            "  ceiling ({cpus} CPUs): {together:.3} ms of CPU per {one} by the parties above, at \
+             most {most:.0} {unit}/s with every core theirs; this run {:.0} % of it",
+            ok as f64 / outcome.wall.as_secs_f64() / most * 100.0
+        ),
+        None => println!(
+            "  ceiling ({cpus} CPUs): the parties' CPU over the run was under a tick of /proc"
+        ),
+    }
     if args.in_process {
         // One process, one resident size: the parties' memory cannot be told apart.
         println!(
@@ -741,6 +762,12 @@ fn report(
         );
     }
     Ok(())
+}
+
+/// The most operations per second `cpus` cores can do at `ms_per_op` milliseconds of CPU each;
+/// `None` when nothing was measured.
+fn ceiling(cpus: usize, ms_per_op: f64) -> Option<f64> {
+    (ms_per_op > 0.0).then(|| cpus as f64 * 1000.0 / ms_per_op)
 }
 
 /// The cryptography of one brokered login, measured here with the broker's own libraries:
@@ -817,7 +844,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let process = parties[at].1.process();
         if !threads_ticks(process, SQLITE_THREADS)?.is_empty() {
             let sqlite = Party::Threads(process, SQLITE_THREADS);
-            parties.insert(at + 1, ("broker's SQLite thread", sqlite));
+            parties.insert(at + 1, (SQLITE_PARTY, sqlite));
         }
     }
     // The servers are processes of their own whether or not the broker is.
