@@ -1073,8 +1073,8 @@ mod tests {
 
     /// A process's CPU is told apart into its own code's time and the kernel's: a shell looping
     /// on a builtin spends it in user space, `dd` reading zeroes a megabyte at a time in the
-    /// kernel, which writes them (a byte at a time, `dd` spent half of it in its own code on
-    /// the twelfth session's EPYC).
+    /// kernel, which fills its buffer with them (copying a byte at a time, `dd` spent half of
+    /// its CPU in its own code on the twelfth session's EPYC).
     #[test]
     fn cpu_is_told_apart_into_user_and_kernel_time() {
         let mut user_bound = Command::new("sh")
