@@ -11,7 +11,8 @@
 //! they used over the run, read from `/proc` — so "broker CPU per login" is measured, not
 //! estimated — beside the cryptographic floor of one login measured in the same run with the
 //! same libraries; with `--store-pid` / `--directory-pid`, Redis's and PostgreSQL's CPU too;
-//! and how busy the whole machine was over the run, and what its hypervisor took (steal).
+//! how busy the whole machine was over the run, and what its hypervisor took (steal); and the
+//! ceiling: the rate the machine's cores could bear at the parties' CPU per operation together.
 //! Bounded in count and time; meant for loopback only.
 
 use std::collections::BTreeMap;
@@ -675,10 +676,8 @@ fn report(
         outcome.wall.as_secs_f64(),
         args.concurrency
     );
-    println!(
-        "  rate: {:.1} {unit}/s",
-        ok as f64 / outcome.wall.as_secs_f64()
-    );
+    let rate = ok as f64 / outcome.wall.as_secs_f64();
+    println!("  rate: {rate:.1} {unit}/s");
     if let Some(offered) = args.rate {
         println!("  offered: {offered:.1} {unit}/s (latency from each one's scheduled start)");
     }
@@ -748,7 +747,7 @@ fn report(
         Some(most) => println!(
             "  ceiling ({cpus} CPUs): {together:.3} ms of CPU per {one} by the parties above, at \
              most {most:.0} {unit}/s with every core theirs; this run {:.0} % of it",
-            ok as f64 / outcome.wall.as_secs_f64() / most * 100.0
+            rate / most * 100.0
         ),
         None => println!(
             "  ceiling ({cpus} CPUs): the parties' CPU over the run was under a tick of /proc"
