@@ -61,6 +61,10 @@ async fn lienthong_with(
     .unwrap()
 }
 
+/// The report's name for a SQLite directory's thread: a part of the broker's CPU, not a party
+/// beside it.
+const SQLITE_PARTY: &str = "broker's SQLite thread";
+
 /// How many of `stdout`'s lines start (after their indent) with `party`, each right after the
 /// broker's line: the broker's SQLite thread is reported as part of the broker.
 fn after_the_broker(stdout: &str, party: &str) -> usize {
@@ -164,7 +168,7 @@ async fn bench_runs_every_workload_and_tells_first_sign_ins_from_returning_ones(
         again.contains("consent asked (first sign-in to the system): 0 of 12 logins"),
         "the same citizens return: {again}"
     );
-    let sqlite = format!("broker's SQLite thread (threads sqlx-sqlite-wor* of pid {pid}): ");
+    let sqlite = format!("{SQLITE_PARTY} (threads sqlx-sqlite-wor* of pid {pid}): ");
     assert_eq!(after_the_broker(&again, &sqlite), 1, "{again}");
 }
 
@@ -286,7 +290,7 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
             .unwrap_or_else(|| panic!("a ceiling line in:\n{block}"));
         let per_op: Vec<f64> = lines
             .iter()
-            .filter(|l| l.contains(" CPU s, ") && !l.starts_with("broker's SQLite thread"))
+            .filter(|l| l.contains(" CPU s, ") && !l.starts_with(SQLITE_PARTY))
             .map(|l| ms_per_op(l).unwrap_or_else(|| panic!("ms per operation in {l:?}")))
             .collect();
         assert_eq!(per_op.len(), 3, "broker, mock IdP and driver:\n{block}");
@@ -322,11 +326,11 @@ async fn bench_in_process_starts_its_own_broker_and_mock_idp_and_tells_their_cpu
     assert!(bounded >= 2, "the logins lasted a tick at least:\n{stdout}");
     // The directory is SQLite: its thread's share of the broker's CPU has a line of its own
     // after the broker's, each workload, and is part of the broker's.
-    let sqlite = "broker's SQLite thread (threads sqlx-sqlite-wor";
+    let sqlite = format!("{SQLITE_PARTY} (threads sqlx-sqlite-wor");
     let described = format!("{sqlite}* of this process): ");
     assert_eq!(stdout.matches(&described).count(), 6, "{stdout}");
     assert_eq!(after_the_broker(&stdout, &described), 6, "{stdout}");
-    assert!(cpu(sqlite) <= cpu("broker (threads lt-broker"), "{stdout}");
+    assert!(cpu(&sqlite) <= cpu("broker (threads lt-broker"), "{stdout}");
     assert_eq!(
         stdout
             .matches("this process (driver, broker and mock IdP): peak RSS")
