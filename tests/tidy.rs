@@ -407,6 +407,7 @@ fn the_architecture_lists_every_test_file_and_links_only_inside_the_repository()
         "docs/integration.md",
         "docs/operations.md",
         "docs/performance.md",
+        "docs/performance-log.md",
     ] {
         let text = fs::read_to_string(root().join(doc)).unwrap();
         let base = root().join(doc).parent().unwrap().to_owned();

@@ -147,7 +147,7 @@ pub(crate) enum Refusal {
 /// claims and the grant, or `None` when the grant is gone (revoked, or run out with the token).
 /// The grant is read by the `jti` the token states, and a token recorded in it (its digest) is
 /// that very token: its signature, checked when we made it, is not checked again — a P-256
-/// verification, most of a userinfo request's CPU (docs/performance.md). Any other token must
+/// verification, most of a userinfo request's CPU (docs/performance-log.md). Any other token must
 /// carry our signature.
 pub(crate) async fn granted(
     inner: &Inner,

@@ -19,7 +19,7 @@ use runtime::{connect_directory, serving_broker, shutdown_signal};
 use serde_json::json;
 
 /// jemalloc rather than glibc's malloc, which was about 14 % of the broker's samples in a login
-/// profile: 1.00 → 0.89 ms of CPU per login at the same resident size (docs/performance.md).
+/// profile: 1.00 → 0.89 ms of CPU per login at the same resident size (docs/performance-log.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -55,7 +55,7 @@ pub struct SigningKey {
 /// The private key parsed once, at load. jsonwebtoken's `encode` parses its `EncodingKey` on
 /// every signature — for RSA a key check with modular inverses and new Montgomery contexts,
 /// for P-256 a scalar multiplication to check the public point — which cost about as much as
-/// the signature itself (docs/performance.md). The same parses as its aws-lc-rs backend, kept.
+/// the signature itself (docs/performance-log.md). The same parses as its aws-lc-rs backend, kept.
 enum Signer {
     Es256(aws_lc_rs::signature::EcdsaKeyPair),
     Rs256(aws_lc_rs::signature::RsaKeyPair),
@@ -355,7 +355,7 @@ impl<T> Opened<'_, T> {
     /// The claims, once the token is trusted: if `recorded` is its [`token_digest`], kept when it
     /// was issued, it is that very token, byte for byte, and its signature was ours when we
     /// made it (a P-256 verification spared: most of a userinfo request's CPU,
-    /// docs/performance.md); otherwise its signature must hold.
+    /// docs/performance-log.md); otherwise its signature must hold.
     pub fn trust(self, recorded: Option<&str>) -> Result<T, KeyError> {
         let on_record =
             recorded.is_some_and(|digest| constant_time_eq(&token_digest(self.token), digest));

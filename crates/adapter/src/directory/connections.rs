@@ -14,7 +14,7 @@
 //! PostgreSQL's ahead of need ([`Connections::warm`]), and they are kept however long they
 //! wait: a burst of logins — the first after a start, or the morning's after a quiet night —
 //! finds them ready, where each of its first statements would otherwise open one (a new server
-//! process, its authentication, its cold caches: docs/performance.md measured the first logins
+//! process, its authentication, its cold caches: docs/performance-log.md measured the first logins
 //! of a burst held up to 100 ms by it). A PostgreSQL connection idle for `PING_IF_IDLE` or
 //! more is pinged before it is lent (a server restart shows there first), one that fails the
 //! ping or leaves it unanswered for `PING_TIMEOUT` is dropped for a new one, and connections

@@ -239,7 +239,7 @@ fn masked(number: Option<&str>) -> Option<String> {
 /// cache. With 256 MiB (up to 63,000 pages, filled as the directory grows) the walk took, at
 /// 40,000 citizens, as much of the broker's time as the rest of SQLite's work together, and
 /// the cache 70 MB of memory; with 8 MiB it walks at most about 2,000 pages, and a page not in
-/// it is read from the system's file cache (docs/performance.md, 2026-12-06, third session).
+/// it is read from the system's file cache (docs/performance-log.md, 2026-12-06, third session).
 const SQLITE_SETUP: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -8192;";
 
@@ -251,7 +251,7 @@ impl Directory {
         // SQLite gets exactly one connection. An in-memory database lives in one; and for a
         // file, SQLite runs one writer at a time anyway, while in WAL mode a connection drops
         // its whole page cache whenever another one has written: with a pool of eight, nearly
-        // every statement of a login re-read its pages from the file (docs/performance.md).
+        // every statement of a login re-read its pages from the file (docs/performance-log.md).
         // That connection runs the migrations and stays the directory's own from then on.
         // PostgreSQL gets up to eight.
         let max = if sqlite { 1 } else { 8 };
@@ -491,7 +491,7 @@ impl Directory {
 
     /// Everything a login's account step reads, and the consents it asks about, in one statement
     /// (one round trip: a hop to SQLite's thread or to PostgreSQL costs more than the lookups,
-    /// docs/performance.md).
+    /// docs/performance-log.md).
     async fn login_view(
         &self,
         realm: &RealmConfig,
