@@ -5,7 +5,7 @@
 //! (the client_credentials grant, scope [`ADMIN_SCOPE`]).
 
 use jsonwebtoken::Algorithm;
-use lienthong_protocol::{Expected, KeyError, token_digest};
+use lienthong_protocol::{Expected, KeyError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -32,9 +32,9 @@ pub struct Grant {
     pub scopes: Vec<String>,
     #[serde(with = "crate::store::record::json_map")]
     pub claims: Map<String, Value>,
-    /// The token's [`token_digest`], by which it is recognised without checking its signature
-    /// again. Absent from grants written before it was kept: their tokens are checked by
-    /// signature.
+    /// The token's [`lienthong_protocol::token_digest`], by which it is recognised without
+    /// checking its signature again. Absent from grants written before it was kept: their tokens
+    /// are checked by signature.
     pub digest: Option<String>,
 }
 
@@ -42,25 +42,6 @@ impl Record for Grant {
     const KIND: &'static str = "grant";
     const VERSION: u8 = 2;
     const JSON_VERSION: Option<u8> = Some(1);
-}
-
-impl Grant {
-    /// The grant of `access_token`, just signed.
-    pub(crate) fn of(
-        access_token: &str,
-        client_id: &str,
-        sub: &str,
-        scopes: &[String],
-        claims: &Map<String, Value>,
-    ) -> Self {
-        Self {
-            client_id: client_id.to_owned(),
-            sub: sub.to_owned(),
-            scopes: scopes.to_vec(),
-            claims: claims.clone(),
-            digest: Some(token_digest(access_token)),
-        }
-    }
 }
 
 pub fn grant_key(jti: &str) -> String {

@@ -21,11 +21,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::access_token::{Grant, grant_key};
+use crate::access_token::grant_key;
 use crate::error::{CitizenPage, FlowError};
 use crate::identity::{CitizenIdentity, OFFLINE_ACCESS};
 use crate::messages::Problem;
-use crate::mint::{Issue, mint};
+use crate::mint::{Issue, Signed, mint};
 use crate::refresh::{self, RefreshRecord};
 use crate::request::AuthorizeRequest;
 use crate::session::LiveSession;
@@ -126,14 +126,11 @@ pub(crate) fn mint_for(
     let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
     let now = inner.now();
     let expires_at = now + lifetime.as_secs();
-    let (access_token, id_token) = mint(inner, client, &issue, jti, now)?;
-    let grant = Grant::of(
-        &access_token,
-        &client.config.id,
-        &record.sub,
-        &record.scopes,
-        &record.claims,
-    );
+    let Signed {
+        access_token,
+        id_token,
+        grant,
+    } = mint(inner, client, &issue, jti, now)?;
     batch.put(grant_key(jti), &grant, held.unwrap_or(lifetime));
     let refresh_token = match record.identity.clone() {
         Some(identity) if client.config.offline_access => {

@@ -19,12 +19,12 @@ use lienthong_protocol::secret::random_token;
 use lienthong_protocol::{ClientCredentials, OAuthError, OAuthErrorCode, TokenParams, pkce};
 use serde_json::{Value, json};
 
-use crate::access_token::{self, ADMIN_SCOPE, Grant, admin_audience, grant_key};
+use crate::access_token::{self, ADMIN_SCOPE, admin_audience, grant_key};
 use crate::client_assertion;
 use crate::code::{self, CodeRecord, CodeSpent, MintedCode};
 use crate::config::ClientAuthMethod;
 use crate::identity;
-use crate::mint::{Issue, mint};
+use crate::mint::{Issue, Signed, mint};
 use crate::refresh::{self, store_error};
 use crate::state::{Broker, Client, Inner};
 use crate::store::{Sealer, StoreError, keys};
@@ -354,15 +354,12 @@ async fn refresh_token(
         sid: &record.sid,
         nonce: None,
     };
-    let (access_token, id_token) = mint(inner, client, &issue, &jti, inner.now())?;
+    let Signed {
+        access_token,
+        id_token,
+        grant,
+    } = mint(inner, client, &issue, &jti, inner.now())?;
     let lifetime = Duration::from_secs(inner.config.tokens.access_token_secs);
-    let grant = Grant::of(
-        &access_token,
-        &client.config.id,
-        &record.sub,
-        &scopes,
-        &claims,
-    );
     let family = record.family.clone();
     record.scopes = scopes.clone();
     let mut batch = inner.store.batch();

@@ -336,6 +336,15 @@ pub fn token_digest(token: &str) -> String {
     crate::secret::sha256_b64url(token)
 }
 
+/// An access token's [`token_digest`] and the `at_hash` of the ID token issued with it (OIDC
+/// Core §3.1.3.6: the left half of the same SHA-256, base64url), from one pass over the token.
+pub fn token_digest_and_at_hash(token: &str) -> (String, String) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let digest = crate::crypto::sha256(token.as_bytes());
+    (b64.encode(digest), b64.encode(&digest[..16]))
+}
+
 /// A token of ours taken apart by [`KeySet::open`]: its claims read and checked, its key
 /// found, its signature not yet checked.
 pub struct Opened<'a, T> {
@@ -427,6 +436,15 @@ enum Audience<'a> {
 mod tests {
     use super::*;
     use base64::Engine;
+
+    #[test]
+    fn one_digest_gives_the_token_digest_and_the_at_hash() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+        assert_eq!(
+            token_digest_and_at_hash(token),
+            (token_digest(token), crate::secret::left_half_sha256(token))
+        );
+    }
 
     #[test]
     fn sign_and_verify_with_published_kid() {

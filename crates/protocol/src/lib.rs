@@ -24,5 +24,7 @@ pub use client_auth::ClientCredentials;
 pub use clock::{Clock, MockClock, SharedClock, SystemClock};
 pub use error::{OAuthError, OAuthErrorCode};
 pub use jws::PublicKeys;
-pub use keys::{Expected, KeyError, KeySet, Opened, SigningKey, Slot, token_digest};
+pub use keys::{
+    Expected, KeyError, KeySet, Opened, SigningKey, Slot, token_digest, token_digest_and_at_hash,
+};
 pub use params::{AuthorizationParams, TokenParams, bearer_token, form_access_token};
