@@ -76,7 +76,7 @@ async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
             _ if request.prompt_none => {
                 Err(request.error(inner, "login_required", "the citizen must sign in"))
             }
-            _ => start_upstream(inner, request, jar).await,
+            _ => start_upstream(inner, request).await,
         }
     }
     .await;
@@ -84,11 +84,7 @@ async fn authorize(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
 }
 
 /// Step 4: keep the request as a pending login and send the citizen to the national IdP.
-async fn start_upstream(
-    inner: &Inner,
-    request: AuthorizeRequest,
-    jar: CookieJar,
-) -> Result<Response, FlowError> {
+async fn start_upstream(inner: &Inner, request: AuthorizeRequest) -> Result<Response, FlowError> {
     if !limits::allow_pending_login(inner) {
         tracing::warn!("limits.pending_logins_max reached: a login refused");
         return Ok(limits::busy_page());
@@ -137,8 +133,8 @@ async fn start_upstream(
             .put(&keys::pending_login(&state), &pending, ttl)
             .await?;
     }
-    let cookie = inner.cookie(inner.login_cookie_name(&binding), binding, ttl);
-    Ok((jar.add(cookie), Redirect::to(&url)).into_response())
+    let cookie = inner.cookie(&inner.login_cookie_name(&binding), &binding, ttl);
+    Ok((cookie, Redirect::to(&url)).into_response())
 }
 
 /// A pending login carried in the upstream `state` itself, sealed (AES-256-GCM under the

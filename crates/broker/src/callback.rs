@@ -126,13 +126,12 @@ pub async fn callback(
             upstream_id_token: None,
         };
         let level = session.level;
-        let (mut live, cookie) = inner.open_session(session);
-        let mut jar = jar.add(cookie);
-        if inner.config.upstream.logout_id_token_hint
-            && let Some(cookie) = inner.keep_upstream_id_token(&mut live, login.id_token)
-        {
-            jar = jar.add(cookie);
-        }
+        let (mut live, session_cookie) = inner.open_session(session);
+        let upstream_cookie = if inner.config.upstream.logout_id_token_hint {
+            inner.keep_upstream_id_token(&mut live, login.id_token)
+        } else {
+            None
+        };
         let response = if request.minimum_level.is_some_and(|m| level < m) {
             request.error(inner, "unmet_authentication_requirements", "the account level is lower than requested").into_response()
         } else {
@@ -141,7 +140,7 @@ pub async fn callback(
         // The session went with the login's pending consent or code, or, where the login ended
         // before either, goes now: the citizen stays signed in for the other systems.
         inner.save_session_alone(&live).await?;
-        Ok((jar, response).into_response())
+        Ok((session_cookie, upstream_cookie, response).into_response())
     }
     .await;
     let response = inner.respond(result);
@@ -149,7 +148,7 @@ pub async fn callback(
         // A login is resumed at most once by the browser that started it, refused or not: the
         // IdP's answer cannot be replayed here after a refusal (an answer from another issuer,
         // say). A login kept in the Store was taken from it too.
-        Some(name) => (CookieJar::new().add(inner.removal(name, "/")), response).into_response(),
+        Some(name) => (inner.removal(&name, "/"), response).into_response(),
         None => response,
     }
 }

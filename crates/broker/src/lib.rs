@@ -41,6 +41,7 @@ pub mod refresh;
 pub mod request;
 pub mod server;
 pub mod session;
+pub mod set_cookie;
 pub mod state;
 pub mod store;
 pub mod tally;

@@ -151,15 +151,16 @@ async fn logout(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
         let upstream_id_token = live
             .as_ref()
             .and_then(|live| inner.upstream_id_token(&jar, live));
-        let jar = inner
-            .forget_upstream_id_token(jar)
-            .add(inner.removal(inner.session_cookie_name(), "/"));
+        let removals = (
+            inner.forget_upstream_id_token(),
+            inner.removal(inner.session_cookie_name(), "/"),
+        );
         let Some(live) = live else {
             // Nothing to end (already signed out, or another browser): go on as asked.
             return Ok(match destination {
-                Some(next) => (jar, Redirect::to(&next)).into_response(),
+                Some(next) => (removals, Redirect::to(&next)).into_response(),
                 None => (
-                    jar,
+                    removals,
                     crate::pages::signed_out(&[], None, inner.config.home_url.as_deref()),
                 )
                     .into_response(),
@@ -169,16 +170,16 @@ async fn logout(broker: Broker, jar: CookieJar, params: &[u8]) -> Response {
         tracing::info!(frames = frames.len(), "citizen signed out");
         Ok(if frames.is_empty() {
             match next {
-                Some(next) => (jar, Redirect::to(&next)).into_response(),
+                Some(next) => (removals, Redirect::to(&next)).into_response(),
                 None => (
-                    jar,
+                    removals,
                     crate::pages::signed_out(&[], None, inner.config.home_url.as_deref()),
                 )
                     .into_response(),
             }
         } else {
             (
-                jar,
+                removals,
                 crate::pages::signed_out(
                     &frames,
                     next.as_deref(),

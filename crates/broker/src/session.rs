@@ -13,11 +13,10 @@
 //! session lifetime after an upgrade). A cookie of this release shown to a node of an earlier
 //! one during a rolling update is not found there: the citizen signs in upstream again.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::CookieJar;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lienthong_protocol::secret::{constant_time_eq, random_token, sha256_b64url};
@@ -25,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::CitizenIdentity;
 use crate::level::Level;
+use crate::set_cookie::SetCookie;
 use crate::state::Inner;
 use crate::store::{Batch, Record, StoreError, keys};
 
@@ -97,24 +97,14 @@ impl Inner {
         }
     }
 
-    pub fn cookie<'c>(&self, name: String, value: String, max_age: Duration) -> Cookie<'c> {
-        Cookie::build((name, value))
-            .http_only(true)
-            .secure(self.secure_cookies)
-            .same_site(SameSite::Lax)
-            .path("/")
-            .max_age(time::Duration::seconds(max_age.as_secs() as i64))
-            .build()
+    /// A cookie of the broker's at `/`, kept for `max_age`.
+    pub fn cookie(&self, name: &str, value: &str, max_age: Duration) -> SetCookie {
+        SetCookie::new(name, value, "/", max_age, self.secure_cookies)
     }
 
-    /// The removal of the cookie `name` set at `path`, with the attributes it was set with: a
-    /// browser ignores a `Set-Cookie` for a `__Host-` name without `Secure`, removals included.
-    pub fn removal<'c>(
-        &self,
-        name: impl Into<Cow<'c, str>>,
-        path: impl Into<Cow<'c, str>>,
-    ) -> Cookie<'c> {
-        removal(name, path, self.secure_cookies)
+    /// The removal of the cookie `name` set at `path` ([`SetCookie::removal`]).
+    pub fn removal(&self, name: &str, path: &str) -> SetCookie {
+        SetCookie::removal(name, path, self.secure_cookies)
     }
 
     fn session_ttl(&self, session: &SsoSession) -> Option<Duration> {
@@ -149,7 +139,7 @@ impl Inner {
     /// own ([`Inner::save_session_alone`]), so the citizen stays signed in for the other
     /// systems. The session is written once; what changes later (its clients, its idle
     /// deadline) changes without rewriting it.
-    pub fn open_session<'c>(&self, mut session: SsoSession) -> (LiveSession, Cookie<'c>) {
+    pub fn open_session(&self, mut session: SsoSession) -> (LiveSession, SetCookie) {
         let secret = random_token(32);
         session.cookie = sha256_b64url(&secret);
         let value = format!("{}.{secret}", session.sid);
@@ -161,7 +151,7 @@ impl Inner {
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
         (
             live,
-            self.cookie(self.session_cookie_name().to_owned(), value, absolute),
+            self.cookie(self.session_cookie_name(), &value, absolute),
         )
     }
 
@@ -191,11 +181,11 @@ impl Inner {
     /// `id_token_hint` at sign-out: sealed in a cookie sent to the sign-out endpoint alone, so
     /// the Store holds neither its bytes (most of a session record's) nor its personal data.
     /// A token too long for a cookie goes into the session record instead.
-    pub fn keep_upstream_id_token<'c>(
+    pub fn keep_upstream_id_token(
         &self,
         live: &mut LiveSession,
         token: String,
-    ) -> Option<Cookie<'c>> {
+    ) -> Option<SetCookie> {
         let sealed = self.store.sealer().seal(
             &Self::upstream_token_binding(&live.key),
             UPSTREAM_TOKEN_VERSION,
@@ -212,9 +202,13 @@ impl Inner {
             return None;
         }
         let absolute = Duration::from_secs(self.config.sessions.absolute_secs);
-        let mut cookie = self.cookie(name.to_owned(), value, absolute);
-        cookie.set_path(self.upstream_token_path());
-        Some(cookie)
+        Some(SetCookie::new(
+            name,
+            &value,
+            &self.upstream_token_path(),
+            absolute,
+            self.secure_cookies,
+        ))
     }
 
     /// The upstream ID token kept for `live`: the session record's, or the one sealed in the
@@ -236,11 +230,11 @@ impl Inner {
     }
 
     /// The removal of the upstream ID token's cookie, for a sign-out.
-    pub fn forget_upstream_id_token(&self, jar: CookieJar) -> CookieJar {
-        jar.add(self.removal(
+    pub fn forget_upstream_id_token(&self) -> SetCookie {
+        self.removal(
             self.upstream_token_cookie_name(),
-            self.upstream_token_path(),
-        ))
+            &self.upstream_token_path(),
+        )
     }
 
     /// Adds a session [`Inner::open_session`] opened to `batch`, unless an earlier batch took it.
@@ -336,40 +330,5 @@ impl SsoSession {
     pub fn satisfies(&self, minimum: Option<Level>, max_age: Option<u64>, now: u64) -> bool {
         minimum.is_none_or(|m| self.level >= m)
             && max_age.is_none_or(|m| now.saturating_sub(self.auth_time) <= m)
-    }
-}
-
-/// [`Inner::removal`].
-fn removal<'c>(
-    name: impl Into<Cow<'c, str>>,
-    path: impl Into<Cow<'c, str>>,
-    secure: bool,
-) -> Cookie<'c> {
-    let mut cookie = Cookie::build((name, ""))
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .path(path)
-        .build();
-    cookie.make_removal();
-    cookie
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_cookie_is_removed_with_the_attributes_it_was_set_with() {
-        let secure = super::removal("__Host-lienthong_login_abc", "/", true).to_string();
-        for part in [
-            "__Host-lienthong_login_abc=",
-            "Secure",
-            "Path=/",
-            "HttpOnly",
-            "Max-Age=0",
-        ] {
-            assert!(secure.contains(part), "{part} in {secure}");
-        }
-        let plain = super::removal("lienthong_login_abc", "/", false).to_string();
-        assert!(!plain.contains("Secure"), "{plain}");
     }
 }
