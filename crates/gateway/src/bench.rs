@@ -421,12 +421,121 @@ fn portal() -> &'static reqwest::Client {
     PORTAL.get_or_init(reqwest::Client::new)
 }
 
-fn browser() -> Result<reqwest::Client, &'static str> {
-    reqwest::Client::builder()
-        .cookie_store(true)
+fn browser() -> Result<Browser, &'static str> {
+    let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|_| "client")
+        .map_err(|_| "client")?;
+    Ok(Browser {
+        http,
+        cookies: std::sync::Mutex::new(Vec::new()),
+    })
+}
+
+/// A simulated citizen's browser: a connection of its own, no redirect followed, and the
+/// cookies the broker and the mock IdP set, sent back as a browser sends them (RFC 6265): by
+/// host and path, the ports of one host sharing them (§8.5), a cookie set again replaced, one
+/// set to expire dropped. Kept here rather than by reqwest, whose cookie layer, once compiled in,
+/// parses every request's URL in the broker's upstream client too.
+struct Browser {
+    http: reqwest::Client,
+    cookies: std::sync::Mutex<Vec<Kept>>,
+}
+
+/// A cookie the browser keeps.
+struct Kept {
+    host: String,
+    path: String,
+    name: String,
+    value: String,
+}
+
+impl Browser {
+    async fn get(&self, url: &str) -> Result<reqwest::Response, &'static str> {
+        self.send(self.http.get(url), url).await
+    }
+
+    async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, &'static str> {
+        self.send(self.http.post(url).form(form), url).await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, &'static str> {
+        let url = Url::parse(url).map_err(|_| "url")?;
+        let (host, path) = (url.host_str().unwrap_or_default(), url.path());
+        let header = {
+            let cookies = self.cookies.lock().map_err(|_| "cookies")?;
+            let sent: Vec<String> = cookies
+                .iter()
+                .filter(|c| c.host == host && path_matches(path, &c.path))
+                .map(|c| format!("{}={}", c.name, c.value))
+                .collect();
+            sent.join("; ")
+        };
+        let request = if header.is_empty() {
+            request
+        } else {
+            request.header(reqwest::header::COOKIE, header)
+        };
+        let response = request.send().await.map_err(|_| "connection")?;
+        let mut cookies = self.cookies.lock().map_err(|_| "cookies")?;
+        for line in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let Some((name, value, at, gone)) =
+                line.to_str().ok().and_then(|l| set_cookie(l, path))
+            else {
+                continue;
+            };
+            cookies.retain(|c| !(c.host == host && c.name == name && c.path == at));
+            if !gone {
+                cookies.push(Kept {
+                    host: host.to_owned(),
+                    path: at,
+                    name,
+                    value,
+                });
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// A `Set-Cookie` line: its name, value, path (RFC 6265 §5.1.4's default from `request_path`
+/// where none is given) and whether it removes the cookie (`Max-Age` of zero or less).
+fn set_cookie(line: &str, request_path: &str) -> Option<(String, String, String, bool)> {
+    let mut parts = line.split(';');
+    let (name, value) = parts.next()?.trim().split_once('=')?;
+    let mut path = None;
+    let mut gone = false;
+    for attribute in parts {
+        let (key, val) = attribute
+            .trim()
+            .split_once('=')
+            .unwrap_or((attribute.trim(), ""));
+        if key.eq_ignore_ascii_case("path") && val.starts_with('/') {
+            path = Some(val.to_owned());
+        } else if key.eq_ignore_ascii_case("max-age") {
+            gone = val.parse::<i64>().is_ok_and(|secs| secs <= 0);
+        }
+    }
+    let path = path.unwrap_or_else(|| match request_path.rfind('/') {
+        Some(0) | None => "/".to_owned(),
+        Some(i) => request_path[..i].to_owned(),
+    });
+    Some((name.to_owned(), value.to_owned(), path, gone))
+}
+
+/// RFC 6265 §5.1.4: whether a cookie set for `cookie_path` goes with a request for `path`.
+fn path_matches(path: &str, cookie_path: &str) -> bool {
+    path == cookie_path
+        || (path.starts_with(cookie_path)
+            && (cookie_path.ends_with('/') || path[cookie_path.len()..].starts_with('/')))
 }
 
 /// PKCE pair and the authorization URL for one login.
@@ -509,41 +618,41 @@ struct SignedIn {
 /// userinfo. The error names the step that failed.
 async fn login(
     args: &BenchArgs,
-    browser: &reqwest::Client,
+    browser: &Browser,
     number: &str,
 ) -> Result<SignedIn, &'static str> {
     let (verifier, url) = authorization(args)?;
     let send_err = |_| "connection";
-    let r = browser.get(url).send().await.map_err(send_err)?;
+    let r = browser.get(url.as_str()).await?;
     let to_idp = location(&r).map_err(|_| "authorize")?;
-    let form = browser.get(&to_idp).send().await.map_err(send_err)?;
+    let form = browser.get(&to_idp).await?;
     let html = form.text().await.map_err(send_err)?;
     let flow = hidden_field(&html, "flow").ok_or("idp form")?;
     let form_url = to_idp.split('?').next().unwrap_or_default().to_owned();
     let r = browser
-        .post(&form_url)
-        .form(&[
-            ("flow", flow.as_str()),
-            ("typed_number", number),
-            ("password", &args.password),
-            ("otp", &args.otp),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .map_err(send_err)?;
+        .post_form(
+            &form_url,
+            &[
+                ("flow", flow.as_str()),
+                ("typed_number", number),
+                ("password", &args.password),
+                ("otp", &args.otp),
+                ("action", "login"),
+            ],
+        )
+        .await?;
     let callback = location(&r).map_err(|_| "idp login")?;
-    let mut r = browser.get(&callback).send().await.map_err(send_err)?;
+    let mut r = browser.get(&callback).await?;
     let consent_asked = r.status() == reqwest::StatusCode::OK;
     if consent_asked {
         let html = r.text().await.map_err(send_err)?;
         let consent_id = hidden_field(&html, "consent_id").ok_or("consent page")?;
         r = browser
-            .post(format!("{}/consent", args.issuer))
-            .form(&[("consent_id", consent_id.as_str()), ("decision", "allow")])
-            .send()
-            .await
-            .map_err(send_err)?;
+            .post_form(
+                &format!("{}/consent", args.issuer),
+                &[("consent_id", consent_id.as_str()), ("decision", "allow")],
+            )
+            .await?;
     }
     let at_client = location(&r).map_err(|_| "callback")?;
     let code = query_value(&at_client, "code").ok_or("no code")?;
@@ -560,9 +669,9 @@ async fn login(
 }
 
 /// An SSO login: the session answers authorize (no trip to the IdP), the code is redeemed.
-async fn sso_login(args: &BenchArgs, browser: &reqwest::Client) -> Result<(), &'static str> {
+async fn sso_login(args: &BenchArgs, browser: &Browser) -> Result<(), &'static str> {
     let (verifier, url) = authorization(args)?;
-    let r = browser.get(url).send().await.map_err(|_| "connection")?;
+    let r = browser.get(url.as_str()).await?;
     let at_client = location(&r).map_err(|_| "authorize")?;
     let code = query_value(&at_client, "code").ok_or("sso gave no code")?;
     redeem(args, &code, &verifier).await.map(|_| ())
@@ -1003,6 +1112,47 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn the_browser_reads_set_cookie_lines_and_sends_them_by_path() {
+        let line =
+            "__Host-lienthong=sid.secret; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=1800";
+        assert_eq!(
+            set_cookie(line, "/callback"),
+            Some((
+                "__Host-lienthong".into(),
+                "sid.secret".into(),
+                "/".into(),
+                false
+            ))
+        );
+        let removal = concat!(
+            "lienthong_upstream=; HttpOnly; Path=/b/logout; Max-Age=0; ",
+            "Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(
+            set_cookie(removal, "/b/logout"),
+            Some((
+                "lienthong_upstream".into(),
+                String::new(),
+                "/b/logout".into(),
+                true
+            ))
+        );
+        // No Path: the request path's directory (RFC 6265 §5.1.4).
+        assert_eq!(
+            set_cookie("a=b", "/realms/citizen/login").unwrap().2,
+            "/realms/citizen"
+        );
+        assert_eq!(set_cookie("a=b", "/login").unwrap().2, "/");
+        assert_eq!(set_cookie("no value", "/"), None);
+
+        assert!(path_matches("/b/logout", "/b/logout"));
+        assert!(path_matches("/b/logout/x", "/b/logout"));
+        assert!(path_matches("/anything", "/"));
+        assert!(!path_matches("/b/logoutx", "/b/logout"));
+        assert!(!path_matches("/callback", "/b/logout"));
+    }
 
     /// Polls `condition` every 20 ms for up to 20 s.
     fn eventually(mut condition: impl FnMut() -> bool) -> bool {
