@@ -85,7 +85,7 @@ impl IntoResponseParts for SetCookie {
 /// The bytes a name or value is written with as they are: base64url's and `.`, which every
 /// cookie of the broker's is made of. They are `cookie-octet`s (RFC 6265) and `token`
 /// characters (RFC 7230), and not `%`, which the reader would percent-decode. One load a byte:
-/// a sealed token's cookie is some 2 KB.
+/// the sealed upstream ID token's cookie is some 1.6 KB.
 const AS_IS: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
