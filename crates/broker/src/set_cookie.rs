@@ -24,26 +24,21 @@ pub struct SetCookie(HeaderValue);
 impl SetCookie {
     /// The cookie `name` = `value` for `path`, kept by the browser for `max_age`.
     pub fn new(name: &str, value: &str, path: &str, max_age: Duration, secure: bool) -> Self {
-        Self::write(name, value, path, secure, |line| {
-            write!(line, "; Max-Age={}", max_age.as_secs())
-        })
+        let mut line = Self::line(name, value, path, secure);
+        let _ = write!(line, "; Max-Age={}", max_age.as_secs());
+        Self::from_line(line)
     }
 
     /// The removal of the cookie `name` set at `path`, with the attributes it was set with: a
     /// browser ignores a `Set-Cookie` for a `__Host-` name without `Secure`, removals included.
     pub fn removal(name: &str, path: &str, secure: bool) -> Self {
-        Self::write(name, "", path, secure, |line| {
-            line.write_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
-        })
+        let mut line = Self::line(name, "", path, secure);
+        line.push_str("; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+        Self::from_line(line)
     }
 
-    fn write(
-        name: &str,
-        value: &str,
-        path: &str,
-        secure: bool,
-        lifetime: impl FnOnce(&mut String) -> std::fmt::Result,
-    ) -> Self {
+    /// The line up to its lifetime.
+    fn line(name: &str, value: &str, path: &str, secure: bool) -> String {
         let mut line = String::with_capacity(name.len() + value.len() + path.len() + 96);
         let as_is = |b: u8| AS_IS[usize::from(b)];
         if !name.is_empty() && name.bytes().all(as_is) && value.bytes().all(as_is) {
@@ -59,10 +54,17 @@ impl SetCookie {
         }
         line.push_str("; Path=");
         line.push_str(path);
-        let _ = lifetime(&mut line);
-        // Every byte is visible ASCII: the name and value above, the issuer's path (a URL's,
-        // percent-encoded), the attributes.
-        Self(HeaderValue::try_from(line).unwrap_or_else(|_| HeaderValue::from_static("")))
+        line
+    }
+
+    fn from_line(line: String) -> Self {
+        // Every byte is visible ASCII — the name and value above, the issuer's path (a URL's,
+        // percent-encoded), the attributes — so this holds; were it not to, the cookie is left
+        // out, not the answer.
+        Self(HeaderValue::try_from(line).unwrap_or_else(|_| {
+            tracing::error!("a Set-Cookie line that is not a header value: left out");
+            HeaderValue::from_static("")
+        }))
     }
 
     /// The header's value.
