@@ -16,6 +16,7 @@ use axum::http::HeaderValue;
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponseParts, ResponseParts};
 use axum_extra::extract::cookie::Cookie;
+use lienthong_protocol::secret::is_base64url;
 
 /// One `Set-Cookie` header, ready to go out with a response.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ const AS_IS: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        table[b] = (b as u8).is_ascii_alphanumeric() || matches!(b as u8, b'-' | b'_' | b'.');
+        table[b] = is_base64url(b as u8) || b as u8 == b'.';
         b += 1;
     }
     table

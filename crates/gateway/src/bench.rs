@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use axum_extra::extract::cookie::Cookie;
 use reqwest::header::LOCATION;
 use tokio::sync::Mutex;
 use url::Url;
@@ -506,29 +507,25 @@ impl Browser {
     }
 }
 
-/// A `Set-Cookie` line: its name, value, path (RFC 6265 §5.1.4's default from `request_path`
-/// where none is given) and whether it removes the cookie (`Max-Age` of zero or less).
+/// A `Set-Cookie` line, read by the cookie crate: its name, value, path (RFC 6265 §5.1.4's
+/// default from `request_path` where none is given) and whether it removes the cookie (a
+/// `Max-Age` of zero).
 fn set_cookie(line: &str, request_path: &str) -> Option<(String, String, String, bool)> {
-    let mut parts = line.split(';');
-    let (name, value) = parts.next()?.trim().split_once('=')?;
-    let mut path = None;
-    let mut gone = false;
-    for attribute in parts {
-        let (key, val) = attribute
-            .trim()
-            .split_once('=')
-            .unwrap_or((attribute.trim(), ""));
-        if key.eq_ignore_ascii_case("path") && val.starts_with('/') {
-            path = Some(val.to_owned());
-        } else if key.eq_ignore_ascii_case("max-age") {
-            gone = val.parse::<i64>().is_ok_and(|secs| secs <= 0);
-        }
-    }
-    let path = path.unwrap_or_else(|| match request_path.rfind('/') {
-        Some(0) | None => "/".to_owned(),
-        Some(i) => request_path[..i].to_owned(),
-    });
-    Some((name.to_owned(), value.to_owned(), path, gone))
+    let cookie = Cookie::parse(line).ok()?;
+    let path = match cookie.path() {
+        Some(path) if path.starts_with('/') => path.to_owned(),
+        _ => match request_path.rfind('/') {
+            Some(0) | None => "/".to_owned(),
+            Some(i) => request_path[..i].to_owned(),
+        },
+    };
+    let gone = cookie.max_age().is_some_and(|age| age.is_zero());
+    Some((
+        cookie.name().to_owned(),
+        cookie.value().to_owned(),
+        path,
+        gone,
+    ))
 }
 
 /// RFC 6265 §5.1.4: whether a cookie set for `cookie_path` goes with a request for `path`.

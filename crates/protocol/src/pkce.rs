@@ -1,7 +1,7 @@
 //! The PKCE rule (RFC 7636), in one place. Only `S256` is accepted: `plain` would let anyone who
 //! saw the authorization request redeem the code.
 
-use crate::secret::sha256_b64url;
+use crate::secret::{is_base64url, sha256_b64url};
 
 /// Why a PKCE parameter was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -46,10 +46,6 @@ pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), PkceError> 
     } else {
         Err(PkceError::Mismatch)
     }
-}
-
-fn is_base64url(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 fn is_unreserved(b: u8) -> bool {

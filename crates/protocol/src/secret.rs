@@ -51,6 +51,12 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(random_bytes(bytes))
 }
 
+/// Whether `b` is one of base64url's characters (RFC 4648 §5), the alphabet of every token
+/// and digest here.
+pub const fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
 /// SHA-256 of `value`, base64url without padding: the storage key of a secret.
 pub fn sha256_b64url(value: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha256(value.as_bytes()))
