@@ -51,7 +51,8 @@ pub async fn callback(
         // The login is carried in the state, sealed; or, for a state that does not open, kept
         // in the Store under it (authorize::carry says when).
         let carried = carried(inner, state);
-        let key = keys::pending_login(state);
+        // The Store's key (a digest of the whole state) only where the state carried nothing.
+        let key = || keys::pending_login(state);
         let binding = carried.as_ref().map_or(state, |c| c.binding.as_str());
         let cookie_name = inner.login_cookie_name(binding);
         let expired = |retry: Option<String>| CitizenPage::new(StatusCode::BAD_REQUEST, Problem::LoginExpired).with_links(retry, None);
@@ -61,7 +62,7 @@ pub async fn callback(
             tracing::warn!("callback without the matching login cookie");
             let request = match carried {
                 Some(c) => Some(c.pending.request),
-                None => inner.store.get::<PendingLogin>(&key).await?.map(|p| p.request),
+                None => inner.store.get::<PendingLogin>(&key()).await?.map(|p| p.request),
             };
             return Err(expired(request.map(|r| r.retry_url(&inner.issuer))).into());
         }
@@ -70,7 +71,7 @@ pub async fn callback(
             Some(c) if c.expires_at > inner.now() => c.pending,
             // Too late: the request is still known, so the citizen may start it again.
             Some(c) => return Err(expired(Some(c.pending.request.retry_url(&inner.issuer))).into()),
-            None => match inner.store.take::<PendingLogin>(&key).await? {
+            None => match inner.store.take::<PendingLogin>(&key()).await? {
                 Some(pending) => pending,
                 None => return Err(expired(None).into()),
             },
